@@ -1,0 +1,1 @@
+"""Coupons dropped live and giveaways drawn fairly during a broadcast."""

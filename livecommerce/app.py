@@ -1,0 +1,318 @@
+"""`create_app(config)`: the whole server, assembled. Nothing is created at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp.web_urldispatcher import StaticResource
+from redis.asyncio import Redis
+
+import web as web_assets
+
+from . import i18n
+from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secure
+from .config import Config
+from .db import make_engine, make_sessionmaker
+from .errors import AppError, NotFound
+from .keys import AppKeys
+from .metrics import make_metrics
+from .models import User
+from .realtime import make_sio
+
+log = logging.getLogger("livecommerce.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: https:; "
+       "frame-src https:; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
+       "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+
+
+def wants_json(request: web.Request) -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def is_exempt(request: web.Request) -> bool:
+    """Static files and the socket.io endpoint: no session, no CSRF (sockets check at connect)."""
+    route = request.match_info.route
+    resource = route.resource
+    return isinstance(resource, StaticResource) or request.path.startswith("/socket.io/")
+
+
+def error_response(request: web.Request, status: int, code: str, message: str, details: Any = None) -> web.Response:
+    text_ = i18n.gettext(message)
+    if wants_json(request):
+        body: dict[str, Any] = {"code": code, "message": text_}
+        if details is not None:
+            body["details"] = details
+        return web.json_response({"error": body}, status=status,
+                                 dumps=lambda o: __import__("json").dumps(o, ensure_ascii=False))
+    try:
+        resp = aiohttp_jinja2.render_template("error.html", request,
+                                              {"status": status, "code": code, "message": text_, "details": details})
+    except Exception:  # the error page itself must never fail
+        log.exception("error page failed")
+        resp = web.Response(text=f"{status} {text_}", content_type="text/plain")
+    resp.set_status(status)
+    return resp
+
+
+_HTTP_ERRORS = {
+    404: ("not_found", "This page does not exist."),
+    405: ("method_not_allowed", "This address does not accept that method."),
+    413: ("too_large", "The request is too large."),
+}
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: request id, errors translated, one structured log line, metrics, security headers."""
+    app = request.app
+    metrics = app[AppKeys.metrics]
+    started = time.perf_counter()
+    request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
+    request["request_id"] = request_id
+    i18n.activate(app[AppKeys.config].i18n.default_locale,
+                  app[AppKeys.catalogues][app[AppKeys.config].i18n.default_locale])
+    code = ""
+    inflight = app[AppKeys.inflight]
+    counted = not request.path.startswith("/socket.io/")  # a websocket lives as long as its viewer
+    if counted:
+        inflight["count"] += 1
+    try:
+        try:
+            resp = await handler(request)
+        except AppError as exc:
+            code = exc.code
+            resp = error_response(request, exc.status, exc.code, i18n.gettext(exc.message, **exc.params), exc.details)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code, message = _HTTP_ERRORS.get(exc.status, ("http_error", exc.reason or "Error"))
+            resp = error_response(request, exc.status, code, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("request failed", extra={"request_id": request_id, "path": request.path})
+            code = "internal"
+            resp = error_response(request, 500, "internal", "Something went wrong on our side. Please try again.")
+    except web.HTTPException as exc:  # redirects
+        resp = exc
+    finally:
+        if counted:
+            inflight["count"] -= 1
+            if inflight["count"] == 0:
+                inflight["idle"].set()
+    if code:
+        metrics.errors.labels(code).inc()
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    elapsed = time.perf_counter() - started
+    metrics.requests.labels(request.method, route, str(resp.status)).inc()
+    metrics.request_seconds.labels(route).observe(elapsed)
+    headers = resp.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers["X-Request-ID"] = request_id
+    user = request.get("user")
+    if not request.path.startswith("/static/"):
+        log.info("request", extra={
+            "request_id": request_id, "method": request.method, "path": request.path, "status": resp.status,
+            "ms": round(elapsed * 1000, 2), "user": user.id if user else None,
+            "broadcast": request.match_info.get("broadcast_id"), "code": code or None})
+    if isinstance(resp, web.HTTPException):
+        raise resp
+    return resp
+
+
+@web.middleware
+async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The session cookie, the signed-in user and the language, for everything but static files."""
+    if is_exempt(request):
+        return await handler(request)
+    app = request.app
+    config = app[AppKeys.config]
+    codec = app[AppKeys.codec]
+    session = codec.decode(request.cookies.get(COOKIE))
+    fresh = session is None
+    if session is None:
+        session = Session()
+    user: User | None = None
+    if session.user_id is not None:
+        async with app[AppKeys.db]() as db:
+            user = await db.get(User, session.user_id)
+        if user is None or not user.is_active or user.session_epoch != session.epoch:
+            user = None
+            session = Session(locale=session.locale)
+            fresh = True
+    lang = request.query.get("lang")
+    if lang in config.i18n.locales and lang != session.locale:
+        session.locale = lang
+        fresh = True
+    locale = session.locale if session.locale in config.i18n.locales else config.i18n.default_locale
+    i18n.activate(locale, app[AppKeys.catalogues][locale])
+    request["session"] = session
+    request["cookie_session"] = None if fresh else session
+    request["user"] = user
+    request["locale"] = locale
+    request["session_dirty"] = fresh
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            _write_session(request, exc)
+        raise
+    _write_session(request, resp)
+    return resp
+
+
+def _write_session(request: web.Request, resp: web.StreamResponse) -> None:
+    if not request.get("session_dirty") or resp.prepared:
+        return
+    app = request.app
+    config = app[AppKeys.config]
+    resp.set_cookie(COOKIE, app[AppKeys.codec].encode(request["session"]),
+                    max_age=config.security.session_max_age_hours * 3600, httponly=True, samesite="Lax",
+                    secure=cookie_secure(request, config), path="/")
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CSRF on every state-changing request, then the route's declared access rule."""
+    if is_exempt(request):
+        return await handler(request)
+    if request.match_info.http_exception is not None:
+        raise request.match_info.http_exception
+    rule = getattr(request.match_info.handler, "__access__", None)
+    if rule is None:  # every route must say who may call it
+        log.error("route without access rule", extra={"path": request.path})
+        raise NotFound()
+    if request.method in UNSAFE:
+        await check_csrf(request, request.get("cookie_session"), request.app[AppKeys.config])
+    rule.check(request.get("user"))
+    return await handler(request)
+
+
+def load_or_create_secret(config: Config) -> str:
+    if config.server.secret_key:
+        return config.server.secret_key
+    path = Path(config.server.secret_key_file)
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return secret
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    engine = make_engine(app[AppKeys.config].database)
+    app[AppKeys.engine] = engine
+    app[AppKeys.db] = make_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    url = app[AppKeys.config].redis.url
+    if not url:
+        yield
+        return
+    client = Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    app[AppKeys.redis] = client
+    yield
+    await client.aclose()
+    manager = app[AppKeys.sio].manager
+    redis_conn = getattr(manager, "redis", None)
+    if redis_conn is not None:
+        await redis_conn.aclose()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Graceful shutdown: let in-flight requests finish, then say goodbye to every socket."""
+    inflight = app[AppKeys.inflight]
+    if inflight["count"]:
+        inflight["idle"].clear()
+        try:
+            await asyncio.wait_for(inflight["idle"].wait(), app[AppKeys.config].server.shutdown_timeout)
+        except TimeoutError:
+            log.warning("shutdown with requests still running", extra={"count": inflight["count"]})
+    sio = app[AppKeys.sio]
+    await sio.shutdown()
+
+
+def setup_templates(app: web.Application) -> None:
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(web_assets.TEMPLATES)),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        extensions=["jinja2.ext.i18n"],
+        context_processors=[_template_context],
+        undefined=jinja2.StrictUndefined,
+    )
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    config = app[AppKeys.config]
+    tz = config.tz
+    env.filters["won"] = lambda amount: i18n.format_won(int(amount))
+    env.filters["localtime"] = lambda moment, fmt="medium": i18n.format_time(moment, tz, fmt)
+    env.filters["pick"] = lambda obj, field: i18n.pick(obj, field)
+    env.globals["static"] = lambda path: f"/static/{path}"
+
+
+async def _template_context(request: web.Request) -> dict[str, Any]:
+    session = request.get("session")
+    return {
+        "user": request.get("user"),
+        "csrf_token": session.csrf if session else "",
+        "locale": request.get("locale", "ko"),
+        "path": request.path,
+        "config": request.app[AppKeys.config],
+    }
+
+
+def create_app(config: Config) -> web.Application:
+    """Build the application for `config`; resources open on startup and close on cleanup."""
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[observe, context, guard])
+    app[AppKeys.config] = config
+    app[AppKeys.metrics] = make_metrics()
+    app[AppKeys.catalogues] = i18n.load_catalogues(config.i18n.locales)
+    app[AppKeys.codec] = SessionCodec(load_or_create_secret(config), config.security.session_max_age_hours * 3600)
+    app[AppKeys.inflight] = {"count": 0, "idle": asyncio.Event()}
+    setup_templates(app)
+
+    sio = make_sio(config)
+    sio.attach(app)
+    app[AppKeys.sio] = sio
+
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_redis)
+    app.on_shutdown.append(_close_sockets)
+
+    from sessions import events as session_events
+    from sessions import views as session_views
+
+    from . import views
+
+    api = views.make_api()
+    session_views.register_api(api)
+    api.install(app)
+    views.register_pages(app)
+    session_views.register_pages(app)
+    session_events.register(app, sio)
+    app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=False)
+    return app

@@ -1,0 +1,188 @@
+"""Accounts and who may do what: passwords, the signed session cookie, CSRF, access rules.
+
+The session cookie is signed (itsdangerous) and carries only the user's id, the user's
+session epoch and a CSRF token; the role always comes from the database, never from what a
+client says. Nothing is kept in one process's memory, so any server process can read it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from .config import Config
+from .errors import CsrfFailed, Forbidden, Unauthenticated
+from .models import Role, User
+
+COOKIE = "lc_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(hashed: str | None, password: str) -> bool:
+    if not hashed:
+        # Spend the same time as a real check, so a missing account is not told apart by timing.
+        try:
+            _hasher.verify(_DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            pass
+        return False
+    try:
+        return _hasher.verify(hashed, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+_DUMMY_HASH = _hasher.hash("not a password anybody has")
+
+
+@dataclass
+class Session:
+    """What the cookie carries."""
+
+    user_id: int | None = None
+    epoch: int = 0
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    locale: str | None = None
+
+    def dump(self) -> dict[str, Any]:
+        return {"u": self.user_id, "e": self.epoch, "c": self.csrf, "l": self.locale}
+
+    @classmethod
+    def load(cls, data: Any) -> Session | None:
+        if not isinstance(data, dict):
+            return None
+        uid, epoch, csrf, loc = data.get("u"), data.get("e", 0), data.get("c"), data.get("l")
+        if (uid is not None and not isinstance(uid, int)) or not isinstance(epoch, int) or not isinstance(csrf, str):
+            return None
+        return cls(user_id=uid, epoch=epoch, csrf=csrf, locale=loc if loc in ("ko", "en") else None)
+
+
+class SessionCodec:
+    def __init__(self, secret: str, max_age_seconds: int) -> None:
+        self._s = URLSafeTimedSerializer(secret, salt="livecommerce.session")
+        self.max_age = max_age_seconds
+
+    def encode(self, session: Session) -> str:
+        return self._s.dumps(session.dump())
+
+    def decode(self, value: str | None) -> Session | None:
+        if not value:
+            return None
+        try:
+            return Session.load(self._s.loads(value, max_age=self.max_age))
+        except BadSignature:
+            return None
+
+
+# -- access rules -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call a route or send an event. Every route declares one."""
+
+    roles: frozenset[Role] | None  # None: anyone, signed in or not
+    description: str
+
+    def check(self, user: User | None) -> None:
+        if self.roles is None:
+            return
+        if user is None:
+            raise Unauthenticated()
+        if user.role not in self.roles:
+            raise Forbidden()
+
+    def allows(self, user: User | None) -> bool:
+        try:
+            self.check(user)
+        except (Unauthenticated, Forbidden):
+            return False
+        return True
+
+
+PUBLIC = Access(None, "anyone")
+SIGNED_IN = Access(frozenset(Role), "any signed-in user, guests included")
+STAFF = Access(frozenset({Role.STAFF}), "staff")
+HOST = Access(frozenset({Role.HOST, Role.STAFF}), "hosts and staff")
+MERCHANT = Access(frozenset({Role.MERCHANT, Role.STAFF}), "merchants and staff")
+
+
+def access(rule: Access) -> Any:
+    """Mark an aiohttp handler with who may call it; the access middleware enforces it."""
+
+    def mark(handler: Any) -> Any:
+        handler.__access__ = rule
+        return handler
+
+    return mark
+
+
+# -- origins and CSRF ---------------------------------------------------------------------
+
+def request_origin(request: web.Request, trust_proxy: bool) -> str:
+    scheme = request.scheme
+    host = request.host
+    if trust_proxy:
+        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
+    return f"{scheme}://{host}"
+
+
+def allowed_origins(config: Config) -> list[str]:
+    """Origins allowed besides the server's own (the public URL and `server.allowed_origins`)."""
+    out = [o.rstrip("/") for o in config.server.allowed_origins]
+    if config.server.public_url:
+        p = urlsplit(config.server.public_url)
+        out.insert(0, f"{p.scheme}://{p.netloc}")
+    return out
+
+
+def origin_ok(request: web.Request, config: Config) -> bool:
+    """A browser's Origin (or Referer) must be ours; a client that sends neither is not a browser
+    and is held to the token alone."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        referer = request.headers.get("Referer")
+        if referer is None:
+            return True
+        p = urlsplit(referer)
+        origin = f"{p.scheme}://{p.netloc}"
+    if origin == "null":
+        return False
+    return origin in (request_origin(request, config.server.trust_proxy), *allowed_origins(config))
+
+
+async def check_csrf(request: web.Request, session: Session | None, config: Config) -> None:
+    if not origin_ok(request, config):
+        raise CsrfFailed("This request came from another site and was refused.", code="origin_refused")
+    if session is None:
+        raise CsrfFailed()
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if not sent or not hmac.compare_digest(sent, session.csrf):
+        raise CsrfFailed()
+
+
+def cookie_secure(request: web.Request, config: Config) -> bool:
+    mode = config.security.cookie_secure
+    if mode != "auto":
+        return mode == "always"
+    return request_origin(request, config.server.trust_proxy).startswith("https://")

@@ -1,0 +1,309 @@
+"""Configuration: `config.toml`, overridden key by key by `LIVECOMMERCE_<SECTION>_<KEY>`.
+
+Every key has a type and a default; an unknown key, a value of the wrong type or an
+impossible value raises `ConfigError` naming the key and what was expected, so the
+server refuses to start instead of running with a setting it misread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_origin, get_type_hints
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ENV_PREFIX = "LIVECOMMERCE_"
+WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, of the wrong type or impossible."""
+
+    def __init__(self, key: str, expected: str, got: object | None = None) -> None:
+        self.key = key
+        self.expected = expected
+        detail = f"{key}: expected {expected}"
+        if got is not None:
+            detail += f", got {got!r}"
+        super().__init__(detail)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+    secret_key: str = ""
+    secret_key_file: str = "livecommerce.secret"
+    allowed_origins: list[str] = field(default_factory=list)
+    max_body_bytes: int = 1_048_576
+    shutdown_timeout: float = 10.0
+    trust_proxy: bool = False
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite+aiosqlite:///livecommerce.db"
+    pool_size: int = 10
+    sqlite_busy_timeout_ms: int = 5000
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = ""
+    prefix: str = "lc:"
+
+
+@dataclass(frozen=True)
+class I18nConfig:
+    default_locale: str = "ko"
+    locales: list[str] = field(default_factory=lambda: ["ko", "en"])
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    timezone: str = "Asia/Seoul"
+    weekdays: list[str] = field(default_factory=lambda: ["MO", "WE"])
+    start_time: str = "19:00"
+    duration_minutes: int = 60
+    max_duration_minutes: int = 180
+    lobby_minutes: int = 15
+    warn_minutes: int = 5
+    grace_minutes: int = 3
+    weeks_ahead: int = 4
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    session_max_age_hours: int = 168
+    cookie_secure: str = "auto"
+    password_min_length: int = 8
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    i18n: I18nConfig = field(default_factory=I18nConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.schedule.timezone)
+
+    def replace(self, **sections: Mapping[str, Any]) -> Config:
+        """A copy with some keys changed, validated like a file: `cfg.replace(redis={"url": ...})`."""
+        raw = {name: dataclasses.asdict(getattr(self, name)) for name in _sections()}
+        for name, values in sections.items():
+            if name not in raw:
+                raise ConfigError(name, f"one of the sections {', '.join(_sections())}")
+            raw[name].update(values)
+        return build_config(raw)
+
+
+def _sections() -> dict[str, type]:
+    hints = get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is list:
+        return "a list of strings"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[tp]
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    if get_origin(tp) is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, _type_name(tp), value)
+        return list(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, _type_name(tp), value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, _type_name(tp), value)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, _type_name(tp), value)
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(key, _type_name(tp), value)
+    return value
+
+
+def _parse_env(key: str, tp: Any, text: str) -> Any:
+    """Environment variables are text: read them as the key's type."""
+    if get_origin(tp) is list:
+        text = text.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(key, "a JSON list of strings or comma-separated words", text) from exc
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if tp is bool:
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(key, "true or false", text)
+    if tp is int:
+        try:
+            return int(text)
+        except ValueError as exc:
+            raise ConfigError(key, "an integer", text) from exc
+    if tp is float:
+        try:
+            return float(text)
+        except ValueError as exc:
+            raise ConfigError(key, "a number", text) from exc
+    return text
+
+
+def build_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed TOML mapping (plus environment overrides) into a `Config`."""
+    sections = _sections()
+    for name, value in raw.items():
+        if name not in sections:
+            raise ConfigError(name, f"one of the sections {', '.join(sections)}")
+        if not isinstance(value, Mapping):
+            raise ConfigError(name, "a table of keys", value)
+    built: dict[str, Any] = {}
+    for name, cls in sections.items():
+        hints = get_type_hints(cls)
+        given = dict(raw.get(name, {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in given:
+            if key not in known:
+                raise ConfigError(f"{name}.{key}", f"one of the keys {', '.join(sorted(known))}")
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            key = f"{name}.{f.name}"
+            tp = hints[f.name]
+            env_name = f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}"
+            if env is not None and env_name in env:
+                values[f.name] = _coerce(env_name, tp, _parse_env(env_name, tp, env[env_name]))
+            elif f.name in given:
+                values[f.name] = _coerce(key, tp, given[f.name])
+        built[name] = cls(**values)
+    if env is not None:
+        for env_name in env:
+            if (env_name.startswith(ENV_PREFIX) and not env_name.startswith(ENV_PREFIX + "TEST_")
+                    and env_name not in _known_env_names()):
+                raise ConfigError(env_name, "a variable named LIVECOMMERCE_<SECTION>_<KEY> for a known key")
+    config = Config(**built)
+    validate(config)
+    return config
+
+
+def _known_env_names() -> set[str]:
+    names = {"LIVECOMMERCE_CONFIG"}
+    for name, cls in _sections().items():
+        for f in dataclasses.fields(cls):
+            names.add(f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}")
+    return names
+
+
+def _check(ok: bool, key: str, expected: str, got: object) -> None:
+    if not ok:
+        raise ConfigError(key, expected, got)
+
+
+def validate(c: Config) -> None:
+    """Refuse impossible values, naming the key."""
+    s = c.server
+    _check(1 <= s.port <= 65535 or s.port == 0, "server.port", "a port between 1 and 65535", s.port)
+    if s.public_url:
+        parts = urlsplit(s.public_url)
+        _check(parts.scheme in ("http", "https") and bool(parts.netloc), "server.public_url",
+               "an http:// or https:// URL", s.public_url)
+    for origin in s.allowed_origins:
+        parts = urlsplit(origin)
+        _check(origin != "*" and parts.scheme in ("http", "https") and bool(parts.netloc)
+               and parts.path in ("", "/"), "server.allowed_origins",
+               "origins like https://shop.example (never *)", origin)
+    _check(s.max_body_bytes >= 1024, "server.max_body_bytes", "at least 1024", s.max_body_bytes)
+    _check(s.shutdown_timeout >= 0, "server.shutdown_timeout", "zero or more seconds", s.shutdown_timeout)
+    _check(s.secret_key == "" or len(s.secret_key) >= 32, "server.secret_key",
+           "empty (generated) or at least 32 characters", "<hidden>")
+
+    d = c.database
+    _check(d.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")), "database.url",
+           "a sqlite+aiosqlite:// or postgresql+asyncpg:// URL", d.url)
+    _check(d.pool_size >= 1, "database.pool_size", "at least 1", d.pool_size)
+    _check(d.sqlite_busy_timeout_ms >= 0, "database.sqlite_busy_timeout_ms", "zero or more", d.sqlite_busy_timeout_ms)
+
+    r = c.redis
+    _check(r.url == "" or r.url.startswith(("redis://", "rediss://", "unix://")), "redis.url",
+           "empty (no Redis) or a redis:// URL", r.url)
+
+    i = c.i18n
+    _check(bool(i.locales) and set(i.locales) <= {"ko", "en"}, "i18n.locales", "a list drawn from ko, en", i.locales)
+    _check(i.default_locale in i.locales, "i18n.default_locale", f"one of {i.locales}", i.default_locale)
+
+    sc = c.schedule
+    try:
+        ZoneInfo(sc.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("schedule.timezone", "an IANA time zone such as Asia/Seoul", sc.timezone) from None
+    _check(bool(sc.weekdays) and all(w in WEEKDAYS for w in sc.weekdays) and len(set(sc.weekdays)) == len(sc.weekdays),
+           "schedule.weekdays", f"distinct days from {', '.join(WEEKDAYS)}", sc.weekdays)
+    hh, _, mm = sc.start_time.partition(":")
+    _check(hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60 and len(mm) == 2,
+           "schedule.start_time", "a time HH:MM", sc.start_time)
+    _check(1 <= sc.max_duration_minutes <= 24 * 60, "schedule.max_duration_minutes", "1 to 1440",
+           sc.max_duration_minutes)
+    _check(1 <= sc.duration_minutes <= sc.max_duration_minutes, "schedule.duration_minutes",
+           f"1 to schedule.max_duration_minutes ({sc.max_duration_minutes})", sc.duration_minutes)
+    _check(0 <= sc.lobby_minutes <= 120, "schedule.lobby_minutes", "0 to 120", sc.lobby_minutes)
+    _check(0 <= sc.warn_minutes < sc.duration_minutes, "schedule.warn_minutes",
+           "0 or more, less than the duration", sc.warn_minutes)
+    _check(0 <= sc.grace_minutes <= 10, "schedule.grace_minutes", "0 to 10 (a few minutes at most)", sc.grace_minutes)
+    _check(1 <= sc.weeks_ahead <= 26, "schedule.weeks_ahead", "1 to 26", sc.weeks_ahead)
+
+    se = c.security
+    _check(1 <= se.session_max_age_hours <= 24 * 90, "security.session_max_age_hours", "1 to 2160",
+           se.session_max_age_hours)
+    _check(se.cookie_secure in ("auto", "always", "never"), "security.cookie_secure",
+           "auto, always or never", se.cookie_secure)
+    _check(8 <= se.password_min_length <= 128, "security.password_min_length", "8 to 128", se.password_min_length)
+
+    lg = c.logging
+    _check(lg.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",
+           "DEBUG, INFO, WARNING or ERROR", lg.level)
+    _check(lg.format in ("json", "text"), "logging.format", "json or text", lg.format)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read a TOML file (if any) and apply `LIVECOMMERCE_*` environment overrides."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError("--config", "an existing TOML file", str(p))
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(p), f"valid TOML ({exc})") from None
+    return build_config(raw, env)

@@ -1,0 +1,216 @@
+"""The real-time layer: python-socketio attached to the app, authenticated at connect, with
+every event validated and role-checked by the same rule objects as the HTTP routes.
+
+With `redis.url` empty the socket.io manager is in memory (one process); with it set,
+`AsyncRedisManager` lets several `livecommerce serve` processes share rooms.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from . import i18n
+from .api import format_validation
+from .auth import COOKIE, Access
+from .config import Config
+from .errors import AppError, Forbidden, Unauthenticated, ValidationFailed
+from .keys import AppKeys
+from .models import Role, User
+
+log = logging.getLogger("livecommerce.socket")
+
+
+class CompactJson:
+    """socket.io's JSON: UTF-8 as is (Hangul is 3 bytes, not a 6-byte `\\uXXXX` escape), no spaces."""
+
+    @staticmethod
+    def dumps(obj: Any, **kwargs: Any) -> str:
+        kwargs["ensure_ascii"] = False
+        kwargs.setdefault("separators", (",", ":"))
+        return json.dumps(obj, **kwargs)
+
+    @staticmethod
+    def loads(text: str | bytes, **kwargs: Any) -> Any:
+        return json.loads(text, **kwargs)
+
+
+def socket_origins(config: Config) -> list[str] | None:
+    """The origins a browser socket may come from. None means python-engineio's same-origin check
+    (the page's own host); never `*`."""
+    from .auth import allowed_origins
+
+    origins = allowed_origins(config)
+    return origins or None
+
+
+def make_sio(config: Config) -> socketio.AsyncServer:
+    if config.redis.url:
+        manager: socketio.AsyncManager = socketio.AsyncRedisManager(
+            config.redis.url, channel=f"{config.redis.prefix}socketio")
+    else:
+        manager = socketio.AsyncManager()
+    return socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        json=CompactJson,
+        cors_allowed_origins=socket_origins(config),
+        cors_credentials=True,
+        max_http_buffer_size=64 * 1024,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+@dataclass
+class SocketUser:
+    """Who is on a socket, as the server established it at connect (from the signed cookie)."""
+
+    user_id: int | None
+    role: Role | None
+    name: str
+    locale: str
+
+    def as_session(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "role": self.role.value if self.role else None, "name": self.name,
+                "locale": self.locale}
+
+    @classmethod
+    def from_session(cls, data: dict[str, Any]) -> SocketUser:
+        role = data.get("role")
+        return cls(data.get("user_id"), Role(role) if role else None, data.get("name", ""), data.get("locale", "ko"))
+
+
+EventHandler = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class EventSpec:
+    name: str
+    access: Access
+    payload: type[BaseModel] | None
+    handler: EventHandler
+    summary: str
+
+
+def event(name: str, *, access: Access, payload: type[BaseModel] | None = None,
+          summary: str = "") -> Callable[[EventHandler], EventHandler]:
+    """Declare a client→server socket event on a `Namespace` method."""
+
+    def mark(fn: EventHandler) -> EventHandler:
+        fn.__event__ = EventSpec(name, access, payload, fn, summary or (fn.__doc__ or "").strip())  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def ok(data: Any = None) -> dict[str, Any]:
+    return {"ok": True, "data": data}
+
+
+def error_ack(exc: AppError) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": exc.code, "message": i18n.gettext(exc.message, **exc.params)}
+    if exc.details is not None:
+        body["details"] = exc.details
+    return {"ok": False, "error": body}
+
+
+class Namespace(socketio.AsyncNamespace):
+    """A namespace whose connections are authenticated from the session cookie and whose events
+    are declared with `@event(...)`: validated, role-checked, logged and counted."""
+
+    def __init__(self, namespace: str, app: web.Application) -> None:
+        super().__init__(namespace)
+        self.app = app
+        self.events: dict[str, EventSpec] = {}
+        for attr in dir(type(self)):
+            spec = getattr(getattr(type(self), attr), "__event__", None)
+            if isinstance(spec, EventSpec):
+                self.events[spec.name] = spec
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event in ("connect", "disconnect"):
+            return await super().trigger_event(event, *args)
+        spec = self.events.get(event)
+        sid = args[0]
+        data = args[1] if len(args) > 1 else None
+        return await self._dispatch(spec, event, sid, data)
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        request: web.Request = environ["aiohttp.request"]
+        codec = self.app[AppKeys.codec]
+        session = codec.decode(request.cookies.get(COOKIE))
+        config = self.app[AppKeys.config]
+        locale = (session.locale if session and session.locale else None) or config.i18n.default_locale
+        who = SocketUser(None, None, "", locale)
+        if session is not None and session.user_id is not None:
+            async with self.app[AppKeys.db]() as db:
+                user = await db.get(User, session.user_id)
+            if user is not None and user.is_active and user.session_epoch == session.epoch:
+                who = SocketUser(user.id, user.role, user.display_name, locale)
+        await self.save_session(sid, who.as_session())
+        self.app[AppKeys.metrics].sockets_connected.inc()
+        log.info("socket connected", extra={"sid": sid, "user": who.user_id, "role": who.role})
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self.app[AppKeys.metrics].sockets_connected.dec()
+        await self.disconnected(sid)
+        log.info("socket disconnected", extra={"sid": sid, "reason": str(reason)})
+
+    async def disconnected(self, sid: str) -> None:
+        """Subclasses release what a socket held."""
+
+    async def who(self, sid: str) -> SocketUser:
+        return SocketUser.from_session(await self.get_session(sid))
+
+    async def _dispatch(self, spec: EventSpec | None, event: str, sid: str, data: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        metrics = self.app[AppKeys.metrics]
+        event_id = uuid.uuid4().hex[:12]
+        who = await self.who(sid)
+        i18n.activate(who.locale, self.app[AppKeys.catalogues][who.locale])
+        broadcast = data.get("broadcast_id") if isinstance(data, dict) else None
+        try:
+            if spec is None:
+                raise AppError("Unknown event.", code="unknown_event")
+            if who.role is None:
+                if spec.access.roles is not None:
+                    raise Unauthenticated()
+            elif spec.access.roles is not None and who.role not in spec.access.roles:
+                raise Forbidden()
+            payload: Any = None
+            if spec.payload is not None:
+                if not isinstance(data, dict):
+                    raise ValidationFailed("The event's data must be an object.")
+                try:
+                    payload = spec.payload.model_validate(data)
+                except PydanticValidationError as exc:
+                    raise ValidationFailed(details=format_validation(exc)) from None
+            result = await spec.handler(self, sid, who, payload)
+            ack = ok(result)
+            outcome = "ok"
+        except AppError as exc:
+            ack = error_ack(exc)
+            outcome = exc.code
+            metrics.errors.labels(exc.code).inc()
+        except Exception:
+            log.exception("socket event failed", extra={"event": event, "sid": sid})
+            ack = error_ack(AppError("Something went wrong on our side. Please try again.", code="internal"))
+            outcome = "internal"
+            metrics.errors.labels("internal").inc()
+        metrics.socket_events.labels(event if spec else "unknown", outcome).inc()
+        log.info("socket event", extra={
+            "event_id": event_id, "event": event, "sid": sid, "user": who.user_id,
+            "broadcast": broadcast, "outcome": outcome,
+            "ms": round((time.perf_counter() - started) * 1000, 2)})
+        return ack

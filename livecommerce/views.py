@@ -1,0 +1,255 @@
+"""The core's routes: health, metrics, sign-in and guest join (pages and API), the catalogue API,
+and the staff's account and catalogue pages. Handlers parse, call a service, answer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select, text
+
+from . import accounts, catalog
+from .api import Api, Call
+from .auth import PUBLIC, SIGNED_IN, STAFF, Session, access
+from .errors import AppError
+from .keys import AppKeys
+from .models import Market, Merchant, Product, Role, User
+from .schemas import (
+    GuestIn,
+    HealthOut,
+    LoginIn,
+    MarketOut,
+    MerchantOut,
+    ProductIn,
+    ProductOut,
+    ProductPatch,
+    ProductsQuery,
+    SessionOut,
+    UserCreateIn,
+    UserOut,
+)
+
+
+def sign_in(request: web.Request, user: User) -> None:
+    """Start a new session for `user`: a fresh CSRF token, so one from before sign-in is useless."""
+    old: Session = request["session"]
+    request["session"] = Session(user_id=user.id, epoch=user.session_epoch, locale=old.locale)
+    request["user"] = user
+    request["session_dirty"] = True
+
+
+def sign_out(request: web.Request) -> None:
+    old: Session = request["session"]
+    request["session"] = Session(locale=old.locale)
+    request["user"] = None
+    request["session_dirty"] = True
+
+
+def home_for(user: User) -> str:
+    return {Role.STAFF: "/staff", Role.HOST: "/host", Role.MERCHANT: "/"}.get(user.role, "/")
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """Only paths on this site: never an open redirect."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return default
+
+
+def session_out(request: web.Request) -> SessionOut:
+    user = request.get("user")
+    return SessionOut(user=UserOut.model_validate(user) if user else None, csrf_token=request["session"].csrf,
+                      locale=request["locale"])
+
+
+def make_api() -> Api:
+    api = Api()
+
+    @api.route("GET", "/auth/session", access=PUBLIC, tag="accounts", response=SessionOut,
+               summary="Who is signed in, and the CSRF token to send with changes")
+    async def get_session(call: Call[None, None]) -> SessionOut:
+        return session_out(call.request)
+
+    @api.route("POST", "/auth/login", access=PUBLIC, tag="accounts", body=LoginIn, response=SessionOut,
+               errors=[401], summary="Sign in with a username and password (staff, hosts, merchants, viewers)")
+    async def login(call: Call[LoginIn, None]) -> SessionOut:
+        async with call.app[AppKeys.db].begin() as db:
+            user = await accounts.authenticate(db, call.body.username, call.body.password)
+        sign_in(call.request, user)
+        return session_out(call.request)
+
+    @api.route("POST", "/auth/guest", access=PUBLIC, tag="accounts", body=GuestIn, response=SessionOut,
+               status=201, summary="Join as a guest viewer with a nickname")
+    async def join_guest(call: Call[GuestIn, None]) -> SessionOut:
+        async with call.app[AppKeys.db].begin() as db:
+            user = await accounts.join_as_guest(db, call.body.nickname)
+        sign_in(call.request, user)
+        return session_out(call.request)
+
+    @api.route("POST", "/auth/logout", access=PUBLIC, tag="accounts", response=SessionOut, summary="Sign out")
+    async def logout(call: Call[None, None]) -> SessionOut:
+        sign_out(call.request)
+        return session_out(call.request)
+
+    @api.route("GET", "/me", access=SIGNED_IN, tag="accounts", response=UserOut, summary="The signed-in account")
+    async def me(call: Call[None, None]) -> UserOut:
+        return UserOut.model_validate(call.user)
+
+    @api.route("POST", "/users", access=STAFF, tag="accounts", body=UserCreateIn, response=UserOut, status=201,
+               errors=[409], summary="Create an account (staff only)")
+    async def create_user(call: Call[UserCreateIn, None]) -> UserOut:
+        b = call.body
+        min_len = call.app[AppKeys.config].security.password_min_length
+        async with call.app[AppKeys.db].begin() as db:
+            user = await accounts.create_user(db, username=b.username, role=b.role, password=b.password,
+                                              display_name=b.display_name, min_password=min_len,
+                                              merchant_id=b.merchant_id)
+        return UserOut.model_validate(user)
+
+    @api.route("GET", "/markets", access=PUBLIC, tag="catalogue", response=list[MarketOut], summary="Markets")
+    async def markets(call: Call[None, None]) -> list[MarketOut]:
+        async with call.app[AppKeys.db]() as db:
+            return [MarketOut.model_validate(m) for m in await catalog.list_markets(db)]
+
+    @api.route("GET", "/markets/{market_id}/merchants", access=PUBLIC, tag="catalogue", response=list[MerchantOut],
+               errors=[404], summary="The stalls of a market")
+    async def merchants(call: Call[None, None]) -> list[MerchantOut]:
+        market_id = call.param("market_id")
+        async with call.app[AppKeys.db]() as db:
+            if await db.get(Market, market_id) is None:
+                raise AppError("No market with this id.", code="market_not_found", status=404)
+            return [MerchantOut.model_validate(m) for m in await catalog.list_merchants(db, market_id)]
+
+    @api.route("GET", "/products", access=PUBLIC, tag="catalogue", query=ProductsQuery, response=list[ProductOut],
+               summary="Products, by merchant or market")
+    async def products(call: Call[None, ProductsQuery]) -> list[ProductOut]:
+        q = call.query
+        async with call.app[AppKeys.db]() as db:
+            rows = await catalog.list_products(db, merchant_id=q.merchant_id, market_id=q.market_id, limit=q.limit,
+                                               offset=q.offset)
+            return [ProductOut.model_validate(p) for p in rows]
+
+    @api.route("GET", "/products/{product_id}", access=PUBLIC, tag="catalogue", response=ProductOut, errors=[404],
+               summary="One product")
+    async def product(call: Call[None, None]) -> ProductOut:
+        async with call.app[AppKeys.db]() as db:
+            return ProductOut.model_validate(await catalog.get_product(db, call.param("product_id")))
+
+    @api.route("POST", "/products", access=STAFF, tag="catalogue", body=ProductIn, response=ProductOut, status=201,
+               summary="Add a product (staff only)")
+    async def create_product(call: Call[ProductIn, None]) -> ProductOut:
+        async with call.app[AppKeys.db].begin() as db:
+            p = await catalog.create_product(db, **call.body.model_dump())
+        return ProductOut.model_validate(p)
+
+    @api.route("PATCH", "/products/{product_id}", access=STAFF, tag="catalogue", body=ProductPatch,
+               response=ProductOut, errors=[404], summary="Change a product (staff only)")
+    async def update_product(call: Call[ProductPatch, None]) -> ProductOut:
+        product_id = call.param("product_id")
+        async with call.app[AppKeys.db].begin() as db:
+            p = await catalog.update_product(db, product_id, call.body.model_dump(exclude_unset=True))
+        return ProductOut.model_validate(p)
+
+    return api
+
+
+# -- operational endpoints --------------------------------------------------------------------
+
+@access(PUBLIC)
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app
+    out = {"status": "ok", "database": "ok", "redis": "off"}
+    try:
+        async with asyncio.timeout(3):
+            async with app[AppKeys.db]() as db:
+                await db.execute(text("SELECT 1"))
+    except Exception as exc:
+        out["database"] = f"error: {type(exc).__name__}"
+        out["status"] = "error"
+    redis = app.get(AppKeys.redis)
+    if redis is not None:
+        try:
+            async with asyncio.timeout(3):
+                await redis.ping()
+            out["redis"] = "ok"
+        except Exception as exc:
+            out["redis"] = f"error: {type(exc).__name__}"
+            out["status"] = "error"
+    HealthOut.model_validate(out)
+    return web.json_response(out, status=200 if out["status"] == "ok" else 503)
+
+
+@access(PUBLIC)
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[AppKeys.metrics].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# -- pages ------------------------------------------------------------------------------------
+
+@access(PUBLIC)
+async def login_page(request: web.Request) -> web.StreamResponse:
+    if request.method == "GET":
+        return aiohttp_jinja2.render_template("login.html", request,
+                                              {"next": safe_next(request.query.get("next"), ""), "error": None})
+    form = await request.post()
+    username, password = str(form.get("username", "")), str(form.get("password", ""))
+    nxt = safe_next(str(form.get("next", "")), "")
+    try:
+        async with request.app[AppKeys.db].begin() as db:
+            user = await accounts.authenticate(db, username, password)
+    except AppError as exc:
+        resp = aiohttp_jinja2.render_template("login.html", request, {"next": nxt, "error": exc.message,
+                                                                       "username": username})
+        resp.set_status(exc.status)
+        return resp
+    sign_in(request, user)
+    raise web.HTTPSeeOther(nxt or home_for(user))
+
+
+@access(PUBLIC)
+async def join_page(request: web.Request) -> web.StreamResponse:
+    nxt = safe_next(request.query.get("next") if request.method == "GET" else None, "/")
+    if request.method == "GET":
+        return aiohttp_jinja2.render_template("join.html", request, {"next": nxt, "error": None})
+    form = await request.post()
+    nxt = safe_next(str(form.get("next", "")), "/")
+    try:
+        async with request.app[AppKeys.db].begin() as db:
+            user = await accounts.join_as_guest(db, str(form.get("nickname", "")))
+    except AppError as exc:
+        resp = aiohttp_jinja2.render_template("join.html", request, {"next": nxt, "error": exc.message})
+        resp.set_status(exc.status)
+        return resp
+    sign_in(request, user)
+    raise web.HTTPSeeOther(nxt)
+
+
+@access(PUBLIC)
+async def logout_page(request: web.Request) -> web.StreamResponse:
+    sign_out(request)
+    raise web.HTTPSeeOther("/")
+
+
+@access(STAFF)
+async def staff_catalogue(request: web.Request) -> dict[str, Any]:
+    async with request.app[AppKeys.db]() as db:
+        rows = (await db.execute(
+            select(Product, Merchant).join(Merchant, Product.merchant_id == Merchant.id).order_by(Product.id))).all()
+        users = (await db.scalars(select(User).where(User.is_guest.is_(False)).order_by(User.role, User.id))).all()
+        guests = await db.scalar(select(func.count()).select_from(User).where(User.is_guest.is_(True)))
+    return {"rows": rows, "users": users, "guests": guests or 0}
+
+
+def register_pages(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/healthz", healthz, name="healthz")
+    r.add_get("/metrics", metrics, name="metrics")
+    r.add_route("*", "/login", login_page, name="login")
+    r.add_route("*", "/join", join_page, name="join")
+    r.add_post("/logout", logout_page, name="logout")
+    r.add_get("/staff/catalogue", aiohttp_jinja2.template("staff/catalogue.html")(staff_catalogue),
+              name="staff_catalogue")

@@ -1,0 +1,1 @@
+"""Broadcasts: the weekly series, each broadcast's lifecycle and its live room."""

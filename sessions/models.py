@@ -1,0 +1,103 @@
+"""Tables for broadcasts: the weekly series, each broadcast, its hosts and its line-up."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from livecommerce.db import Base, UTCDateTime, utcnow
+from livecommerce.models import Market, Product, User
+
+
+class BroadcastState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    LOBBY = "lobby"
+    LIVE = "live"
+    ENDED = "ended"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+
+
+class Series(Base):
+    """A weekly recurrence (RFC 5545 RRULE) of one-hour shows, in a local time zone."""
+
+    __tablename__ = "series"
+    __table_args__ = (CheckConstraint("duration_minutes > 0", name="duration_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id", ondelete="CASCADE"), index=True)
+    title_ko: Mapped[str] = mapped_column(String(120))
+    title_en: Mapped[str] = mapped_column(String(120))
+    rrule: Mapped[str] = mapped_column(String(500))
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Seoul")
+    # The first occurrence's local wall-clock start, as written by staff ("2026-11-30T19:00").
+    dtstart_local: Mapped[str] = mapped_column(String(19))
+    until_local: Mapped[str | None] = mapped_column(String(19), default=None)
+    duration_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    auto_live: Mapped[bool] = mapped_column(default=False)
+    stream_url: Mapped[str] = mapped_column(String(500), default="")
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    market: Mapped[Market] = relationship(lazy="raise")
+
+
+class Broadcast(Base):
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id", ondelete="CASCADE"), index=True)
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id", ondelete="SET NULL"), default=None,
+                                                  index=True)
+    title_ko: Mapped[str] = mapped_column(String(120))
+    title_en: Mapped[str] = mapped_column(String(120))
+    description_ko: Mapped[str] = mapped_column(Text, default="")
+    description_en: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[BroadcastState] = mapped_column(
+        Enum(BroadcastState, name="broadcast_state", native_enum=False, length=20,
+             values_callable=lambda e: [m.value for m in e]),
+        default=BroadcastState.SCHEDULED, index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    stream_url: Mapped[str] = mapped_column(String(500), default="")
+    peak_viewers: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    market: Mapped[Market] = relationship(lazy="raise")
+    hosts: Mapped[list[BroadcastHost]] = relationship(lazy="raise", cascade="all, delete-orphan")
+    lineup: Mapped[list[LineupItem]] = relationship(lazy="raise", cascade="all, delete-orphan",
+                                                    order_by="LineupItem.position")
+
+
+class BroadcastHost(Base):
+    __tablename__ = "broadcast_hosts"
+
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+
+    user: Mapped[User] = relationship(lazy="raise")
+
+
+class LineupItem(Base):
+    """A product on a broadcast's running order, at its live price, with stock set aside for the show."""
+
+    __tablename__ = "lineup_items"
+    __table_args__ = (
+        UniqueConstraint("broadcast_id", "product_id"),
+        CheckConstraint("live_price >= 0", name="live_price_not_negative"),
+        CheckConstraint("stock_reserved >= 0", name="stock_reserved_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="RESTRICT"))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    live_price: Mapped[int] = mapped_column(Integer)
+    stock_reserved: Mapped[int] = mapped_column(Integer, default=0)
+
+    product: Mapped[Product] = relationship(lazy="raise")
