@@ -23,7 +23,7 @@ from . import i18n
 from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secure
 from .config import Config
 from .db import make_engine, make_sessionmaker
-from .errors import AppError, NotFound
+from .errors import N_, AppError, NotFound
 from .keys import AppKeys
 from .metrics import make_metrics
 from .models import User
@@ -71,9 +71,9 @@ def error_response(request: web.Request, status: int, code: str, message: str, d
 
 
 _HTTP_ERRORS = {
-    404: ("not_found", "This page does not exist."),
-    405: ("method_not_allowed", "This address does not accept that method."),
-    413: ("too_large", "The request is too large."),
+    404: ("not_found", N_("This page does not exist.")),
+    405: ("method_not_allowed", N_("This address does not accept that method.")),
+    413: ("too_large", N_("The request is too large.")),
 }
 
 
@@ -108,7 +108,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         except Exception:
             log.exception("request failed", extra={"request_id": request_id, "path": request.path})
             code = "internal"
-            resp = error_response(request, 500, "internal", "Something went wrong on our side. Please try again.")
+            resp = error_response(request, 500, "internal", N_("Something went wrong on our side. Please try again."))
     except web.HTTPException as exc:  # redirects
         resp = exc
     finally:

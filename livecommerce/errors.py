@@ -10,10 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 
+def N_(message: str) -> str:
+    """Marks a message for the catalogue; it is translated where it is shown."""
+    return message
+
+
 class AppError(Exception):
     status = 400
     code = "bad_request"
-    message = "The request could not be handled."
+    message = N_("The request could not be handled.")
 
     def __init__(self, message: str | None = None, *, code: str | None = None, status: int | None = None,
                  details: Any = None, **params: Any) -> None:
@@ -35,40 +40,40 @@ class BadRequest(AppError):
 class ValidationFailed(AppError):
     status = 422
     code = "validation_failed"
-    message = "Some fields are not valid."
+    message = N_("Some fields are not valid.")
 
 
 class Unauthenticated(AppError):
     status = 401
     code = "unauthenticated"
-    message = "Please sign in first."
+    message = N_("Please sign in first.")
 
 
 class Forbidden(AppError):
     status = 403
     code = "forbidden"
-    message = "You are not allowed to do this."
+    message = N_("You are not allowed to do this.")
 
 
 class CsrfFailed(AppError):
     status = 403
     code = "csrf_failed"
-    message = "This form has expired or came from another site. Reload the page and try again."
+    message = N_("This form has expired or came from another site. Reload the page and try again.")
 
 
 class NotFound(AppError):
     status = 404
     code = "not_found"
-    message = "Not found."
+    message = N_("Not found.")
 
 
 class Conflict(AppError):
     status = 409
     code = "conflict"
-    message = "This conflicts with the current state."
+    message = N_("This conflicts with the current state.")
 
 
 class InvalidCredentials(AppError):
     status = 401
     code = "invalid_credentials"
-    message = "Wrong username or password."
+    message = N_("Wrong username or password.")

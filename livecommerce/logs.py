@@ -45,3 +45,4 @@ def setup_logging(cfg: LoggingConfig) -> None:
     root.setLevel(cfg.level.upper())
     # aiohttp's own access log would print a second, unstructured line per request.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

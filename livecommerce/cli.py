@@ -1,0 +1,244 @@
+"""The `livecommerce` command: serve, demo, db upgrade, user add, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from .config import Config, ConfigError, load_config
+from .db import ensure_sqlite_dir, make_engine, make_sessionmaker, upgrade, upgrade_sync, utcnow
+from .logs import setup_logging
+from .models import Role
+
+log = logging.getLogger("livecommerce")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = args.config or os.environ.get("LIVECOMMERCE_CONFIG")
+    if path is None and Path("config.toml").is_file():
+        path = "config.toml"
+    config = load_config(path)
+    server: dict[str, object] = {}
+    if getattr(args, "host", None):
+        server["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        server["port"] = args.port
+    return config.replace(server=server) if server else config
+
+
+async def _current_revision(config: Config) -> str | None:
+    from sqlalchemy import text
+
+    engine = make_engine(config.database)
+    try:
+        async with engine.connect() as conn:
+            try:
+                return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+            except Exception:
+                return None
+    finally:
+        await engine.dispose()
+
+
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    from .db import _alembic_config
+
+    head = ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def prepare_database(config: Config) -> None:
+    """The embedded default migrates itself; PostgreSQL must have been migrated by `db upgrade`
+    (several processes starting at once must not race to migrate)."""
+    url = config.database.url
+    if url.startswith("sqlite"):
+        ensure_sqlite_dir(url)
+        upgrade_sync(url)
+        return
+    current = asyncio.run(_current_revision(config))
+    if current != _head():
+        raise SystemExit(f"The database is at revision {current or 'none'}, the code needs {_head()}: "
+                         "run `livecommerce db upgrade` first.")
+
+
+def run_server(config: Config, banner: list[str] | None = None) -> None:
+    from .app import create_app
+
+    app = create_app(config)
+
+    def _print(_: str) -> None:
+        base = f"http://{config.server.host}:{config.server.port}"
+        print(f"livecommerce serving on {base}  (Ctrl+C to stop)", flush=True)
+        for line in banner or []:
+            print(line.replace("{base}", base), flush=True)
+
+    web.run_app(app, host=config.server.host, port=config.server.port,
+                shutdown_timeout=config.server.shutdown_timeout, access_log=None, print=_print,
+                handle_signals=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _config(args)
+    setup_logging(config.logging)
+    prepare_database(config)
+    run_server(config)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import seed
+
+    config = _config(args)
+    setup_logging(config.logging)
+    if config.database.url.startswith("sqlite"):
+        prepare_database(config)
+    else:
+        ensure_sqlite_dir(config.database.url)
+        asyncio.run(upgrade(config.database.url))
+
+    async def _seed():  # type: ignore[no-untyped-def]
+        engine = make_engine(config.database)
+        try:
+            async with make_sessionmaker(engine).begin() as db:
+                return await seed(db, config, utcnow())
+        finally:
+            await engine.dispose()
+
+    result = asyncio.run(_seed())
+    banner = [
+        "",
+        "  Demo market ready" + (" (created)" if result.created else " (already there; new passwords below)"),
+        f"  Viewer page (live now): {{base}}/live/{result.live_broadcast_id}",
+        f"  Host console:           {{base}}/host/broadcasts/{result.live_broadcast_id}",
+        "  Staff pages:            {base}/staff   {base}/staff/catalogue",
+        "  Sign in at {base}/login with:",
+        f"    staff    / {result.staff_password}",
+        f"    host     / {result.host_password}",
+        f"    merchant / {result.merchant_password}",
+        "",
+    ]
+    if args.no_serve:
+        for line in banner:
+            print(line.replace("{base}", f"http://{config.server.host}:{config.server.port}"))
+        return 0
+    run_server(config, banner)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    config = _config(args)
+    ensure_sqlite_dir(config.database.url)
+    upgrade_sync(config.database.url, args.revision)
+    print(f"database at {args.revision}")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from .accounts import create_user
+
+    config = _config(args)
+    role = Role(args.role)
+    password: str | None = None
+    if role is not Role.VIEWER or args.password_stdin:
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"Password for {args.name}: ")
+            if password != getpass.getpass("Again: "):
+                print("The two passwords differ.", file=sys.stderr)
+                return 2
+
+    async def _add() -> int:
+        engine = make_engine(config.database)
+        try:
+            async with make_sessionmaker(engine).begin() as db:
+                user = await create_user(db, username=args.name, role=role, password=password,
+                                         display_name=args.display_name,
+                                         min_password=config.security.password_min_length,
+                                         merchant_id=args.merchant)
+                return user.id
+        finally:
+            await engine.dispose()
+
+    if config.database.url.startswith("sqlite"):
+        prepare_database(config)
+    from .errors import AppError
+
+    try:
+        uid = asyncio.run(_add())
+    except AppError as exc:
+        print(f"error: {exc.message % exc.params if exc.params else exc.message}", file=sys.stderr)
+        return 2
+    print(f"created {role.value} account {args.name!r} (id {uid})")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _config(args)
+    print(f"configuration is valid (database: {config.database.url.split('://')[0]}, "
+          f"redis: {'on' if config.redis.url else 'off'})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="livecommerce", description="Live-commerce session manager")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser, server: bool = False) -> None:
+        sp.add_argument("--config", help="a TOML configuration file (default: ./config.toml if present)")
+        if server:
+            sp.add_argument("--host", help="address to listen on (server.host)")
+            sp.add_argument("--port", type=int, help="port to listen on (server.port)")
+
+    sp = sub.add_parser("serve", help="run the server")
+    common(sp, server=True)
+    sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("demo", help="fill the database with a demo market, then serve it")
+    common(sp, server=True)
+    sp.add_argument("--no-serve", action="store_true", help="only fill the database and print the accounts")
+    sp.set_defaults(func=cmd_demo)
+
+    db = sub.add_parser("db", help="database commands").add_subparsers(dest="db_command", required=True)
+    sp = db.add_parser("upgrade", help="apply migrations")
+    common(sp)
+    sp.add_argument("--revision", default="head")
+    sp.set_defaults(func=cmd_db_upgrade)
+
+    user = sub.add_parser("user", help="accounts").add_subparsers(dest="user_command", required=True)
+    sp = user.add_parser("add", help="create an account")
+    common(sp)
+    sp.add_argument("--role", required=True, choices=[r.value for r in Role])
+    sp.add_argument("--display-name")
+    sp.add_argument("--merchant", type=int, help="the merchant (stall) id, for a merchant account")
+    sp.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    sp.add_argument("name")
+    sp.set_defaults(func=cmd_user_add)
+
+    sp = sub.add_parser("check-config", help="validate the configuration and exit")
+    common(sp)
+    sp.set_defaults(func=cmd_check_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""`livecommerce demo`: a market a newcomer can click through — stalls, products with pictures,
+a staff and a host account, the Monday/Wednesday series, and one broadcast live right now."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sessions.models import Broadcast, BroadcastHost, BroadcastState, LineupItem, Series
+from sessions.schedule import expand, weekly_rrule
+
+from .accounts import create_user, set_password
+from .config import Config
+from .models import Market, Merchant, Product, Role, User
+
+# (merchant ko, merchant en, [(name ko, name en, image, price, live price, stock, unit ko, unit en, desc ko, desc en)])
+STALLS = [
+    ("할머니 손만두", "Grandma's Dumplings", [
+        ("고기 손만두 20개", "Handmade pork dumplings (20)", "dumplings.svg", 12900, 9900, 120, "팩", "pack",
+         "매일 아침 빚는 두툼한 고기만두", "Plump pork dumplings folded every morning"),
+        ("김치 손만두 20개", "Kimchi dumplings (20)", "dumplings.svg", 12900, 9900, 80, "팩", "pack",
+         "칼칼한 묵은지로 속을 채운 만두", "Filled with well-aged, spicy kimchi"),
+    ]),
+    ("참고소 방앗간", "Chamgoso Oil Mill", [
+        ("저온 압착 참기름 300ml", "Cold-pressed sesame oil 300ml", "sesame-oil.svg", 18000, 13900, 60, "병", "bottle",
+         "국산 참깨를 그날 볶아 짠 참기름", "Korean sesame roasted and pressed the same day"),
+        ("생들기름 300ml", "Raw perilla oil 300ml", "perilla-oil.svg", 16000, 12900, 50, "병", "bottle",
+         "볶지 않고 짜 고소함이 살아 있는 들기름", "Pressed unroasted for a fresh, nutty taste"),
+    ]),
+    ("신당 떡볶이", "Sindang Tteokbokki", [
+        ("쌀떡볶이 밀키트 2인분", "Rice tteokbokki kit for two", "tteokbokki.svg", 9900, 6900, 200, "세트", "kit",
+         "쫄깃한 쌀떡과 비법 양념 소스", "Chewy rice cakes with the house sauce"),
+        ("모둠 떡 1kg", "Assorted rice cakes 1kg", "rice-cakes.svg", 15000, 11900, 40, "상자", "box",
+         "송편, 꿀떡, 가래떡 모둠", "Songpyeon, honey tteok and garae-tteok"),
+    ]),
+    ("종가 반찬", "Jongga Side Dishes", [
+        ("포기김치 2kg", "Whole-cabbage kimchi 2kg", "kimchi.svg", 24000, 18900, 70, "통", "tub",
+         "해남 배추로 담근 포기김치", "Made with Haenam napa cabbage"),
+        ("꼬마김밥 10줄", "Mini gimbap (10 rolls)", "gimbap.svg", 8000, 6500, 90, "세트", "set",
+         "참기름 향 가득한 꼬마김밥", "Little rolls glossy with sesame oil"),
+    ]),
+    ("원조 호떡", "The Original Hotteok", [
+        ("씨앗호떡 5개", "Seed hotteok (5)", "hotteok.svg", 7500, 5500, 150, "봉", "bag",
+         "흑설탕과 견과가 듬뿍", "Brown sugar and plenty of nuts"),
+    ]),
+]
+
+
+@dataclass
+class DemoResult:
+    created: bool
+    market_id: int
+    live_broadcast_id: int
+    staff_password: str
+    host_password: str
+    merchant_password: str
+
+
+def _password() -> str:
+    return "demo-" + secrets.token_urlsafe(6)
+
+
+async def _account(db: AsyncSession, username: str, role: Role, display: str, password: str,
+                   merchant_id: int | None = None) -> User:
+    user = await db.scalar(select(User).where(User.username == username))
+    if user is None:
+        return await create_user(db, username=username, role=role, password=password, display_name=display,
+                                 merchant_id=merchant_id)
+    await set_password(db, user, password)
+    return user
+
+
+async def seed(db: AsyncSession, config: Config, now: datetime) -> DemoResult:
+    """Fill an empty database with the demo market; on a database that has it already, give the demo
+    accounts new passwords and make sure one broadcast is live."""
+    tz = config.tz
+    market = await db.scalar(select(Market).where(Market.slug == "hanmaum"))
+    created = market is None
+    products: list[tuple[Product, int]] = []
+    if market is None:
+        market = Market(slug="hanmaum", name_ko="한마음 전통시장", name_en="Hanmaum Traditional Market",
+                        description_ko="월·수 저녁, 시장 상인들이 직접 소개하는 라이브 장터",
+                        description_en="Monday and Wednesday evenings: the stallholders sell live",
+                        logo="/static/demo/market.svg")
+        db.add(market)
+        await db.flush()
+        for m_ko, m_en, items in STALLS:
+            merchant = Merchant(market_id=market.id, name_ko=m_ko, name_en=m_en)
+            db.add(merchant)
+            await db.flush()
+            for n_ko, n_en, img, price, live, stock, u_ko, u_en, d_ko, d_en in items:
+                p = Product(merchant_id=merchant.id, name_ko=n_ko, name_en=n_en, image=f"/static/demo/{img}",
+                            price=price, stock=stock, unit_ko=u_ko, unit_en=u_en, description_ko=d_ko,
+                            description_en=d_en)
+                db.add(p)
+                products.append((p, live))
+        await db.flush()
+    else:
+        rows = (await db.scalars(select(Product).join(Merchant).where(Merchant.market_id == market.id)
+                                 .order_by(Product.id))).all()
+        live_prices = {n_ko: live for _, _, items in STALLS for n_ko, _, _, _, live, *_ in items}
+        products = [(p, live_prices.get(p.name_ko, p.price)) for p in rows]
+
+    first_merchant = await db.scalar(select(Merchant.id).where(Merchant.market_id == market.id).order_by(Merchant.id))
+    staff_pw, host_pw, merchant_pw = _password(), _password(), _password()
+    await _account(db, "staff", Role.STAFF, "운영팀", staff_pw)
+    host = await _account(db, "host", Role.HOST, "쇼호스트 민지", host_pw)
+    await _account(db, "merchant", Role.MERCHANT, "할머니 손만두", merchant_pw, merchant_id=first_merchant)
+
+    def lineup(b: Broadcast, count: int) -> None:
+        for pos, (p, live) in enumerate(products[:count]):
+            b.lineup.append(LineupItem(product_id=p.id, position=pos, live_price=live,
+                                       stock_reserved=min(p.stock, 30)))
+
+    if created:
+        sc = config.schedule
+        monday = (now.astimezone(tz) + timedelta(days=(7 - now.astimezone(tz).weekday()) % 7 or 7)).date()
+        dtstart = datetime.combine(monday, datetime.strptime(sc.start_time, "%H:%M").time())
+        series = Series(market_id=market.id, title_ko="한마음 라이브 장터", title_en="Hanmaum Live Market",
+                        rrule=weekly_rrule(sc.weekdays, sc.start_time), timezone=sc.timezone,
+                        dtstart_local=dtstart.strftime("%Y-%m-%dT%H:%M"), duration_minutes=sc.duration_minutes)
+        db.add(series)
+        await db.flush()
+        for i, occ in enumerate(expand(series.rrule, dtstart, tz, timedelta(minutes=series.duration_minutes),
+                                       now, now + timedelta(weeks=2))):
+            b = Broadcast(market_id=market.id, series_id=series.id, title_ko=f"한마음 라이브 장터 #{i + 2}",
+                          title_en=f"Hanmaum Live Market #{i + 2}", starts_at=occ.starts_at, ends_at=occ.ends_at,
+                          state=BroadcastState.SCHEDULED, lineup=[], hosts=[BroadcastHost(user_id=host.id)])
+            lineup(b, 5)
+            db.add(b)
+
+    live = await db.scalar(select(Broadcast).where(Broadcast.market_id == market.id,
+                                                   Broadcast.state == BroadcastState.LIVE,
+                                                   Broadcast.ends_at > now + timedelta(minutes=10)))
+    if live is None:
+        start = now.replace(second=0, microsecond=0) - timedelta(minutes=5)
+        live = Broadcast(market_id=market.id, title_ko="지금 라이브! 만두·참기름 특가",
+                         title_en="Live now: dumplings & sesame oil deals",
+                         description_ko="시장 상인들이 직접 소개하는 오늘의 특가",
+                         description_en="Today's deals, from the stalls",
+                         starts_at=start, ends_at=start + timedelta(minutes=config.schedule.duration_minutes),
+                         started_at=start, state=BroadcastState.LIVE, lineup=[],
+                         hosts=[BroadcastHost(user_id=host.id)])
+        lineup(live, len(products))
+        db.add(live)
+    await db.flush()
+    return DemoResult(created, market.id, live.id, staff_pw, host_pw, merchant_pw)
