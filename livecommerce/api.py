@@ -50,7 +50,9 @@ class Call(Generic[B, Q]):
 
     @property
     def user(self) -> Any:
-        return self.request.get("user")
+        from .keys import state
+
+        return state(self.request).user
 
     def param(self, name: str) -> int:
         """A path parameter that must be a positive id."""

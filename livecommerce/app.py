@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 from aiohttp.web_urldispatcher import StaticResource
 from redis.asyncio import Redis
@@ -24,10 +22,11 @@ from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secu
 from .config import Config
 from .db import make_engine, make_sessionmaker
 from .errors import N_, AppError, NotFound
-from .keys import AppKeys
+from .keys import AppKeys, state
 from .metrics import make_metrics
 from .models import User
 from .realtime import make_sio
+from .templating import render, setup_templates
 
 log = logging.getLogger("livecommerce.http")
 
@@ -61,8 +60,7 @@ def error_response(request: web.Request, status: int, code: str, message: str, d
         return web.json_response({"error": body}, status=status,
                                  dumps=lambda o: __import__("json").dumps(o, ensure_ascii=False))
     try:
-        resp = aiohttp_jinja2.render_template("error.html", request,
-                                              {"status": status, "code": code, "message": text_, "details": details})
+        resp = render(request, "error.html", {"status": status, "code": code, "message": text_, "details": details})
     except Exception:  # the error page itself must never fail
         log.exception("error page failed")
         resp = web.Response(text=f"{status} {text_}", content_type="text/plain")
@@ -84,7 +82,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = app[AppKeys.metrics]
     started = time.perf_counter()
     request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
-    request["request_id"] = request_id
+    state(request).request_id = request_id
     i18n.activate(app[AppKeys.config].i18n.default_locale,
                   app[AppKeys.catalogues][app[AppKeys.config].i18n.default_locale])
     code = ""
@@ -128,7 +126,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("Content-Security-Policy", CSP)
     headers["X-Request-ID"] = request_id
-    user = request.get("user")
+    user = state(request).user
     if not request.path.startswith("/static/"):
         log.info("request", extra={
             "request_id": request_id, "method": request.method, "path": request.path, "status": resp.status,
@@ -153,7 +151,7 @@ async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
         session = Session()
     user: User | None = None
     if session.user_id is not None:
-        async with app[AppKeys.db]() as db:
+        async with app[AppKeys.reader]() as db:
             user = await db.get(User, session.user_id)
         if user is None or not user.is_active or user.session_epoch != session.epoch:
             user = None
@@ -165,11 +163,12 @@ async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
         fresh = True
     locale = session.locale if session.locale in config.i18n.locales else config.i18n.default_locale
     i18n.activate(locale, app[AppKeys.catalogues][locale])
-    request["session"] = session
-    request["cookie_session"] = None if fresh else session
-    request["user"] = user
-    request["locale"] = locale
-    request["session_dirty"] = fresh
+    st = state(request)
+    st.session = session
+    st.cookie_session = None if fresh else session
+    st.user = user
+    st.locale = locale
+    st.dirty = fresh
     try:
         resp = await handler(request)
     except web.HTTPException as exc:
@@ -181,11 +180,12 @@ async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _write_session(request: web.Request, resp: web.StreamResponse) -> None:
-    if not request.get("session_dirty") or resp.prepared:
+    st = state(request)
+    if not st.dirty or st.session is None or resp.prepared:
         return
     app = request.app
     config = app[AppKeys.config]
-    resp.set_cookie(COOKIE, app[AppKeys.codec].encode(request["session"]),
+    resp.set_cookie(COOKIE, app[AppKeys.codec].encode(st.session),
                     max_age=config.security.session_max_age_hours * 3600, httponly=True, samesite="Lax",
                     secure=cookie_secure(request, config), path="/")
 
@@ -202,8 +202,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.error("route without access rule", extra={"path": request.path})
         raise NotFound()
     if request.method in UNSAFE:
-        await check_csrf(request, request.get("cookie_session"), request.app[AppKeys.config])
-    rule.check(request.get("user"))
+        await check_csrf(request, state(request).cookie_session, request.app[AppKeys.config])
+    rule.check(state(request).user)
     return await handler(request)
 
 
@@ -224,6 +224,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = make_engine(app[AppKeys.config].database)
     app[AppKeys.engine] = engine
     app[AppKeys.db] = make_sessionmaker(engine)
+    app[AppKeys.reader] = make_sessionmaker(engine, write=False)
     yield
     await engine.dispose()
 
@@ -254,35 +255,6 @@ async def _close_sockets(app: web.Application) -> None:
             log.warning("shutdown with requests still running", extra={"count": inflight["count"]})
     sio = app[AppKeys.sio]
     await sio.shutdown()
-
-
-def setup_templates(app: web.Application) -> None:
-    env = aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(str(web_assets.TEMPLATES)),
-        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-        extensions=["jinja2.ext.i18n"],
-        context_processors=[_template_context],
-        undefined=jinja2.StrictUndefined,
-    )
-    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
-    config = app[AppKeys.config]
-    tz = config.tz
-    env.filters["won"] = lambda amount: i18n.format_won(int(amount))
-    env.filters["localtime"] = lambda moment, fmt="medium": i18n.format_time(moment, tz, fmt)
-    env.filters["pick"] = lambda obj, field: i18n.pick(obj, field)
-    env.globals["static"] = lambda path: f"/static/{path}"
-
-
-async def _template_context(request: web.Request) -> dict[str, Any]:
-    session = request.get("session")
-    return {
-        "user": request.get("user"),
-        "csrf_token": session.csrf if session else "",
-        "locale": request.get("locale", "ko"),
-        "path": request.path,
-        "config": request.app[AppKeys.config],
-    }
 
 
 def create_app(config: Config) -> web.Application:

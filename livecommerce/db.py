@@ -83,14 +83,19 @@ def make_engine(cfg: DatabaseConfig) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Take the write lock at BEGIN so two writers queue on busy_timeout instead of
-            # deadlocking when both upgrade a read lock later.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock at BEGIN (IMMEDIATE), so two writers queue on busy_timeout
+            # instead of one failing when it upgrades a read snapshot; readers never wait.
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def make_sessionmaker(engine: AsyncEngine, *, write: bool = True) -> async_sessionmaker[AsyncSession]:
+    """Sessions for one unit of work. `write=True` (the default): on SQLite each transaction takes the
+    write lock when it begins; use `write=False` for units of work that only read."""
+    if write and engine.dialect.name == "sqlite":
+        engine = engine.execution_options(sqlite_begin="IMMEDIATE")
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

@@ -3,28 +3,51 @@
 from __future__ import annotations
 
 import gettext
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from .auth import Session, SessionCodec
 from .config import Config
 from .metrics import Metrics
-
-if TYPE_CHECKING:
-    pass
+from .models import User
 
 
 class AppKeys:
     config = web.AppKey("config", Config)
     engine = web.AppKey("engine", AsyncEngine)
-    db = web.AppKey("db", async_sessionmaker[AsyncSession])
+    db = web.AppKey("db", async_sessionmaker[AsyncSession])  # units of work that write
+    reader = web.AppKey("reader", async_sessionmaker[AsyncSession])  # units of work that only read
     redis = web.AppKey("redis", Redis)  # absent when redis.url is empty
     sio = web.AppKey("sio", socketio.AsyncServer)
     metrics = web.AppKey("metrics", Metrics)
     catalogues = web.AppKey("catalogues", dict[str, gettext.NullTranslations])
-    codec = web.AppKey("codec", "SessionCodec")
-    exempt = web.AppKey("exempt", set[Any])  # handlers that do their own auth (static files, socket.io)
+    codec = web.AppKey("codec", SessionCodec)
     inflight = web.AppKey("inflight", dict[str, Any])
+
+
+@dataclass
+class RequestState:
+    """What the middlewares learn about one request."""
+
+    request_id: str = ""
+    session: Session | None = None  # the session this request will leave in the cookie
+    cookie_session: Session | None = None  # the session the browser sent, if valid (CSRF is checked against it)
+    user: User | None = None
+    locale: str = "ko"
+    dirty: bool = False  # the cookie must be written
+
+
+STATE = web.RequestKey("state", RequestState)
+
+
+def state(request: web.Request) -> RequestState:
+    st = request.get(STATE)
+    if st is None:
+        st = RequestState()
+        request[STATE] = st
+    return st

@@ -154,7 +154,7 @@ class Namespace(socketio.AsyncNamespace):
         locale = (session.locale if session and session.locale else None) or config.i18n.default_locale
         who = SocketUser(None, None, "", locale)
         if session is not None and session.user_id is not None:
-            async with self.app[AppKeys.db]() as db:
+            async with self.app[AppKeys.reader]() as db:
                 user = await db.get(User, session.user_id)
             if user is not None and user.is_active and user.session_epoch == session.epoch:
                 who = SocketUser(user.id, user.role, user.display_name, locale)

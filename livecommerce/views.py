@@ -6,16 +6,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
-from . import accounts, catalog
+from . import accounts, catalog, i18n
 from .api import Api, Call
 from .auth import PUBLIC, SIGNED_IN, STAFF, Session, access
 from .errors import AppError
-from .keys import AppKeys
+from .keys import AppKeys, state
 from .models import Market, Merchant, Product, Role, User
 from .schemas import (
     GuestIn,
@@ -31,21 +30,22 @@ from .schemas import (
     UserCreateIn,
     UserOut,
 )
+from .templating import page, render
 
 
 def sign_in(request: web.Request, user: User) -> None:
     """Start a new session for `user`: a fresh CSRF token, so one from before sign-in is useless."""
-    old: Session = request["session"]
-    request["session"] = Session(user_id=user.id, epoch=user.session_epoch, locale=old.locale)
-    request["user"] = user
-    request["session_dirty"] = True
+    st = state(request)
+    st.session = Session(user_id=user.id, epoch=user.session_epoch, locale=st.locale)
+    st.user = user
+    st.dirty = True
 
 
 def sign_out(request: web.Request) -> None:
-    old: Session = request["session"]
-    request["session"] = Session(locale=old.locale)
-    request["user"] = None
-    request["session_dirty"] = True
+    st = state(request)
+    st.session = Session(locale=st.locale)
+    st.user = None
+    st.dirty = True
 
 
 def home_for(user: User) -> str:
@@ -60,9 +60,10 @@ def safe_next(value: str | None, default: str = "/") -> str:
 
 
 def session_out(request: web.Request) -> SessionOut:
-    user = request.get("user")
-    return SessionOut(user=UserOut.model_validate(user) if user else None, csrf_token=request["session"].csrf,
-                      locale=request["locale"])
+    st = state(request)
+    assert st.session is not None
+    return SessionOut(user=UserOut.model_validate(st.user) if st.user else None, csrf_token=st.session.csrf,
+                      locale=st.locale)
 
 
 def make_api() -> Api:
@@ -111,14 +112,14 @@ def make_api() -> Api:
 
     @api.route("GET", "/markets", access=PUBLIC, tag="catalogue", response=list[MarketOut], summary="Markets")
     async def markets(call: Call[None, None]) -> list[MarketOut]:
-        async with call.app[AppKeys.db]() as db:
+        async with call.app[AppKeys.reader]() as db:
             return [MarketOut.model_validate(m) for m in await catalog.list_markets(db)]
 
     @api.route("GET", "/markets/{market_id}/merchants", access=PUBLIC, tag="catalogue", response=list[MerchantOut],
                errors=[404], summary="The stalls of a market")
     async def merchants(call: Call[None, None]) -> list[MerchantOut]:
         market_id = call.param("market_id")
-        async with call.app[AppKeys.db]() as db:
+        async with call.app[AppKeys.reader]() as db:
             if await db.get(Market, market_id) is None:
                 raise AppError("No market with this id.", code="market_not_found", status=404)
             return [MerchantOut.model_validate(m) for m in await catalog.list_merchants(db, market_id)]
@@ -127,7 +128,7 @@ def make_api() -> Api:
                summary="Products, by merchant or market")
     async def products(call: Call[None, ProductsQuery]) -> list[ProductOut]:
         q = call.query
-        async with call.app[AppKeys.db]() as db:
+        async with call.app[AppKeys.reader]() as db:
             rows = await catalog.list_products(db, merchant_id=q.merchant_id, market_id=q.market_id, limit=q.limit,
                                                offset=q.offset)
             return [ProductOut.model_validate(p) for p in rows]
@@ -135,7 +136,7 @@ def make_api() -> Api:
     @api.route("GET", "/products/{product_id}", access=PUBLIC, tag="catalogue", response=ProductOut, errors=[404],
                summary="One product")
     async def product(call: Call[None, None]) -> ProductOut:
-        async with call.app[AppKeys.db]() as db:
+        async with call.app[AppKeys.reader]() as db:
             return ProductOut.model_validate(await catalog.get_product(db, call.param("product_id")))
 
     @api.route("POST", "/products", access=STAFF, tag="catalogue", body=ProductIn, response=ProductOut, status=201,
@@ -164,7 +165,7 @@ async def healthz(request: web.Request) -> web.Response:
     out = {"status": "ok", "database": "ok", "redis": "off"}
     try:
         async with asyncio.timeout(3):
-            async with app[AppKeys.db]() as db:
+            async with app[AppKeys.reader]() as db:
                 await db.execute(text("SELECT 1"))
     except Exception as exc:
         out["database"] = f"error: {type(exc).__name__}"
@@ -193,7 +194,7 @@ async def metrics(request: web.Request) -> web.Response:
 @access(PUBLIC)
 async def login_page(request: web.Request) -> web.StreamResponse:
     if request.method == "GET":
-        return aiohttp_jinja2.render_template("login.html", request,
+        return render(request, "login.html",
                                               {"next": safe_next(request.query.get("next"), ""), "error": None})
     form = await request.post()
     username, password = str(form.get("username", "")), str(form.get("password", ""))
@@ -202,7 +203,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
         async with request.app[AppKeys.db].begin() as db:
             user = await accounts.authenticate(db, username, password)
     except AppError as exc:
-        resp = aiohttp_jinja2.render_template("login.html", request, {"next": nxt, "error": exc.message,
+        resp = render(request, "login.html", {"next": nxt, "error": i18n.gettext(exc.message, **exc.params),
                                                                        "username": username})
         resp.set_status(exc.status)
         return resp
@@ -214,14 +215,14 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 async def join_page(request: web.Request) -> web.StreamResponse:
     nxt = safe_next(request.query.get("next") if request.method == "GET" else None, "/")
     if request.method == "GET":
-        return aiohttp_jinja2.render_template("join.html", request, {"next": nxt, "error": None})
+        return render(request, "join.html", {"next": nxt, "error": None})
     form = await request.post()
     nxt = safe_next(str(form.get("next", "")), "/")
     try:
         async with request.app[AppKeys.db].begin() as db:
             user = await accounts.join_as_guest(db, str(form.get("nickname", "")))
     except AppError as exc:
-        resp = aiohttp_jinja2.render_template("join.html", request, {"next": nxt, "error": exc.message})
+        resp = render(request, "join.html", {"next": nxt, "error": i18n.gettext(exc.message, **exc.params)})
         resp.set_status(exc.status)
         return resp
     sign_in(request, user)
@@ -236,7 +237,7 @@ async def logout_page(request: web.Request) -> web.StreamResponse:
 
 @access(STAFF)
 async def staff_catalogue(request: web.Request) -> dict[str, Any]:
-    async with request.app[AppKeys.db]() as db:
+    async with request.app[AppKeys.reader]() as db:
         rows = (await db.execute(
             select(Product, Merchant).join(Merchant, Product.merchant_id == Merchant.id).order_by(Product.id))).all()
         users = (await db.scalars(select(User).where(User.is_guest.is_(False)).order_by(User.role, User.id))).all()
@@ -251,5 +252,5 @@ def register_pages(app: web.Application) -> None:
     r.add_route("*", "/login", login_page, name="login")
     r.add_route("*", "/join", join_page, name="join")
     r.add_post("/logout", logout_page, name="logout")
-    r.add_get("/staff/catalogue", aiohttp_jinja2.template("staff/catalogue.html")(staff_catalogue),
+    r.add_get("/staff/catalogue", page("staff/catalogue.html")(staff_catalogue),
               name="staff_catalogue")

@@ -36,7 +36,7 @@ class LiveNamespace(Namespace):
     @event("join", access=PUBLIC, payload=BroadcastRef)
     async def join(self, sid: str, who: SocketUser, p: BroadcastRef) -> dict[str, Any]:
         """Join a broadcast's room; answers with the broadcast's whole current state."""
-        async with self.app[AppKeys.db]() as db:
+        async with self.app[AppKeys.reader]() as db:
             b = await services.get_broadcast(db, p.broadcast_id, full=True)
             if not services.viewer_can_join(b):
                 raise AppError("This broadcast is %(state)s: its room is closed.", code="broadcast_closed",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy import select
 
@@ -13,8 +12,9 @@ from livecommerce.api import Api, Call
 from livecommerce.auth import HOST, PUBLIC, STAFF, access
 from livecommerce.db import utcnow
 from livecommerce.errors import NotFound
-from livecommerce.keys import AppKeys
+from livecommerce.keys import AppKeys, state
 from livecommerce.models import Market, User
+from livecommerce.templating import page
 
 from . import services
 from .events import push_transition
@@ -28,14 +28,14 @@ def register_api(api: Api) -> None:
     async def broadcasts(call: Call[None, BroadcastsQuery]) -> list[BroadcastOut]:
         q = call.query
         states = [q.state] if q.state else list(services.OPEN_STATES)
-        async with call.app[AppKeys.db]() as db:
+        async with call.app[AppKeys.reader]() as db:
             rows = await services.list_broadcasts(db, states=states, limit=q.limit)
             return [BroadcastOut.model_validate(b) for b in rows]
 
     @api.route("GET", "/broadcasts/{broadcast_id}", access=PUBLIC, tag="broadcasts", response=BroadcastOut,
                errors=[404], summary="One broadcast with its line-up")
     async def broadcast(call: Call[None, None]) -> BroadcastOut:
-        async with call.app[AppKeys.db]() as db:
+        async with call.app[AppKeys.reader]() as db:
             b = await services.get_broadcast(db, call.param("broadcast_id"), full=True)
             return BroadcastOut.model_validate(b)
 
@@ -60,6 +60,12 @@ def register_api(api: Api) -> None:
         return await _move(call, BroadcastState.ENDED)
 
 
+def _user(request: web.Request) -> User:
+    user = state(request).user
+    assert user is not None  # the access rule let only signed-in users through
+    return user
+
+
 def _broadcast_id(request: web.Request) -> int:
     raw = request.match_info["broadcast_id"]
     if not raw.isdigit() or len(raw) > 18:
@@ -68,9 +74,9 @@ def _broadcast_id(request: web.Request) -> int:
 
 
 @access(PUBLIC)
-@aiohttp_jinja2.template("home.html")
+@page("home.html")
 async def home(request: web.Request) -> dict[str, Any]:
-    async with request.app[AppKeys.db]() as db:
+    async with request.app[AppKeys.reader]() as db:
         rows = await services.list_broadcasts(db, states=services.OPEN_STATES, since=utcnow(), limit=20)
         markets = (await db.scalars(select(Market).order_by(Market.id))).all()
     live = [b for b in rows if b.state is BroadcastState.LIVE]
@@ -79,36 +85,36 @@ async def home(request: web.Request) -> dict[str, Any]:
 
 
 @access(PUBLIC)
-@aiohttp_jinja2.template("viewer/live.html")
+@page("viewer/live.html")
 async def live_page(request: web.Request) -> dict[str, Any]:
-    async with request.app[AppKeys.db]() as db:
+    async with request.app[AppKeys.reader]() as db:
         b = await services.get_broadcast(db, _broadcast_id(request), full=True)
     return {"b": b, "broadcast_json": BroadcastOut.model_validate(b).model_dump(mode="json")}
 
 
 @access(HOST)
-@aiohttp_jinja2.template("host/index.html")
+@page("host/index.html")
 async def host_index(request: web.Request) -> dict[str, Any]:
-    async with request.app[AppKeys.db]() as db:
-        rows = await services.host_broadcasts(db, request["user"])
+    async with request.app[AppKeys.reader]() as db:
+        rows = await services.host_broadcasts(db, _user(request))
     return {"broadcasts": rows}
 
 
 @access(HOST)
-@aiohttp_jinja2.template("host/console.html")
+@page("host/console.html")
 async def host_console(request: web.Request) -> dict[str, Any]:
-    user: User = request["user"]
+    user = _user(request)
     broadcast_id = _broadcast_id(request)
-    async with request.app[AppKeys.db]() as db:
+    async with request.app[AppKeys.reader]() as db:
         b = await services.get_broadcast(db, broadcast_id, full=True)
         await services.check_host(db, broadcast_id, user.id, user.role)
     return {"b": b, "broadcast_json": BroadcastOut.model_validate(b).model_dump(mode="json")}
 
 
 @access(STAFF)
-@aiohttp_jinja2.template("staff/index.html")
+@page("staff/index.html")
 async def staff_index(request: web.Request) -> dict[str, Any]:
-    async with request.app[AppKeys.db]() as db:
+    async with request.app[AppKeys.reader]() as db:
         rows = await services.list_broadcasts(db, limit=100)
     return {"broadcasts": rows}
 
