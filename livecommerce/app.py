@@ -254,6 +254,8 @@ async def _close_sockets(app: web.Application) -> None:
         except TimeoutError:
             log.warning("shutdown with requests still running", extra={"count": inflight["count"]})
     sio = app[AppKeys.sio]
+    if sio.eio.sockets:
+        await sio.eio.disconnect()  # every client on this process
     await sio.shutdown()
 
 

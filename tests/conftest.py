@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,7 +26,7 @@ from livecommerce.accounts import create_user
 from livecommerce.app import create_app
 from livecommerce.auth import COOKIE
 from livecommerce.config import Config, build_config
-from livecommerce.db import Base, make_engine, make_sessionmaker, upgrade, utcnow
+from livecommerce.db import Base, make_engine, make_sessionmaker, upgrade, upgrade_sync, utcnow
 from livecommerce.models import Market, Merchant, Product, Role, User
 from sessions.models import Broadcast, BroadcastHost, BroadcastState, LineupItem
 
@@ -69,11 +70,14 @@ def pg_database() -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(create())
     url = _with_db(PG_URL, name)
-    asyncio.run(upgrade(url))
+    # Requested from inside async fixtures: do the set-up on a thread with its own event loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, create()).result()
+        pool.submit(upgrade_sync, url).result()
     yield url
-    asyncio.run(drop())
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, drop()).result()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,0 +1,135 @@
+"""The `livecommerce` command, run as a newcomer would: create accounts, fill the demo, serve and
+stop gracefully."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from livecommerce.config import build_config
+from livecommerce.db import make_engine, make_sessionmaker
+from livecommerce.models import Market, Product, Role, User
+from sessions.models import Broadcast, BroadcastState
+
+
+def run(args: list[str], cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOMMERCE_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "livecommerce.cli", *args], cwd=cwd, input=stdin,
+                          capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _query(url: str, stmt):  # type: ignore[no-untyped-def]
+    engine = make_engine(build_config({"database": {"url": url}}, env={}).database)
+    try:
+        async with make_sessionmaker(engine, write=False)() as db:
+            return (await db.execute(stmt)).all()
+    finally:
+        await engine.dispose()
+
+
+async def test_user_add_creates_an_account(tmp_path: Path) -> None:
+    proc = run(["user", "add", "--role", "staff", "--password-stdin", "--display-name", "운영", "alice"], tmp_path,
+               stdin="a strong password\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "created staff account 'alice'" in proc.stdout
+    url = f"sqlite+aiosqlite:///{tmp_path}/livecommerce.db"
+    rows = await _query(url, select(User.username, User.role, User.display_name))
+    assert rows == [("alice", Role.STAFF, "운영")]
+    again = run(["user", "add", "--role", "host", "--password-stdin", "alice"], tmp_path, stdin="a strong password\n")
+    assert again.returncode == 2
+    assert "taken" in again.stderr
+    weak = run(["user", "add", "--role", "host", "--password-stdin", "bob"], tmp_path, stdin="short\n")
+    assert weak.returncode == 2 and "at least 8" in weak.stderr
+
+
+async def test_demo_fills_an_empty_database_once(tmp_path: Path) -> None:
+    proc = run(["demo", "--no-serve"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "(created)" in proc.stdout and "/live/" in proc.stdout and "staff    / demo-" in proc.stdout
+    url = f"sqlite+aiosqlite:///{tmp_path}/livecommerce.db"
+    assert (await _query(url, select(func.count()).select_from(Market)))[0][0] == 1
+    products = (await _query(url, select(func.count()).select_from(Product)))[0][0]
+    assert products >= 8
+    live = await _query(url, select(Broadcast.id).where(Broadcast.state == BroadcastState.LIVE))
+    assert len(live) == 1
+    coming = await _query(url, select(Broadcast.id).where(Broadcast.state == BroadcastState.SCHEDULED))
+    assert len(coming) >= 3  # two weeks of Mondays and Wednesdays
+    again = run(["demo", "--no-serve"], tmp_path)
+    assert again.returncode == 0 and "already there" in again.stdout
+    assert (await _query(url, select(func.count()).select_from(Product)))[0][0] == products
+    assert len(await _query(url, select(Broadcast.id).where(Broadcast.state == BroadcastState.LIVE))) == 1
+
+
+async def test_serve_answers_then_stops_gracefully(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "livecommerce.cli", "serve", "--port", str(port)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("LIVECOMMERCE_")})
+    try:
+        body = None
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                        body = await resp.json()
+                        break
+                except aiohttp.ClientConnectionError:
+                    time.sleep(0.1)
+        assert body == {"status": "ok", "database": "ok", "redis": "off"}
+        assert (tmp_path / "livecommerce.db").exists()  # migrated on start
+        assert (tmp_path / "livecommerce.secret").exists()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"serving on http://127.0.0.1:{port}" in out
+
+
+def test_serve_refuses_an_unmigrated_postgres(tmp_path: Path) -> None:
+    url = os.environ.get("LIVECOMMERCE_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("needs PostgreSQL")
+    import asyncio
+
+    import asyncpg
+
+    name = f"lc_empty_{os.getpid()}"
+    admin = url.replace("postgresql+asyncpg", "postgresql")
+
+    async def sql(q: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(q)
+        finally:
+            await conn.close()
+
+    asyncio.run(sql(f'CREATE DATABASE "{name}"'))
+    try:
+        empty = url.rsplit("/", 1)[0] + "/" + name
+        proc = run(["serve", "--port", str(free_port())], tmp_path, env={"LIVECOMMERCE_DATABASE_URL": empty},
+                   timeout=60)
+        assert proc.returncode != 0
+        assert "livecommerce db upgrade" in proc.stderr
+        up = run(["db", "upgrade"], tmp_path, env={"LIVECOMMERCE_DATABASE_URL": empty})
+        assert up.returncode == 0, up.stderr
+    finally:
+        asyncio.run(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
