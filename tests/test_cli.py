@@ -3,15 +3,16 @@ stop gracefully."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
-import aiohttp
 import pytest
 from sqlalchemy import func, select
 
@@ -77,21 +78,20 @@ async def test_demo_fills_an_empty_database_once(tmp_path: Path) -> None:
     assert len(await _query(url, select(Broadcast.id).where(Broadcast.state == BroadcastState.LIVE))) == 1
 
 
-async def test_serve_answers_then_stops_gracefully(tmp_path: Path) -> None:
+def test_serve_answers_then_stops_gracefully(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "livecommerce.cli", "serve", "--port", str(port)],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={k: v for k, v in os.environ.items() if not k.startswith("LIVECOMMERCE_")})
     try:
         body = None
-        async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                        body = await resp.json()
-                        break
-                except aiohttp.ClientConnectionError:
-                    time.sleep(0.1)
+        for _ in range(150):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    body = json.loads(resp.read())
+                    break
+            except OSError:
+                time.sleep(0.1)
         assert body == {"status": "ok", "database": "ok", "redis": "off"}
         assert (tmp_path / "livecommerce.db").exists()  # migrated on start
         assert (tmp_path / "livecommerce.secret").exists()
@@ -100,6 +100,7 @@ async def test_serve_answers_then_stops_gracefully(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, err
     assert f"serving on http://127.0.0.1:{port}" in out
 
