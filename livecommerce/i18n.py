@@ -50,8 +50,13 @@ def activate(locale: str, translations: _gettext.NullTranslations) -> None:
 
 
 def gettext(message: str, **params: Any) -> str:
-    text = _current_translations.get().gettext(message)
-    return text % params if params else text
+    """Translate `message`, then fill its `%(name)s` placeholders. Text parameters are translated too,
+    so a message can carry a label marked elsewhere (a broadcast state, say)."""
+    tr = _current_translations.get()
+    text = tr.gettext(message)
+    if not params:
+        return text
+    return text % {k: tr.gettext(v) if isinstance(v, str) and v else v for k, v in params.items()}
 
 
 def ngettext(singular: str, plural: str, n: int, **params: Any) -> str:
@@ -78,8 +83,8 @@ def format_time(moment: datetime | None, tz: ZoneInfo, fmt: str = "medium", loca
     loc = locale or current_locale.get()
     local = moment.astimezone(tz)
     patterns = {
-        "ko": {"medium": "M월 d일 (E) a h:mm", "short": "a h:mm", "date": "M월 d일 (E)",
-               "long": "y년 M월 d일 (E) a h:mm"},
+        "ko": {"medium": "M월 d일 (E) aaaa h:mm", "short": "aaaa h:mm", "date": "M월 d일 (E)",
+               "long": "y년 M월 d일 (E) aaaa h:mm"},
         "en": {"medium": "EEE, MMM d, h:mm a", "short": "h:mm a", "date": "EEE, MMM d",
                "long": "EEE, MMM d, y, h:mm a"},
     }

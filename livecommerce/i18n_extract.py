@@ -31,7 +31,7 @@ OPTIONS = {"web/templates/**.html": {"extensions": "jinja2.ext.i18n", "trimmed":
 def extract() -> Catalog:
     catalog = Catalog(project="livecommerce", charset="utf-8")
     for filename, lineno, message, comments, context in extract_from_dir(
-            str(ROOT), METHODS, KEYWORDS, OPTIONS, strip_comment_tags=True):
+            str(ROOT), METHODS, OPTIONS, KEYWORDS, strip_comment_tags=True):
         if "/.venv/" in filename or filename.startswith(".venv"):
             continue
         catalog.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)

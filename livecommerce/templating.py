@@ -34,7 +34,13 @@ def setup_templates(app: web.Application) -> None:
 
 def base_context(request: web.Request) -> dict[str, Any]:
     st = state(request)
+
+    def lang_url(lang: str) -> str:
+        """This page in another language, keeping its other query parameters."""
+        return str(request.rel_url.update_query(lang=lang))
+
     return {
+        "lang_url": lang_url,
         "user": st.user,
         "csrf_token": st.session.csrf if st.session else "",
         "locale": st.locale,

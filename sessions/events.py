@@ -15,7 +15,7 @@ from livecommerce.keys import AppKeys
 from livecommerce.realtime import Namespace, SocketUser, event
 
 from . import services
-from .models import BroadcastState
+from .models import STATE_LABELS, BroadcastState
 from .schemas import BroadcastOut, BroadcastRef
 
 NAMESPACE = "/live"
@@ -40,7 +40,7 @@ class LiveNamespace(Namespace):
             b = await services.get_broadcast(db, p.broadcast_id, full=True)
             if not services.viewer_can_join(b):
                 raise AppError("This broadcast is %(state)s: its room is closed.", code="broadcast_closed",
-                               state=b.state.value)
+                               state=STATE_LABELS[b.state])
             snapshot = BroadcastOut.model_validate(b).model_dump(mode="json")
         for r in self.rooms(sid):
             if r.startswith("broadcast:") and r != room(p.broadcast_id):

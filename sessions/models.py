@@ -9,6 +9,7 @@ from sqlalchemy import CheckConstraint, Enum, ForeignKey, Integer, String, Text,
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from livecommerce.db import Base, UTCDateTime, utcnow
+from livecommerce.errors import N_
 from livecommerce.models import Market, Product, User
 
 
@@ -19,6 +20,16 @@ class BroadcastState(enum.StrEnum):
     ENDED = "ended"
     MISSED = "missed"
     CANCELLED = "cancelled"
+
+
+STATE_LABELS: dict[BroadcastState, str] = {
+    BroadcastState.SCHEDULED: N_("scheduled"),
+    BroadcastState.LOBBY: N_("in the lobby"),
+    BroadcastState.LIVE: N_("live"),
+    BroadcastState.ENDED: N_("ended"),
+    BroadcastState.MISSED: N_("missed"),
+    BroadcastState.CANCELLED: N_("cancelled"),
+}
 
 
 class Series(Base):

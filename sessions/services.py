@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 from livecommerce.errors import Conflict, Forbidden, NotFound
 from livecommerce.models import Role, User
 
-from .models import Broadcast, BroadcastHost, BroadcastState, LineupItem
+from .models import STATE_LABELS, Broadcast, BroadcastHost, BroadcastState, LineupItem
 from .schedule import LEGAL, IllegalTransition, check_transition
 
 OPEN_STATES = (BroadcastState.SCHEDULED, BroadcastState.LOBBY, BroadcastState.LIVE)
@@ -74,7 +74,7 @@ async def transition(db: AsyncSession, broadcast_id: int, wanted: BroadcastState
         check_transition(b.state, wanted)
     except IllegalTransition as exc:
         raise Conflict("A broadcast that is %(current)s cannot become %(wanted)s.", code="illegal_transition",
-                       current=exc.current.value, wanted=exc.wanted.value) from None
+                       current=STATE_LABELS[exc.current], wanted=STATE_LABELS[exc.wanted]) from None
     allowed_from = [s for s, nxt in LEGAL.items() if wanted in nxt]
     values: dict[str, object] = {"state": wanted}
     if wanted is BroadcastState.LIVE:
@@ -89,7 +89,7 @@ async def transition(db: AsyncSession, broadcast_id: int, wanted: BroadcastState
     if result.rowcount != 1:  # type: ignore[attr-defined]
         await db.refresh(b)
         raise Conflict("Someone else changed this broadcast first; it is now %(state)s.",
-                       code="transition_lost", state=b.state.value)
+                       code="transition_lost", state=STATE_LABELS[b.state])
     return Transition(broadcast_id, wanted, at)
 
 

@@ -136,8 +136,13 @@
     }
     status("connecting", t("connecting"));
     var socket = window.io("/live", { transports: ["websocket"], withCredentials: true });
+    var attempt = 0;
+    var retrying = function () {
+      status("reconnecting", attempt > 0 ? t("reconnecting_attempt", { n: attempt }) : t("reconnecting"));
+    };
 
     socket.on("connect", function () {
+      attempt = 0;
       status("connected", t("connected"));
       socket.timeout(10000).emit("join", { broadcast_id: opts.broadcastId }, function (err, ack) {
         if (err) {
@@ -151,21 +156,22 @@
     });
 
     socket.on("disconnect", function (reason) {
-      status("reconnecting", t("reconnecting"));
+      retrying();
       // The server closed the socket on purpose: socket.io does not come back by itself.
       if (reason === "io server disconnect") socket.connect();
     });
 
     socket.on("connect_error", function () {
       if (socket.active) {
-        status("reconnecting", t("reconnecting"));
+        retrying();
       } else {
         status("failed", t("connect_failed"));
       }
     });
 
-    socket.io.on("reconnect_attempt", function (attempt) {
-      status("reconnecting", t("reconnecting_attempt", { n: attempt }));
+    socket.io.on("reconnect_attempt", function (n) {
+      attempt = n;
+      retrying();
     });
 
     socket.io.on("reconnect_failed", function () {
