@@ -275,6 +275,9 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
+    from sessions.lifecycle import scheduler_ctx
+
+    app.cleanup_ctx.append(scheduler_ctx)
     app.on_shutdown.append(_close_sockets)
 
     from sessions import events as session_events

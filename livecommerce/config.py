@@ -78,6 +78,7 @@ class ScheduleConfig:
     warn_minutes: int = 5
     grace_minutes: int = 3
     weeks_ahead: int = 4
+    run_scheduler: bool = True
 
 
 @dataclass(frozen=True)

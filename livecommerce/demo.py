@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
-from sessions.models import Broadcast, BroadcastHost, BroadcastState, LineupItem, Series
-from sessions.schedule import expand, weekly_rrule
+from sessions.models import Broadcast, BroadcastHost, BroadcastState, LineupItem
+from sessions.schedule import weekly_rrule
 
 from .accounts import create_user, set_password
 from .config import Config
@@ -117,21 +118,20 @@ async def seed(db: AsyncSession, config: Config, now: datetime) -> DemoResult:
                                        stock_reserved=min(p.stock, 30)))
 
     if created:
+        from sessions.planning import SeriesInput, create_series
+
         sc = config.schedule
-        monday = (now.astimezone(tz) + timedelta(days=(7 - now.astimezone(tz).weekday()) % 7 or 7)).date()
+        local_now = now.astimezone(tz)
+        monday = (local_now + timedelta(days=(7 - local_now.weekday()) % 7 or 7)).date()
         dtstart = datetime.combine(monday, datetime.strptime(sc.start_time, "%H:%M").time())
-        series = Series(market_id=market.id, title_ko="한마음 라이브 장터", title_en="Hanmaum Live Market",
-                        rrule=weekly_rrule(sc.weekdays, sc.start_time), timezone=sc.timezone,
-                        dtstart_local=dtstart.strftime("%Y-%m-%dT%H:%M"), duration_minutes=sc.duration_minutes)
-        db.add(series)
-        await db.flush()
-        for i, occ in enumerate(expand(series.rrule, dtstart, tz, timedelta(minutes=series.duration_minutes),
-                                       now, now + timedelta(weeks=2))):
-            b = Broadcast(market_id=market.id, series_id=series.id, title_ko=f"한마음 라이브 장터 #{i + 2}",
-                          title_en=f"Hanmaum Live Market #{i + 2}", starts_at=occ.starts_at, ends_at=occ.ends_at,
-                          state=BroadcastState.SCHEDULED, lineup=[], hosts=[BroadcastHost(user_id=host.id)])
+        series = await create_series(db, SeriesInput(
+            market_id=market.id, title_ko="한마음 라이브 장터", title_en="Hanmaum Live Market",
+            rrule=weekly_rrule(sc.weekdays, sc.start_time), dtstart_local=dtstart.strftime("%Y-%m-%dT%H:%M"),
+            duration_minutes=sc.duration_minutes, timezone=sc.timezone, host_ids=[host.id]), config, now)
+        coming = (await db.scalars(select(Broadcast).where(Broadcast.series_id == series.id)
+                                   .options(selectinload(Broadcast.lineup)))).all()
+        for b in coming:
             lineup(b, 5)
-            db.add(b)
 
     live = await db.scalar(select(Broadcast).where(Broadcast.market_id == market.id,
                                                    Broadcast.state == BroadcastState.LIVE,
@@ -143,8 +143,8 @@ async def seed(db: AsyncSession, config: Config, now: datetime) -> DemoResult:
                          description_ko="시장 상인들이 직접 소개하는 오늘의 특가",
                          description_en="Today's deals, from the stalls",
                          starts_at=start, ends_at=start + timedelta(minutes=config.schedule.duration_minutes),
-                         started_at=start, state=BroadcastState.LIVE, lineup=[],
-                         hosts=[BroadcastHost(user_id=host.id)])
+                         started_at=start, state=BroadcastState.LIVE, lineup=[], partners=[],
+                         hosts=[BroadcastHost(user_id=host.id)], channel="special")
         lineup(live, len(products))
         db.add(live)
     await db.flush()

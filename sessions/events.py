@@ -3,6 +3,7 @@ lifecycle controls. Every event declares who may send it and validates its paylo
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import socketio
@@ -14,8 +15,8 @@ from livecommerce.errors import AppError
 from livecommerce.keys import AppKeys
 from livecommerce.realtime import Namespace, SocketUser, event
 
-from . import services
-from .models import STATE_LABELS, BroadcastState
+from . import planning, services
+from .models import STATE_LABELS, Broadcast, BroadcastState
 from .schemas import BroadcastOut, BroadcastRef
 
 NAMESPACE = "/live"
@@ -25,14 +26,51 @@ def room(broadcast_id: int) -> str:
     return f"broadcast:{broadcast_id}"
 
 
-async def push_transition(app: web.Application, t: services.Transition) -> None:
-    """After the commit: tell everyone in the room."""
-    await app[AppKeys.sio].emit("broadcast:state", {"broadcast_id": t.broadcast_id, "state": t.state.value,
-                                                    "at": t.at.isoformat()},
-                                room=room(t.broadcast_id), namespace=NAMESPACE)
+SCHEDULE_ROOM = "schedule"
+
+
+def user_room(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+async def push_transition(app: web.Application, broadcast_id: int, state: BroadcastState, at: datetime) -> None:
+    """After the commit: tell everyone in the room, and every page watching the schedule; when a show
+    goes live, tell the viewers who asked to be reminded."""
+    sio = app[AppKeys.sio]
+    payload = {"broadcast_id": broadcast_id, "state": state.value, "at": at.isoformat()}
+    await sio.emit("broadcast:state", payload, room=room(broadcast_id), namespace=NAMESPACE)
+    await sio.emit("schedule:state", payload, room=SCHEDULE_ROOM, namespace=NAMESPACE)
+    if state is BroadcastState.LIVE:
+        async with app[AppKeys.reader]() as db:
+            b = await db.get(Broadcast, broadcast_id)
+            users = await planning.reminded_users(db, broadcast_id)
+        if b is not None:
+            note = {"broadcast_id": broadcast_id, "title_ko": b.title_ko, "title_en": b.title_en,
+                    "url": f"/live/{broadcast_id}"}
+            for uid in users:
+                await sio.emit("reminder:live", note, room=user_room(uid), namespace=NAMESPACE)
+
+
+async def push_warning(app: web.Application, broadcast_id: int, ends_at: datetime, now: datetime) -> None:
+    """The show ends soon: the host console shows a warning, viewers a countdown."""
+    seconds = max(0, int((ends_at - now).total_seconds()))
+    await app[AppKeys.sio].emit("broadcast:ending", {"broadcast_id": broadcast_id, "ends_at": ends_at.isoformat(),
+                                                     "seconds_left": seconds},
+                                room=room(broadcast_id), namespace=NAMESPACE)
 
 
 class LiveNamespace(Namespace):
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        await super().on_connect(sid, environ, auth)
+        who = await self.who(sid)
+        if who.user_id is not None:
+            await self.enter_room(sid, user_room(who.user_id))  # reminders find the viewer here
+
+    @event("schedule:watch", access=PUBLIC)
+    async def watch_schedule(self, sid: str, who: SocketUser, p: None) -> None:
+        """Hear when any broadcast changes state (the schedule and home pages)."""
+        await self.enter_room(sid, SCHEDULE_ROOM)
+
     @event("join", access=PUBLIC, payload=BroadcastRef)
     async def join(self, sid: str, who: SocketUser, p: BroadcastRef) -> dict[str, Any]:
         """Join a broadcast's room; answers with the broadcast's whole current state."""
@@ -67,8 +105,8 @@ class LiveNamespace(Namespace):
         async with self.app[AppKeys.db].begin() as db:
             await services.get_broadcast(db, broadcast_id)
             await services.check_host(db, broadcast_id, who.user_id, who.role)
-            t = await services.transition(db, broadcast_id, wanted, utcnow())
-        await push_transition(self.app, t)
+            t = await services.host_move(db, broadcast_id, wanted, utcnow(), self.app[AppKeys.config])
+        await push_transition(self.app, t.broadcast_id, t.state, t.at)
         return {"broadcast_id": t.broadcast_id, "state": t.state.value, "at": t.at.isoformat()}
 
 

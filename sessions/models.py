@@ -50,14 +50,51 @@ class Series(Base):
     duration_minutes: Mapped[int] = mapped_column(Integer, default=60)
     auto_live: Mapped[bool] = mapped_column(default=False)
     stream_url: Mapped[str] = mapped_column(String(500), default="")
+    channel: Mapped[str] = mapped_column(String(64), default="main")
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     market: Mapped[Market] = relationship(lazy="raise")
+    hosts: Mapped[list[SeriesHost]] = relationship(lazy="raise", cascade="all, delete-orphan")
+    exceptions: Mapped[list[SeriesException]] = relationship(lazy="raise", cascade="all, delete-orphan",
+                                                             order_by="SeriesException.occurrence_local")
+
+
+class SeriesHost(Base):
+    """The hosts every broadcast of a series starts with."""
+
+    __tablename__ = "series_hosts"
+
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ExceptionAction(enum.StrEnum):
+    SKIP = "skip"
+    MOVE = "move"
+
+
+class SeriesException(Base):
+    """One occurrence skipped (a holiday) or moved to another time."""
+
+    __tablename__ = "series_exceptions"
+    __table_args__ = (UniqueConstraint("series_id", "occurrence_local"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    # The occurrence's local start as the rule makes it, "2026-12-02T19:00".
+    occurrence_local: Mapped[str] = mapped_column(String(16))
+    action: Mapped[ExceptionAction] = mapped_column(
+        Enum(ExceptionAction, name="exception_action", native_enum=False, length=10,
+             values_callable=lambda e: [m.value for m in e]))
+    new_start_local: Mapped[str | None] = mapped_column(String(16), default=None)
+    note: Mapped[str] = mapped_column(String(200), default="")
 
 
 class Broadcast(Base):
     __tablename__ = "broadcasts"
+    # One broadcast per occurrence of a series, whichever process creates it first.
+    __table_args__ = (UniqueConstraint("series_id", "occurrence_local"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     market_id: Mapped[int] = mapped_column(ForeignKey("markets.id", ondelete="CASCADE"), index=True)
@@ -75,7 +112,12 @@ class Broadcast(Base):
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-    stream_url: Mapped[str] = mapped_column(String(500), default="")
+    occurrence_local: Mapped[str | None] = mapped_column(String(16), default=None)
+    stream_url: Mapped[str] = mapped_column(String(500), default="")  # an HLS (.m3u8) or video URL
+    embed_url: Mapped[str] = mapped_column(String(500), default="")  # or a player page to embed
+    channel: Mapped[str] = mapped_column(String(64), default="main")
+    auto_live: Mapped[bool] = mapped_column(default=False)
+    warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     peak_viewers: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -83,6 +125,30 @@ class Broadcast(Base):
     hosts: Mapped[list[BroadcastHost]] = relationship(lazy="raise", cascade="all, delete-orphan")
     lineup: Mapped[list[LineupItem]] = relationship(lazy="raise", cascade="all, delete-orphan",
                                                     order_by="LineupItem.position")
+    partners: Mapped[list[PartnerChannel]] = relationship(lazy="raise", cascade="all, delete-orphan",
+                                                          order_by="PartnerChannel.position")
+
+
+class PartnerChannel(Base):
+    """A partner platform the show is simulcast to; the viewer page links to it."""
+
+    __tablename__ = "partner_channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    url: Mapped[str] = mapped_column(String(500))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Reminder(Base):
+    """A viewer asked to be told when this broadcast goes live."""
+
+    __tablename__ = "reminders"
+
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class BroadcastHost(Base):

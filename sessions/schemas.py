@@ -45,7 +45,12 @@ class BroadcastOut(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     stream_url: str
+    embed_url: str = ""
+    channel: str = "main"
+    auto_live: bool = False
+    series_id: int | None = None
     lineup: list[LineupItemOut]
+    partners: list[PartnerOut] = Field(default_factory=list)
 
 
 class BroadcastsQuery(Strict):
@@ -63,3 +68,128 @@ class BroadcastRef(Strict):
     """Names the broadcast a socket event is about."""
 
     broadcast_id: int = Field(ge=1, le=2**53)
+
+
+LOCAL_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$"
+
+
+class SeriesIn(Strict):
+    market_id: int = Field(ge=1)
+    title_ko: str = Field(min_length=1, max_length=120)
+    title_en: str = Field(min_length=1, max_length=120)
+    rrule: str = Field(min_length=1, max_length=500, description="RFC 5545 RRULE, e.g. FREQ=WEEKLY;BYDAY=MO,WE")
+    dtstart_local: str = Field(pattern=LOCAL_TIME, description="first start, local wall-clock time")
+    until_local: str | None = Field(default=None, pattern=LOCAL_TIME)
+    duration_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    timezone: str = Field(default="Asia/Seoul", max_length=64)
+    auto_live: bool = False
+    stream_url: str = Field(default="", max_length=500)
+    channel: str = Field(default="main", min_length=1, max_length=64)
+    host_ids: list[int] = Field(default_factory=list, max_length=10)
+
+
+class SeriesPatch(Strict):
+    title_ko: str | None = Field(default=None, min_length=1, max_length=120)
+    title_en: str | None = Field(default=None, min_length=1, max_length=120)
+    rrule: str | None = Field(default=None, min_length=1, max_length=500)
+    dtstart_local: str | None = Field(default=None, pattern=LOCAL_TIME)
+    until_local: str | None = Field(default=None, pattern=LOCAL_TIME)
+    duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    auto_live: bool | None = None
+    stream_url: str | None = Field(default=None, max_length=500)
+    channel: str | None = Field(default=None, min_length=1, max_length=64)
+    is_active: bool | None = None
+    host_ids: list[int] | None = Field(default=None, max_length=10)
+
+
+class SeriesExceptionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    occurrence_local: str
+    action: str
+    new_start_local: str | None
+    note: str
+
+
+class SeriesOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    market_id: int
+    title_ko: str
+    title_en: str
+    rrule: str
+    timezone: str
+    dtstart_local: str
+    until_local: str | None
+    duration_minutes: int
+    auto_live: bool
+    stream_url: str
+    channel: str
+    is_active: bool
+    exceptions: list[SeriesExceptionOut]
+
+
+class ExceptionIn(Strict):
+    occurrence_local: str = Field(pattern=LOCAL_TIME, description="the occurrence as the rule makes it")
+    action: str = Field(pattern="^(skip|move)$")
+    new_start_local: str | None = Field(default=None, pattern=LOCAL_TIME)
+    note: str = Field(default="", max_length=200)
+
+
+class PartnerIn(Strict):
+    name: str = Field(min_length=1, max_length=80)
+    url: str = Field(pattern=r"^https?://\S+$", max_length=500)
+
+
+class PartnerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    url: str
+
+
+class SpecialIn(Strict):
+    market_id: int = Field(ge=1)
+    title_ko: str = Field(min_length=1, max_length=120)
+    title_en: str = Field(min_length=1, max_length=120)
+    starts_local: str = Field(pattern=LOCAL_TIME)
+    duration_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    timezone: str = Field(default="Asia/Seoul", max_length=64)
+    description_ko: str = Field(default="", max_length=4000)
+    description_en: str = Field(default="", max_length=4000)
+    stream_url: str = Field(default="", max_length=500)
+    embed_url: str = Field(default="", max_length=500)
+    channel: str = Field(default="main", min_length=1, max_length=64)
+    auto_live: bool = False
+    host_ids: list[int] = Field(default_factory=list, max_length=10)
+
+
+class BroadcastPatch(Strict):
+    title_ko: str | None = Field(default=None, min_length=1, max_length=120)
+    title_en: str | None = Field(default=None, min_length=1, max_length=120)
+    description_ko: str | None = Field(default=None, max_length=4000)
+    description_en: str | None = Field(default=None, max_length=4000)
+    stream_url: str | None = Field(default=None, max_length=500)
+    embed_url: str | None = Field(default=None, max_length=500)
+    channel: str | None = Field(default=None, min_length=1, max_length=64)
+    auto_live: bool | None = None
+    starts_local: str | None = Field(default=None, pattern=LOCAL_TIME)
+    duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    host_ids: list[int] | None = Field(default=None, max_length=10)
+    partners: list[PartnerIn] | None = Field(default=None, max_length=10)
+
+
+class LineupItemIn(Strict):
+    product_id: int = Field(ge=1)
+    live_price: int = Field(ge=0, le=100_000_000, description="whole won")
+    stock_reserved: int = Field(ge=0, le=1_000_000)
+
+
+class LineupIn(Strict):
+    items: list[LineupItemIn] = Field(max_length=100, description="in running order")
+
+
+class ReminderOut(BaseModel):
+    broadcast_id: int
+    reminded: bool

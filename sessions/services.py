@@ -12,11 +12,12 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from livecommerce.config import Config
 from livecommerce.errors import Conflict, Forbidden, NotFound
 from livecommerce.models import Role, User
 
 from .models import STATE_LABELS, Broadcast, BroadcastHost, BroadcastState, LineupItem
-from .schedule import LEGAL, IllegalTransition, check_transition
+from .schedule import LEGAL, IllegalTransition, Slot, Timing, check_transition, may_go_live
 
 OPEN_STATES = (BroadcastState.SCHEDULED, BroadcastState.LOBBY, BroadcastState.LIVE)
 
@@ -26,7 +27,7 @@ async def get_broadcast(db: AsyncSession, broadcast_id: int, *, full: bool = Fal
     if full:
         q = q.options(selectinload(Broadcast.lineup).selectinload(LineupItem.product),
                       selectinload(Broadcast.hosts).selectinload(BroadcastHost.user),
-                      selectinload(Broadcast.market))
+                      selectinload(Broadcast.market), selectinload(Broadcast.partners))
     b = await db.scalar(q)
     if b is None:
         raise NotFound("No broadcast with this id.", code="broadcast_not_found")
@@ -34,14 +35,18 @@ async def get_broadcast(db: AsyncSession, broadcast_id: int, *, full: bool = Fal
 
 
 async def list_broadcasts(db: AsyncSession, *, states: Sequence[BroadcastState] | None = None,
-                          since: datetime | None = None, host_id: int | None = None,
+                          since: datetime | None = None, until: datetime | None = None,
+                          host_id: int | None = None,
                           limit: int = 50) -> Sequence[Broadcast]:
     q = select(Broadcast).options(selectinload(Broadcast.lineup).selectinload(LineupItem.product),
-                                  selectinload(Broadcast.hosts).selectinload(BroadcastHost.user))
+                                  selectinload(Broadcast.hosts).selectinload(BroadcastHost.user),
+                                  selectinload(Broadcast.partners))
     if states:
         q = q.where(Broadcast.state.in_(states))
     if since is not None:
         q = q.where(Broadcast.ends_at >= since)
+    if until is not None:
+        q = q.where(Broadcast.starts_at < until)
     if host_id is not None:
         q = q.join(BroadcastHost).where(BroadcastHost.user_id == host_id)
     q = q.order_by(Broadcast.starts_at).limit(limit)
@@ -91,6 +96,21 @@ async def transition(db: AsyncSession, broadcast_id: int, wanted: BroadcastState
         raise Conflict("Someone else changed this broadcast first; it is now %(state)s.",
                        code="transition_lost", state=STATE_LABELS[b.state])
     return Transition(broadcast_id, wanted, at)
+
+
+async def host_move(db: AsyncSession, broadcast_id: int, wanted: BroadcastState, at: datetime,
+                    config: Config) -> Transition:
+    """A host goes live (from the lobby's opening until the slot's end) or ends the show early."""
+    if wanted is BroadcastState.LIVE:
+        b = await get_broadcast(db, broadcast_id)
+        t = Timing.minutes(config.schedule.lobby_minutes, config.schedule.warn_minutes, config.schedule.grace_minutes)
+        if b.state in (BroadcastState.SCHEDULED, BroadcastState.LOBBY) and not may_go_live(
+                Slot(b.state, b.starts_at, b.ends_at), t, at):
+            if at < b.starts_at:
+                raise Conflict("Too early: you can go live from %(minutes)s minutes before the start.",
+                               code="too_early", minutes=config.schedule.lobby_minutes)
+            raise Conflict("This broadcast's hour is over.", code="too_late")
+    return await transition(db, broadcast_id, wanted, at)
 
 
 def viewer_can_join(b: Broadcast) -> bool:

@@ -3,23 +3,39 @@ broadcast list, and the broadcasts API."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from sqlalchemy import select
 
+from livecommerce import i18n
 from livecommerce.api import Api, Call
-from livecommerce.auth import HOST, PUBLIC, STAFF, access
+from livecommerce.auth import HOST, PUBLIC, SIGNED_IN, STAFF, access, request_origin
 from livecommerce.db import utcnow
 from livecommerce.errors import NotFound
 from livecommerce.keys import AppKeys, state
 from livecommerce.models import Market, User
 from livecommerce.templating import page
 
-from . import services
+from . import ical, planning, services
 from .events import push_transition
-from .models import BroadcastState
-from .schemas import BroadcastOut, BroadcastsQuery, TransitionOut
+from .lifecycle import SCHEDULER
+from .models import Broadcast, BroadcastState, ExceptionAction
+from .schemas import (
+    BroadcastOut,
+    BroadcastPatch,
+    BroadcastsQuery,
+    ExceptionIn,
+    LineupIn,
+    ReminderOut,
+    SeriesIn,
+    SeriesOut,
+    SeriesPatch,
+    SpecialIn,
+    TransitionOut,
+)
 
 
 def register_api(api: Api) -> None:
@@ -45,8 +61,8 @@ def register_api(api: Api) -> None:
         async with call.app[AppKeys.db].begin() as db:
             await services.get_broadcast(db, broadcast_id)
             await services.check_host(db, broadcast_id, user.id, user.role)
-            t = await services.transition(db, broadcast_id, wanted, utcnow())
-        await push_transition(call.app, t)
+            t = await services.host_move(db, broadcast_id, wanted, utcnow(), call.app[AppKeys.config])
+        await push_transition(call.app, t.broadcast_id, t.state, t.at)
         return TransitionOut(broadcast_id=t.broadcast_id, state=t.state, at=t.at)
 
     @api.route("POST", "/broadcasts/{broadcast_id}/go-live", access=HOST, tag="broadcasts", response=TransitionOut,
@@ -58,6 +74,112 @@ def register_api(api: Api) -> None:
                errors=[404, 409], summary="End the broadcast (a host of this broadcast, or staff)")
     async def end(call: Call[None, None]) -> TransitionOut:
         return await _move(call, BroadcastState.ENDED)
+
+    @api.route("POST", "/broadcasts/{broadcast_id}/cancel", access=STAFF, tag="schedule", response=TransitionOut,
+               errors=[404, 409], summary="Cancel a broadcast that has not started (staff)")
+    async def cancel(call: Call[None, None]) -> TransitionOut:
+        broadcast_id = call.param("broadcast_id")
+        async with call.app[AppKeys.db].begin() as db:
+            t = await services.transition(db, broadcast_id, BroadcastState.CANCELLED, utcnow())
+        await push_transition(call.app, t.broadcast_id, t.state, t.at)
+        _poke(call.app)
+        return TransitionOut(broadcast_id=t.broadcast_id, state=t.state, at=t.at)
+
+    @api.route("GET", "/series", access=STAFF, tag="schedule", response=list[SeriesOut], summary="Every series")
+    async def series_list(call: Call[None, None]) -> list[SeriesOut]:
+        async with call.app[AppKeys.reader]() as db:
+            return [SeriesOut.model_validate(s) for s in await planning.list_series(db)]
+
+    @api.route("POST", "/series", access=STAFF, tag="schedule", body=SeriesIn, response=SeriesOut, status=201,
+               errors=[409], summary="Create a weekly series; its broadcasts are created for the coming weeks")
+    async def series_create(call: Call[SeriesIn, None]) -> SeriesOut:
+        async with call.app[AppKeys.db].begin() as db:
+            s = await planning.create_series(db, planning.SeriesInput(**call.body.model_dump()),
+                                             call.app[AppKeys.config], utcnow())
+            out = SeriesOut.model_validate(await planning.get_series(db, s.id))
+        _poke(call.app)
+        return out
+
+    @api.route("PATCH", "/series/{series_id}", access=STAFF, tag="schedule", body=SeriesPatch, response=SeriesOut,
+               errors=[404, 409], summary="Change a series; its coming broadcasts follow")
+    async def series_update(call: Call[SeriesPatch, None]) -> SeriesOut:
+        series_id = call.param("series_id")
+        async with call.app[AppKeys.db].begin() as db:
+            await planning.update_series(db, series_id, call.body.model_dump(exclude_unset=True),
+                                         call.app[AppKeys.config], utcnow())
+            out = SeriesOut.model_validate(await planning.get_series(db, series_id))
+        _poke(call.app)
+        return out
+
+    @api.route("POST", "/series/{series_id}/exceptions", access=STAFF, tag="schedule", body=ExceptionIn,
+               response=SeriesOut, status=201, errors=[404, 409], summary="Skip or move one occurrence")
+    async def series_exception(call: Call[ExceptionIn, None]) -> SeriesOut:
+        series_id = call.param("series_id")
+        b = call.body
+        async with call.app[AppKeys.db].begin() as db:
+            await planning.add_exception(db, series_id, b.occurrence_local, ExceptionAction(b.action),
+                                         b.new_start_local, b.note, call.app[AppKeys.config], utcnow())
+            db.expire_all()
+            out = SeriesOut.model_validate(await planning.get_series(db, series_id))
+        _poke(call.app)
+        return out
+
+    @api.route("POST", "/broadcasts", access=STAFF, tag="schedule", body=SpecialIn, response=BroadcastOut,
+               status=201, errors=[409], summary="Plan a one-off broadcast outside any series")
+    async def special_create(call: Call[SpecialIn, None]) -> BroadcastOut:
+        async with call.app[AppKeys.db].begin() as db:
+            b = await planning.create_special(db, planning.BroadcastInput(**call.body.model_dump()),
+                                              call.app[AppKeys.config], utcnow())
+            out = BroadcastOut.model_validate(await services.get_broadcast(db, b.id, full=True))
+        _poke(call.app)
+        return out
+
+    @api.route("PATCH", "/broadcasts/{broadcast_id}", access=STAFF, tag="schedule", body=BroadcastPatch,
+               response=BroadcastOut, errors=[404, 409],
+               summary="Change a broadcast: titles, stream, hosts, partner channels, time")
+    async def broadcast_update(call: Call[BroadcastPatch, None]) -> BroadcastOut:
+        broadcast_id = call.param("broadcast_id")
+        changes = call.body.model_dump(exclude_unset=True)
+        async with call.app[AppKeys.db].begin() as db:
+            await planning.update_broadcast(db, broadcast_id, changes, call.app[AppKeys.config], utcnow())
+            db.expire_all()
+            out = BroadcastOut.model_validate(await services.get_broadcast(db, broadcast_id, full=True))
+        _poke(call.app)
+        return out
+
+    @api.route("PUT", "/broadcasts/{broadcast_id}/lineup", access=STAFF, tag="schedule", body=LineupIn,
+               response=BroadcastOut, errors=[404, 409], summary="Set the line-up, in running order")
+    async def lineup_set(call: Call[LineupIn, None]) -> BroadcastOut:
+        broadcast_id = call.param("broadcast_id")
+        items = [planning.LineupInput(**i.model_dump()) for i in call.body.items]
+        async with call.app[AppKeys.db].begin() as db:
+            await planning.set_lineup(db, broadcast_id, items)
+            db.expire_all()
+            out = BroadcastOut.model_validate(await services.get_broadcast(db, broadcast_id, full=True))
+        return out
+
+    @api.route("PUT", "/broadcasts/{broadcast_id}/reminder", access=SIGNED_IN, tag="broadcasts",
+               response=ReminderOut, errors=[404, 409], summary="Remind me when this broadcast goes live")
+    async def reminder_set(call: Call[None, None]) -> ReminderOut:
+        broadcast_id = call.param("broadcast_id")
+        async with call.app[AppKeys.db].begin() as db:
+            await planning.remind(db, broadcast_id, call.user.id)
+        return ReminderOut(broadcast_id=broadcast_id, reminded=True)
+
+    @api.route("DELETE", "/broadcasts/{broadcast_id}/reminder", access=SIGNED_IN, tag="broadcasts",
+               response=ReminderOut, summary="No more reminder for this broadcast")
+    async def reminder_delete(call: Call[None, None]) -> ReminderOut:
+        broadcast_id = call.param("broadcast_id")
+        async with call.app[AppKeys.db].begin() as db:
+            await planning.forget(db, broadcast_id, call.user.id)
+        return ReminderOut(broadcast_id=broadcast_id, reminded=False)
+
+
+def _poke(app: web.Application) -> None:
+    """The schedule changed: the scheduler looks again now instead of at its next planned wake-up."""
+    scheduler = app.get(SCHEDULER)
+    if scheduler is not None:
+        scheduler.poke()
 
 
 def _user(request: web.Request) -> User:
@@ -92,6 +214,60 @@ async def live_page(request: web.Request) -> dict[str, Any]:
     return {"b": b, "broadcast_json": BroadcastOut.model_validate(b).model_dump(mode="json")}
 
 
+def _days(rows: list[Broadcast], tz: ZoneInfo) -> list[tuple[datetime, list[Broadcast]]]:
+    """Broadcasts grouped by their local day, in order."""
+    out: list[tuple[datetime, list[Broadcast]]] = []
+    for b in rows:
+        day = b.starts_at.astimezone(tz).date()
+        if not out or out[-1][0].astimezone(tz).date() != day:
+            out.append((b.starts_at, []))
+        out[-1][1].append(b)
+    return out
+
+
+@access(PUBLIC)
+@page("schedule.html")
+async def schedule_page(request: web.Request) -> dict[str, Any]:
+    config = request.app[AppKeys.config]
+    now = utcnow()
+    user = state(request).user
+    async with request.app[AppKeys.reader]() as db:
+        rows = list(await services.list_broadcasts(
+            db, states=services.OPEN_STATES, since=now, until=now + timedelta(weeks=config.schedule.weeks_ahead),
+            limit=200))
+        reminded = await planning.my_reminders(db, user.id) if user else set()
+    base = public_base(request)
+    return {"days": _days(rows, config.tz), "reminded": reminded,
+            "titles": {b.id: i18n.pick(b, "title") for b in rows},
+            "webcal_url": "webcal" + base.removeprefix("https").removeprefix("http") + "/schedule.ics"}
+
+
+def public_base(request: web.Request) -> str:
+    config = request.app[AppKeys.config]
+    if config.server.public_url:
+        return config.server.public_url.rstrip("/")
+    return request_origin(request, config.server.trust_proxy)
+
+
+@access(PUBLIC)
+async def schedule_ics(request: web.Request) -> web.Response:
+    """The coming broadcasts (and the last week's) as an iCalendar feed."""
+    config = request.app[AppKeys.config]
+    now = utcnow()
+    async with request.app[AppKeys.reader]() as db:
+        rows = await services.list_broadcasts(
+            db, states=list(BroadcastState), since=now - timedelta(weeks=1),
+            until=now + timedelta(weeks=config.schedule.weeks_ahead), limit=500)
+        markets = (await db.scalars(select(Market).order_by(Market.id))).all()
+    base = public_base(request)
+    name = markets[0].name_ko + " 라이브" if len(markets) == 1 else "livecommerce"
+    body = ical.feed(rows, base_url=base, tz=config.tz, name=name, host=request.host.split(":")[0], now=now,
+                     locale=state(request).locale)
+    return web.Response(body=body, content_type="text/calendar", charset="utf-8",
+                        headers={"Content-Disposition": 'inline; filename="schedule.ics"',
+                                 "Cache-Control": "public, max-age=300"})
+
+
 @access(HOST)
 @page("host/index.html")
 async def host_index(request: web.Request) -> dict[str, Any]:
@@ -123,6 +299,11 @@ def register_pages(app: web.Application) -> None:
     r = app.router
     r.add_get("/", home, name="home")
     r.add_get("/live/{broadcast_id}", live_page, name="live")
+    r.add_get("/schedule", schedule_page, name="schedule")
+    r.add_get("/schedule.ics", schedule_ics, name="schedule_ics")
     r.add_get("/host", host_index, name="host_index")
     r.add_get("/host/broadcasts/{broadcast_id}", host_console, name="host_console")
     r.add_get("/staff", staff_index, name="staff_index")
+    from . import staff_pages
+
+    staff_pages.register(app)

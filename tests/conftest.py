@@ -110,6 +110,7 @@ async def config(backend: str, tmp_path: Any, request: pytest.FixtureRequest) ->
         "database": {"url": url},
         "redis": {"url": redis_url, "prefix": prefix},
         "logging": {"level": "WARNING"},
+        "schedule": {"run_scheduler": False},  # tests drive the scheduler with their own clock
     })
     yield cfg
     if redis_url:

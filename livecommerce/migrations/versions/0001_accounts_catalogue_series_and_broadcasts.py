@@ -1,8 +1,8 @@
-"""accounts, catalogue and broadcasts
+"""accounts, catalogue, series and broadcasts
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 11:24:44.326557
+Create Date: 2026-11-25 11:44:47.028847
 """
 
 from collections.abc import Sequence
@@ -56,6 +56,7 @@ def upgrade() -> None:
     sa.Column('duration_minutes', sa.Integer(), nullable=False),
     sa.Column('auto_live', sa.Boolean(), nullable=False),
     sa.Column('stream_url', sa.String(length=500), nullable=False),
+    sa.Column('channel', sa.String(length=64), nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('created_at', livecommerce.db.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint('duration_minutes > 0', name=op.f('ck_series_duration_positive')),
@@ -78,12 +79,18 @@ def upgrade() -> None:
     sa.Column('ends_at', livecommerce.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('started_at', livecommerce.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('ended_at', livecommerce.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('occurrence_local', sa.String(length=16), nullable=True),
     sa.Column('stream_url', sa.String(length=500), nullable=False),
+    sa.Column('embed_url', sa.String(length=500), nullable=False),
+    sa.Column('channel', sa.String(length=64), nullable=False),
+    sa.Column('auto_live', sa.Boolean(), nullable=False),
+    sa.Column('warned_at', livecommerce.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('peak_viewers', sa.Integer(), nullable=False),
     sa.Column('created_at', livecommerce.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['market_id'], ['markets.id'], name=op.f('fk_broadcasts_market_id_markets'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['series_id'], ['series.id'], name=op.f('fk_broadcasts_series_id_series'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_broadcasts'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_broadcasts')),
+    sa.UniqueConstraint('series_id', 'occurrence_local', name=op.f('uq_broadcasts_series_id'))
     )
     with op.batch_alter_table('broadcasts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_broadcasts_market_id'), ['market_id'], unique=False)
@@ -112,6 +119,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('products', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_products_merchant_id'), ['merchant_id'], unique=False)
+
+    op.create_table('series_exceptions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('series_id', sa.Integer(), nullable=False),
+    sa.Column('occurrence_local', sa.String(length=16), nullable=False),
+    sa.Column('action', sa.Enum('skip', 'move', name='exception_action', native_enum=False, length=10), nullable=False),
+    sa.Column('new_start_local', sa.String(length=16), nullable=True),
+    sa.Column('note', sa.String(length=200), nullable=False),
+    sa.ForeignKeyConstraint(['series_id'], ['series.id'], name=op.f('fk_series_exceptions_series_id_series'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_series_exceptions')),
+    sa.UniqueConstraint('series_id', 'occurrence_local', name=op.f('uq_series_exceptions_series_id'))
+    )
+    with op.batch_alter_table('series_exceptions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_series_exceptions_series_id'), ['series_id'], unique=False)
 
     op.create_table('users',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -152,17 +173,54 @@ def upgrade() -> None:
     with op.batch_alter_table('lineup_items', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_lineup_items_broadcast_id'), ['broadcast_id'], unique=False)
 
+    op.create_table('partner_channels',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('broadcast_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=80), nullable=False),
+    sa.Column('url', sa.String(length=500), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['broadcast_id'], ['broadcasts.id'], name=op.f('fk_partner_channels_broadcast_id_broadcasts'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_partner_channels'))
+    )
+    with op.batch_alter_table('partner_channels', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_partner_channels_broadcast_id'), ['broadcast_id'], unique=False)
+
+    op.create_table('reminders',
+    sa.Column('broadcast_id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', livecommerce.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['broadcast_id'], ['broadcasts.id'], name=op.f('fk_reminders_broadcast_id_broadcasts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_reminders_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('broadcast_id', 'user_id', name=op.f('pk_reminders'))
+    )
+    op.create_table('series_hosts',
+    sa.Column('series_id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['series_id'], ['series.id'], name=op.f('fk_series_hosts_series_id_series'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_series_hosts_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('series_id', 'user_id', name=op.f('pk_series_hosts'))
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table('series_hosts')
+    op.drop_table('reminders')
+    with op.batch_alter_table('partner_channels', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_partner_channels_broadcast_id'))
+
+    op.drop_table('partner_channels')
     with op.batch_alter_table('lineup_items', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_lineup_items_broadcast_id'))
 
     op.drop_table('lineup_items')
     op.drop_table('broadcast_hosts')
     op.drop_table('users')
+    with op.batch_alter_table('series_exceptions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_series_exceptions_series_id'))
+
+    op.drop_table('series_exceptions')
     with op.batch_alter_table('products', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_products_merchant_id'))
 

@@ -1,0 +1,198 @@
+"""The scheduler: runs inside the server and moves every broadcast through its hour by itself.
+
+It sleeps until the next move is due (woken early when staff change the schedule), never polls
+every second. Each move is a conditional UPDATE whose WHERE names the states it may come from, so
+when several server processes run a scheduler, exactly one of them makes each move and only that one
+tells the room. After a restart the first tick catches up from the database: a broadcast that should
+have ended while the server was down is ended, with the time it should have ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from aiohttp import web
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livecommerce.config import Config
+from livecommerce.db import utcnow
+from livecommerce.keys import AppKeys
+
+from . import planning
+from .models import Broadcast, BroadcastState, Series
+from .schedule import ACTION_STATE, Action, Slot, Timing, allowed_from, step, wake_at
+
+log = logging.getLogger("livecommerce.scheduler")
+S = BroadcastState
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
+        """Wait `seconds`, or less if `wake` is set."""
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return utcnow()
+
+    async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=max(0.0, seconds))
+
+
+@dataclass(frozen=True)
+class Done:
+    broadcast_id: int
+    action: Action
+    at: datetime
+
+
+def timing(config: Config) -> Timing:
+    sc = config.schedule
+    return Timing.minutes(sc.lobby_minutes, sc.warn_minutes, sc.grace_minutes)
+
+
+def slot_of(b: Broadcast) -> Slot:
+    return Slot(b.state, b.starts_at, b.ends_at, b.auto_live, b.warned_at is not None)
+
+
+async def apply(db: AsyncSession, broadcast_id: int, action: Action, at: datetime) -> bool:
+    """Make one move if nobody has made it yet; True if this call made it."""
+    q = update(Broadcast).where(Broadcast.id == broadcast_id)
+    if action is Action.WARN:
+        q = q.where(Broadcast.state == S.LIVE, Broadcast.warned_at.is_(None)).values(warned_at=at)
+    else:
+        wanted = ACTION_STATE[action]
+        values: dict[str, object] = {"state": wanted}
+        if wanted is S.LIVE:
+            values["started_at"] = at
+        if wanted is S.ENDED:
+            values["ended_at"] = at
+        q = q.where(Broadcast.state.in_(allowed_from(wanted))).values(**values)
+    result = await db.execute(q.execution_options(synchronize_session=False))
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+class Scheduler:
+    def __init__(self, app: web.Application, clock: Clock | None = None, max_sleep: float = 60.0) -> None:
+        self.app = app
+        self.clock: Clock = clock or SystemClock()
+        self.max_sleep = max_sleep
+        self._wake = asyncio.Event()
+        self._stopped = False
+        self.last_sleep: float | None = None
+
+    def poke(self) -> None:
+        """Something changed (a new series, a moved show): look again now."""
+        self._wake.set()
+
+    @property
+    def config(self) -> Config:
+        return self.app[AppKeys.config]
+
+    async def plan_ahead(self, now: datetime) -> int:
+        """Create the broadcasts of every active series for the coming weeks (idempotent)."""
+        created = 0
+        async with self.app[AppKeys.reader]() as db:
+            series_ids = list((await db.scalars(select(Series.id).where(Series.is_active.is_(True)))).all())
+        for sid in series_ids:
+            async with self.app[AppKeys.db].begin() as db:
+                created += await planning.ensure_broadcasts(db, sid, now, self.config)
+        return created
+
+    async def _candidates(self, now: datetime) -> list[Broadcast]:
+        t = timing(self.config)
+        async with self.app[AppKeys.reader]() as db:
+            rows = await db.scalars(select(Broadcast).where(
+                Broadcast.state.in_([S.SCHEDULED, S.LOBBY, S.LIVE]),
+                or_(Broadcast.state == S.LIVE, Broadcast.starts_at <= now + t.lobby)))
+            return list(rows.all())
+
+    async def tick(self) -> list[Done]:
+        """Make every move that is due now; tell each room about the moves this process made."""
+        from .events import push_transition, push_warning
+
+        now = self.clock.now()
+        await self.plan_ahead(now)
+        t = timing(self.config)
+        done: list[Done] = []
+        for b in await self._candidates(now):
+            slot = slot_of(b)
+            for _ in range(4):  # a long downtime may need several moves: lobby → missed, warn → end
+                s = step(slot, t, now)
+                if s is None:
+                    break
+                async with self.app[AppKeys.db].begin() as db:
+                    made = await apply(db, b.id, s.action, s.at)
+                if not made:
+                    break  # another process made it (or the host did): it tells the room
+                done.append(Done(b.id, s.action, s.at))
+                log.info("broadcast moved", extra={"broadcast": b.id, "action": s.action.value,
+                                                    "at": s.at.isoformat()})
+                if s.action is Action.WARN:
+                    await push_warning(self.app, b.id, b.ends_at, now)
+                    slot = Slot(slot.state, slot.starts_at, slot.ends_at, slot.auto_live, True)
+                else:
+                    state = ACTION_STATE[s.action]
+                    await push_transition(self.app, b.id, state, s.at)
+                    slot = Slot(state, slot.starts_at, slot.ends_at, slot.auto_live, slot.warned)
+        return done
+
+    async def next_wake(self, now: datetime) -> datetime | None:
+        t = timing(self.config)
+        horizon = now + timedelta(days=2)
+        async with self.app[AppKeys.reader]() as db:
+            rows = (await db.scalars(select(Broadcast).where(
+                Broadcast.state.in_([S.SCHEDULED, S.LOBBY, S.LIVE]), Broadcast.starts_at <= horizon))).all()
+        times = [w for b in rows if (w := wake_at(slot_of(b), t, now)) is not None]
+        return min(times) if times else None
+
+    async def run(self) -> None:
+        while not self._stopped:
+            try:
+                await self.tick()
+                now = self.clock.now()
+                wake = await self.next_wake(now)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler tick failed; trying again shortly")
+                wake = None
+                now = self.clock.now()
+                await self.clock.sleep(5.0, self._wake)
+                continue
+            delay = self.max_sleep if wake is None else min(self.max_sleep, (wake - now).total_seconds())
+            self.last_sleep = max(0.0, delay)
+            self._wake.clear()
+            await self.clock.sleep(self.last_sleep, self._wake)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+
+
+async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run the scheduler beside the server (cleanup_ctx); `schedule.run_scheduler = false` turns it off."""
+    scheduler = Scheduler(app)
+    app[SCHEDULER] = scheduler
+    task = None
+    if app[AppKeys.config].schedule.run_scheduler:
+        task = asyncio.create_task(scheduler.run(), name="livecommerce-scheduler")
+    yield
+    scheduler.stop()
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
