@@ -33,7 +33,7 @@ log = logging.getLogger("livecommerce.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: https:; "
-       "frame-src https:; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
+       "frame-src https:; connect-src 'self' ws: wss: https:; style-src 'self'; script-src 'self'; "
        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
 
 

@@ -4,7 +4,7 @@ app: one VEVENT per broadcast, times with their zone (a VTIMEZONE is included), 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
@@ -23,7 +23,7 @@ def feed(broadcasts: Sequence[Broadcast], *, base_url: str, tz: ZoneInfo, name: 
     cal.add("method", "PUBLISH")
     cal.add("x-wr-calname", name)
     cal.add("x-wr-timezone", tz.key)
-    cal.add("refresh-interval", "PT1H", parameters={"VALUE": "DURATION"})
+    cal.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
     for b in broadcasts:
         ev = Event()
         ev.add("uid", f"broadcast-{b.id}@{host}")

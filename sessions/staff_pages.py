@@ -290,7 +290,7 @@ async def schedule_page(request: web.Request) -> web.StreamResponse:
         "market": markets.get(s.market_id),
     } for s in series]
     return render(request, "staff/schedule.html", {
-        "weeks": weeks, "week_choices": [1, 2, 4, 8, 12], "calendar": calendar, "broadcasts": rows,
+        "weeks": weeks, "week_choices": sorted({1, 2, 4, 8, 12, weeks}), "calendar": calendar, "broadcasts": rows,
         "series_rows": series_rows, "today": today, "now": now,
     })
 

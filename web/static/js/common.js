@@ -182,6 +182,11 @@
       if (evt && evt.broadcast_id === opts.broadcastId && opts.onState) opts.onState(evt);
     });
 
+    // The server warns a few minutes before the end of the hour.
+    socket.on("broadcast:ending", function (evt) {
+      if (evt && evt.broadcast_id === opts.broadcastId && opts.onEnding) opts.onEnding(evt);
+    });
+
     return socket;
   }
 

@@ -121,6 +121,9 @@
       show(error.message, "error");
       LC.setStatus(statusEl, "error", t("not_in_room"));
     },
+    onEnding: function (evt) {
+      show(t("ends_in_minutes", { minutes: Math.max(1, Math.round(evt.seconds_left / 60)) }), "warning");
+    },
     onState: function (evt) {
       if (evt.state !== b.state) apply(evt.state);
     }

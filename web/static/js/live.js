@@ -78,6 +78,12 @@
       showMessage(error.message);
       LC.setStatus(statusEl, "error", t("not_in_room"));
     },
+    onEnding: function (evt) {
+      var el = $("ending-message");
+      if (!el) return;
+      el.textContent = t("ends_in_minutes", { minutes: Math.max(1, Math.round(evt.seconds_left / 60)) });
+      el.hidden = false;
+    },
     onState: function (evt) {
       if (evt.state === b.state) return;
       apply(evt.state);
