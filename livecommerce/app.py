@@ -255,7 +255,12 @@ async def _close_sockets(app: web.Application) -> None:
             log.warning("shutdown with requests still running", extra={"count": inflight["count"]})
     sio = app[AppKeys.sio]
     if sio.eio.sockets:
-        await sio.eio.disconnect()  # every client on this process
+        # Every client on this process (they reconnect to another one). A socket whose peer already
+        # vanished can wait forever on its send queue: do not let it hold the shutdown.
+        closing = [asyncio.ensure_future(s.close(wait=False)) for s in list(sio.eio.sockets.values())]
+        _, pending = await asyncio.wait(closing, timeout=app[AppKeys.config].server.shutdown_timeout)
+        for task in pending:
+            task.cancel()
     await sio.shutdown()
 
 
@@ -278,15 +283,20 @@ def create_app(config: Config) -> web.Application:
     from sessions.lifecycle import scheduler_ctx
 
     app.cleanup_ctx.append(scheduler_ctx)
+    from sessions.room import rooms_ctx
+
+    app.cleanup_ctx.append(rooms_ctx)
     app.on_shutdown.append(_close_sockets)
 
     from sessions import events as session_events
     from sessions import views as session_views
 
     from . import views
+    from .orders import views as order_views
 
     api = views.make_api()
     session_views.register_api(api)
+    order_views.register(app, api)
     api.install(app)
     views.register_pages(app)
     session_views.register_pages(app)

@@ -82,6 +82,19 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class RoomConfig:
+    history: int = 50
+    chat_max_length: int = 300
+    chat_rate_per_second: float = 1.0
+    chat_burst: int = 5
+    batch_ms: int = 100
+    stream_max_length: int = 2000
+    recover_max: int = 500
+    recover_max_age_seconds: int = 600
+    counts_interval_ms: int = 250
+
+
+@dataclass(frozen=True)
 class SecurityConfig:
     session_max_age_hours: int = 168
     cookie_secure: str = "auto"
@@ -95,14 +108,24 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class OrdersConfig:
+    max_quantity_per_line: int = 10
+    idempotency_retention_hours: int = 24
+    idempotency_lock_seconds: int = 60
+    purge_interval_minutes: int = 60
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     i18n: I18nConfig = field(default_factory=I18nConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    room: RoomConfig = field(default_factory=RoomConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    orders: OrdersConfig = field(default_factory=OrdersConfig)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -282,12 +305,34 @@ def validate(c: Config) -> None:
     _check(0 <= sc.grace_minutes <= 10, "schedule.grace_minutes", "0 to 10 (a few minutes at most)", sc.grace_minutes)
     _check(1 <= sc.weeks_ahead <= 26, "schedule.weeks_ahead", "1 to 26", sc.weeks_ahead)
 
+    rm = c.room
+    _check(1 <= rm.history <= 500, "room.history", "1 to 500", rm.history)
+    _check(1 <= rm.chat_max_length <= 2000, "room.chat_max_length", "1 to 2000", rm.chat_max_length)
+    _check(rm.chat_rate_per_second > 0, "room.chat_rate_per_second", "more than 0", rm.chat_rate_per_second)
+    _check(rm.chat_burst >= 1, "room.chat_burst", "at least 1", rm.chat_burst)
+    _check(0 <= rm.batch_ms <= 1000, "room.batch_ms", "0 (off) to 1000", rm.batch_ms)
+    _check(rm.stream_max_length >= 100, "room.stream_max_length", "at least 100", rm.stream_max_length)
+    _check(1 <= rm.recover_max <= rm.stream_max_length, "room.recover_max", "1 to room.stream_max_length",
+           rm.recover_max)
+    _check(rm.recover_max_age_seconds >= 10, "room.recover_max_age_seconds", "at least 10",
+           rm.recover_max_age_seconds)
+    _check(50 <= rm.counts_interval_ms <= 5000, "room.counts_interval_ms", "50 to 5000", rm.counts_interval_ms)
+
     se = c.security
     _check(1 <= se.session_max_age_hours <= 24 * 90, "security.session_max_age_hours", "1 to 2160",
            se.session_max_age_hours)
     _check(se.cookie_secure in ("auto", "always", "never"), "security.cookie_secure",
            "auto, always or never", se.cookie_secure)
     _check(8 <= se.password_min_length <= 128, "security.password_min_length", "8 to 128", se.password_min_length)
+
+    o = c.orders
+    _check(1 <= o.max_quantity_per_line <= 999, "orders.max_quantity_per_line", "1 to 999", o.max_quantity_per_line)
+    _check(24 <= o.idempotency_retention_hours <= 24 * 30, "orders.idempotency_retention_hours",
+           "24 to 720 (keys are kept at least a day)", o.idempotency_retention_hours)
+    _check(5 <= o.idempotency_lock_seconds <= 3600, "orders.idempotency_lock_seconds", "5 to 3600",
+           o.idempotency_lock_seconds)
+    _check(0 <= o.purge_interval_minutes <= 24 * 60, "orders.purge_interval_minutes", "0 (never) to 1440",
+           o.purge_interval_minutes)
 
     lg = c.logging
     _check(lg.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",

@@ -55,12 +55,15 @@ def socket_origins(config: Config) -> list[str] | None:
 
 
 def make_sio(config: Config) -> socketio.AsyncServer:
+    from .fanout import FastManager, FastRedisManager, install
+
     if config.redis.url:
-        manager: socketio.AsyncManager = socketio.AsyncRedisManager(
-            config.redis.url, channel=f"{config.redis.prefix}socketio")
+        manager: socketio.AsyncManager = FastRedisManager(
+            config.redis.url, channel=f"{config.redis.prefix}socketio", batch_ms=config.room.batch_ms,
+            json=CompactJson)
     else:
-        manager = socketio.AsyncManager()
-    return socketio.AsyncServer(
+        manager = FastManager(batch_ms=config.room.batch_ms)
+    sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
         json=CompactJson,
@@ -70,6 +73,8 @@ def make_sio(config: Config) -> socketio.AsyncServer:
         logger=False,
         engineio_logger=False,
     )
+    install(sio)
+    return sio
 
 
 @dataclass

@@ -8,16 +8,32 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from sqlalchemy import update
 
-from livecommerce.auth import HOST, PUBLIC
+from livecommerce.auth import HOST, PUBLIC, SIGNED_IN
 from livecommerce.db import utcnow
-from livecommerce.errors import AppError
+from livecommerce.errors import N_, AppError
 from livecommerce.keys import AppKeys
+from livecommerce.models import Role
 from livecommerce.realtime import Namespace, SocketUser, event
 
-from . import planning, services
+from . import chat, planning, services
 from .models import STATE_LABELS, Broadcast, BroadcastState
-from .schemas import BroadcastOut, BroadcastRef
+from .room import ROOMS, RoomRuntime
+from .schemas import (
+    BroadcastOut,
+    BroadcastRef,
+    ChatIn,
+    HeartIn,
+    JoinIn,
+    LineupItemOut,
+    MessageRef,
+    NoticeIn,
+    SanctionIn,
+    SlowModeIn,
+    SpotlightIn,
+)
+from .stream import Envelope, RedisStream
 
 NAMESPACE = "/live"
 
@@ -64,32 +80,204 @@ class LiveNamespace(Namespace):
         await super().on_connect(sid, environ, auth)
         who = await self.who(sid)
         if who.user_id is not None:
-            await self.enter_room(sid, user_room(who.user_id))  # reminders find the viewer here
+            await self.enter_room(sid, user_room(who.user_id))  # reminders and moderation find the viewer here
+
+    @property
+    def rooms_rt(self) -> RoomRuntime:
+        return self.app[ROOMS]
 
     @event("schedule:watch", access=PUBLIC)
     async def watch_schedule(self, sid: str, who: SocketUser, p: None) -> None:
         """Hear when any broadcast changes state (the schedule and home pages)."""
         await self.enter_room(sid, SCHEDULE_ROOM)
 
-    @event("join", access=PUBLIC, payload=BroadcastRef)
-    async def join(self, sid: str, who: SocketUser, p: BroadcastRef) -> dict[str, Any]:
-        """Join a broadcast's room; answers with the broadcast's whole current state."""
+    @event("join", access=PUBLIC, payload=JoinIn)
+    async def join(self, sid: str, who: SocketUser, p: JoinIn) -> dict[str, Any]:
+        """Join a broadcast's room. Answers with the room's whole current state, or — when `since` is
+        given and the stream still holds everything after it — with exactly the events missed
+        (`recovered: true`)."""
+        now = utcnow()
         async with self.app[AppKeys.reader]() as db:
             b = await services.get_broadcast(db, p.broadcast_id, full=True)
             if not services.viewer_can_join(b):
-                raise AppError("This broadcast is %(state)s: its room is closed.", code="broadcast_closed",
+                raise AppError(N_("This broadcast is %(state)s: its room is closed."), code="broadcast_closed",
                                state=STATE_LABELS[b.state])
-            snapshot = BroadcastOut.model_validate(b).model_dump(mode="json")
+            if who.user_id is not None:
+                s = await chat.sanction_of(db, b.id, who.user_id, now)
+                if s is not None and s.kind == "ban":
+                    raise AppError(N_("You have been removed from this broadcast."), code="banned", status=403)
+            snapshot = room_snapshot(b)
+        rt = self.rooms_rt
+        out: dict[str, Any] = {"broadcast": snapshot, "you": {"user_id": who.user_id, "role": who.role,
+                                                               "name": who.name}}
+        if p.since is not None:
+            epoch_now, top = await rt.stream.position(b.id)
+            if p.since.epoch == epoch_now and p.since.offset > top:
+                raise AppError(N_("This position is not one the room gave out. Reload the page."),
+                               code="invalid_position")
+        await self._enter(sid, b.id)
+        if p.since is not None:
+            rec = await rt.stream.since(b.id, p.since.epoch, p.since.offset)
+            if rec.recovered:
+                out.update(recovered=True, events=[e.wire() for e in rec.events],
+                           position={"epoch": rec.epoch, "offset": rec.offset})
+                out["counts"] = await rt.counts(b.id)
+                return out
+            out["reason"] = rec.reason
+        epoch, offset = await rt.stream.position(b.id)
+        async with self.app[AppKeys.reader]() as db:
+            history = await chat.recent(db, b.id, self.app[AppKeys.config].room.history)
+        out.update(recovered=False, chat=[chat.message_out(m) for m in history],
+                   position={"epoch": epoch, "offset": offset}, counts=await rt.counts(b.id))
+        return out
+
+    async def _enter(self, sid: str, broadcast_id: int) -> None:
         for r in self.rooms(sid):
-            if r.startswith("broadcast:") and r != room(p.broadcast_id):
+            if r.startswith("broadcast:") and r != room(broadcast_id):
                 await self.leave_room(sid, r)
-        await self.enter_room(sid, room(p.broadcast_id))
-        return {"broadcast": snapshot, "you": {"user_id": who.user_id, "role": who.role, "name": who.name}}
+        await self.enter_room(sid, room(broadcast_id))
 
     @event("leave", access=PUBLIC, payload=BroadcastRef)
     async def leave(self, sid: str, who: SocketUser, p: BroadcastRef) -> None:
         """Leave a broadcast's room."""
         await self.leave_room(sid, room(p.broadcast_id))
+
+    def _in_room(self, sid: str, broadcast_id: int) -> None:
+        if room(broadcast_id) not in self.rooms(sid):
+            raise AppError(N_("Join the broadcast's room first."), code="not_in_room", status=409)
+
+    @event("chat:send", access=SIGNED_IN, payload=ChatIn)
+    async def chat_send(self, sid: str, who: SocketUser, p: ChatIn) -> dict[str, Any]:
+        """Send a chat message to the room (signed-in viewers, hosts and staff)."""
+        self._in_room(sid, p.broadcast_id)
+        cfg = self.app[AppKeys.config].room
+        text = chat.clean_text(p.text, cfg.chat_max_length)
+        assert who.user_id is not None and who.role is not None
+        author = chat.Author(who.user_id, who.name, who.role)
+        now = utcnow()
+        rt = self.rooms_rt
+        async with self.app[AppKeys.reader]() as db:
+            b = await services.get_broadcast(db, p.broadcast_id)
+            words = await rt.words(lambda: chat.blocked_words(db))
+            await chat.check_can_write(db, b.id, author, now)
+        if b.state not in (BroadcastState.LOBBY, BroadcastState.LIVE):
+            raise AppError(N_("The chat opens with the lobby."), code="chat_closed", status=409)
+        staff_like = who.role in (Role.HOST, Role.STAFF)
+        if not staff_like and chat.blocked_word(text, words) is not None:
+            raise chat.ChatRefused(N_("This message contains a word that is not allowed here."),
+                                   code="blocked_word")
+        if not staff_like:
+            if b.slow_mode_seconds and not await rt.allow(f"slow:{b.id}:{who.user_id}", 1 / b.slow_mode_seconds, 1):
+                raise AppError(N_("Slow mode: one message every %(seconds)s seconds."), code="slow_mode",
+                               status=429, seconds=b.slow_mode_seconds)
+            if not await rt.allow(f"chat:{who.user_id}", cfg.chat_rate_per_second, cfg.chat_burst):
+                raise AppError(N_("You are sending messages too fast. Wait a moment."), code="rate_limited",
+                               status=429)
+        async with self.app[AppKeys.db].begin() as db:
+            m = await chat.post(db, b, author, text, now)
+            payload = chat.message_out(m)
+        env = await publish(self.app, b.id, "chat", payload)
+        return {"id": m.id, "offset": env.offset}
+
+    @event("heart", access=PUBLIC, payload=HeartIn)
+    async def heart(self, sid: str, who: SocketUser, p: HeartIn) -> None:
+        """Tap hearts as fast as you like: they are all counted; the room's total is pushed a few times a
+        second."""
+        self._in_room(sid, p.broadcast_id)
+        await self.rooms_rt.add_hearts(p.broadcast_id, p.count)
+
+    @event("chat:report", access=SIGNED_IN, payload=MessageRef)
+    async def report(self, sid: str, who: SocketUser, p: MessageRef) -> dict[str, Any]:
+        """Report a message to the moderators."""
+        assert who.user_id is not None
+        async with self.app[AppKeys.db].begin() as db:
+            new = await chat.report(db, p.broadcast_id, p.message_id, who.user_id, p.reason, utcnow())
+        if new:
+            await self.app[AppKeys.sio].emit("mod:reported", {"broadcast_id": p.broadcast_id,
+                                                              "message_id": p.message_id, "reason": p.reason},
+                                             room=moderators_room(p.broadcast_id), namespace=NAMESPACE)
+        return {"reported": True}
+
+    async def _host(self, who: SocketUser, broadcast_id: int) -> None:
+        async with self.app[AppKeys.reader]() as db:
+            await services.get_broadcast(db, broadcast_id)
+            await services.check_host(db, broadcast_id, who.user_id, who.role)
+
+    @event("host:watch", access=HOST, payload=BroadcastRef)
+    async def host_watch(self, sid: str, who: SocketUser, p: BroadcastRef) -> None:
+        """The console hears the reports on its broadcast's chat."""
+        await self._host(who, p.broadcast_id)
+        await self.enter_room(sid, moderators_room(p.broadcast_id))
+
+    @event("mod:delete", access=HOST, payload=MessageRef)
+    async def delete(self, sid: str, who: SocketUser, p: MessageRef) -> dict[str, Any]:
+        """Remove a message: it disappears for everyone, live; who removed it and why are kept."""
+        await self._host(who, p.broadcast_id)
+        assert who.user_id is not None
+        async with self.app[AppKeys.db].begin() as db:
+            m = await chat.remove(db, p.broadcast_id, p.message_id, who.user_id, p.reason, utcnow())
+        await publish(self.app, p.broadcast_id, "chat:deleted", {"id": m.id})
+        return {"id": m.id}
+
+    @event("mod:mute", access=HOST, payload=SanctionIn)
+    async def mute(self, sid: str, who: SocketUser, p: SanctionIn) -> dict[str, Any]:
+        """Mute a viewer in this broadcast for some minutes."""
+        return await self._sanction(who, p, "mute")
+
+    @event("mod:ban", access=HOST, payload=SanctionIn)
+    async def ban(self, sid: str, who: SocketUser, p: SanctionIn) -> dict[str, Any]:
+        """Ban a viewer from this broadcast."""
+        return await self._sanction(who, p, "ban")
+
+    async def _sanction(self, who: SocketUser, p: SanctionIn, kind: str) -> dict[str, Any]:
+        await self._host(who, p.broadcast_id)
+        assert who.user_id is not None
+        async with self.app[AppKeys.db].begin() as db:
+            s = await chat.sanction(db, p.broadcast_id, p.user_id, kind, p.minutes, who.user_id, p.reason, utcnow())
+            out = {"user_id": s.user_id, "kind": s.kind, "until": s.until.isoformat() if s.until else None}
+        await self.app[AppKeys.sio].emit("you:" + ("banned" if kind == "ban" else "muted"),
+                                         {"broadcast_id": p.broadcast_id, **out},
+                                         room=user_room(p.user_id), namespace=NAMESPACE)
+        return out
+
+    @event("host:notice", access=HOST, payload=NoticeIn)
+    async def notice(self, sid: str, who: SocketUser, p: NoticeIn) -> dict[str, Any]:
+        """Pin a notice above the chat (empty text removes it)."""
+        await self._host(who, p.broadcast_id)
+        text = " ".join(p.text.split())
+        async with self.app[AppKeys.db].begin() as db:
+            await db.execute(update(Broadcast).where(Broadcast.id == p.broadcast_id).values(pinned_notice=text))
+        await publish(self.app, p.broadcast_id, "notice", {"text": text})
+        return {"text": text}
+
+    @event("host:slow_mode", access=HOST, payload=SlowModeIn)
+    async def slow_mode(self, sid: str, who: SocketUser, p: SlowModeIn) -> dict[str, Any]:
+        """Viewers may send one message every N seconds (0: off)."""
+        await self._host(who, p.broadcast_id)
+        async with self.app[AppKeys.db].begin() as db:
+            await db.execute(update(Broadcast).where(Broadcast.id == p.broadcast_id)
+                             .values(slow_mode_seconds=p.seconds))
+        await publish(self.app, p.broadcast_id, "slow_mode", {"seconds": p.seconds})
+        return {"seconds": p.seconds}
+
+    @event("host:spotlight", access=HOST, payload=SpotlightIn)
+    async def spotlight(self, sid: str, who: SocketUser, p: SpotlightIn) -> dict[str, Any]:
+        """Put a line-up product in the spotlight: every viewer sees it at once."""
+        await self._host(who, p.broadcast_id)
+        async with self.app[AppKeys.db].begin() as db:
+            b = await services.get_broadcast(db, p.broadcast_id, full=True)
+            item = None
+            if p.product_id is not None:
+                item = next((i for i in b.lineup if i.product_id == p.product_id), None)
+                if item is None:
+                    raise AppError(N_("This product is not in the broadcast's line-up."), code="not_in_lineup",
+                                   status=422)
+            await db.execute(update(Broadcast).where(Broadcast.id == b.id)
+                             .values(spotlight_product_id=p.product_id))
+            data = {"product_id": p.product_id,
+                    "item": LineupItemOut.model_validate(item).model_dump(mode="json") if item else None}
+        await publish(self.app, p.broadcast_id, "spotlight", data)
+        return data
 
     @event("host:go_live", access=HOST, payload=BroadcastRef)
     async def go_live(self, sid: str, who: SocketUser, p: BroadcastRef) -> dict[str, Any]:
@@ -108,6 +296,34 @@ class LiveNamespace(Namespace):
             t = await services.host_move(db, broadcast_id, wanted, utcnow(), self.app[AppKeys.config])
         await push_transition(self.app, t.broadcast_id, t.state, t.at)
         return {"broadcast_id": t.broadcast_id, "state": t.state.value, "at": t.at.isoformat()}
+
+
+def moderators_room(broadcast_id: int) -> str:
+    return f"mods:{broadcast_id}"
+
+
+def room_snapshot(b: Broadcast) -> dict[str, Any]:
+    """The broadcast as a joining viewer needs it: lifecycle and times, line-up, spotlight, notice."""
+    snap = BroadcastOut.model_validate(b).model_dump(mode="json")
+    item = next((i for i in b.lineup if i.product_id == b.spotlight_product_id), None)
+    snap.update(pinned_notice=b.pinned_notice, slow_mode_seconds=b.slow_mode_seconds,
+                spotlight=LineupItemOut.model_validate(item).model_dump(mode="json") if item else None)
+    return snap
+
+
+async def publish(app: web.Application, broadcast_id: int, type_: str, data: Any) -> Envelope:
+    """Give a room event its position in the room's stream and send it to the room, so that every viewer
+    receives the room's events in offset order."""
+    rt = app[ROOMS]
+    stream = rt.stream
+    if isinstance(stream, RedisStream):
+        manager = app[AppKeys.sio].manager
+        return await stream.publish(broadcast_id, type_, data, channel=manager.channel, namespace=NAMESPACE,
+                                    sio_room=room(broadcast_id))
+    async with rt.lock(broadcast_id):  # one process: publish and send in one go
+        env = await stream.publish(broadcast_id, type_, data)
+        await app[AppKeys.sio].emit("room", env.wire(), room=room(broadcast_id), namespace=NAMESPACE)
+    return env
 
 
 def register(app: web.Application, sio: socketio.AsyncServer) -> None:

@@ -119,6 +119,11 @@ class Broadcast(Base):
     auto_live: Mapped[bool] = mapped_column(default=False)
     warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     peak_viewers: Mapped[int] = mapped_column(Integer, default=0)
+    hearts: Mapped[int] = mapped_column(Integer, default=0)
+    pinned_notice: Mapped[str] = mapped_column(String(300), default="")
+    slow_mode_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    spotlight_product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"),
+                                                             default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     market: Mapped[Market] = relationship(lazy="raise")
@@ -178,3 +183,55 @@ class LineupItem(Base):
     stock_reserved: Mapped[int] = mapped_column(Integer, default=0)
 
     product: Mapped[Product] = relationship(lazy="raise")
+
+
+class ChatMessage(Base):
+    """Every chat message, kept for replay and audit — with who removed it and why."""
+
+    __tablename__ = "chat_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    author_name: Mapped[str] = mapped_column(String(64))
+    author_role: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    deleted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    delete_reason: Mapped[str] = mapped_column(String(200), default="")
+
+
+class ChatReport(Base):
+    __tablename__ = "chat_reports"
+    __table_args__ = (UniqueConstraint("message_id", "reporter_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("chat_messages.id", ondelete="CASCADE"), index=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RoomSanction(Base):
+    """A viewer muted until a moment, or banned from one broadcast (until is None)."""
+
+    __tablename__ = "room_sanctions"
+
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "mute" or "ban"
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class BlockedWord(Base):
+    """Words staff keep out of chat."""
+
+    __tablename__ = "blocked_words"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    word: Mapped[str] = mapped_column(String(80), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

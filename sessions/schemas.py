@@ -193,3 +193,63 @@ class LineupIn(Strict):
 class ReminderOut(BaseModel):
     broadcast_id: int
     reminded: bool
+
+
+# -- the live room's socket events --------------------------------------------------------------
+
+class Position(Strict):
+    """The last room event a viewer saw."""
+
+    epoch: str = Field(min_length=1, max_length=32)
+    offset: int = Field(ge=0, le=2**53)
+
+
+class JoinIn(Strict):
+    broadcast_id: int = Field(ge=1, le=2**53)
+    since: Position | None = Field(default=None, description="on reconnect: the last position seen")
+
+
+class ChatIn(Strict):
+    broadcast_id: int = Field(ge=1, le=2**53)
+    text: str = Field(max_length=2000, description="at most room.chat_max_length characters once trimmed")
+
+
+class HeartIn(Strict):
+    broadcast_id: int = Field(ge=1, le=2**53)
+    count: int = Field(default=1, ge=1, le=50, description="taps since the last heart event")
+
+
+class MessageRef(Strict):
+    broadcast_id: int = Field(ge=1, le=2**53)
+    message_id: int = Field(ge=1, le=2**53)
+    reason: str = Field(default="", max_length=200)
+
+
+class SanctionIn(Strict):
+    broadcast_id: int = Field(ge=1, le=2**53)
+    user_id: int = Field(ge=1, le=2**53)
+    minutes: int = Field(default=10, ge=1, le=1440, description="mute only")
+    reason: str = Field(default="", max_length=200)
+
+
+class NoticeIn(Strict):
+    broadcast_id: int = Field(ge=1, le=2**53)
+    text: str = Field(default="", max_length=300, description="empty: no pinned notice")
+
+
+class SlowModeIn(Strict):
+    broadcast_id: int = Field(ge=1, le=2**53)
+    seconds: int = Field(ge=0, le=600, description="0: off")
+
+
+class SpotlightIn(Strict):
+    broadcast_id: int = Field(ge=1, le=2**53)
+    product_id: int | None = Field(default=None, ge=1, le=2**53, description="null: nothing in the spotlight")
+
+
+class BlockedWordsIn(Strict):
+    words: list[str] = Field(max_length=1000)
+
+
+class BlockedWordsOut(BaseModel):
+    words: list[str]

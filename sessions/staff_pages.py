@@ -61,11 +61,11 @@ F_NOTE = N_("Note")
 F_PARTNER_NAME = N_("Partner name")
 F_PARTNER_URL = N_("Partner URL")
 
-_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
-_INT = re.compile(r"[+-]?\d{1,9}")
+_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d", re.ASCII)
+_INT = re.compile(r"[+-]?\d{1,9}", re.ASCII)
 _URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 _WEEKLY = re.compile(r"FREQ=WEEKLY;BYDAY=((?:MO|TU|WE|TH|FR|SA|SU)(?:,(?:MO|TU|WE|TH|FR|SA|SU))*);"
-                     r"BYHOUR=(\d{1,2});BYMINUTE=(\d{1,2});BYSECOND=0")
+                     r"BYHOUR=(\d{1,2});BYMINUTE=(\d{1,2});BYSECOND=0", re.ASCII)
 
 Form = Mapping[str, Any]
 
@@ -114,7 +114,7 @@ def _url(value: str, label: str) -> str:
 
 
 def _date(value: str, label: str) -> str:
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value, re.ASCII):
         try:
             return date.fromisoformat(value).isoformat()
         except ValueError:
@@ -123,6 +123,8 @@ def _date(value: str, label: str) -> str:
 
 
 def _time(value: str, label: str) -> str:
+    if len(value) == 8 and value.endswith(":00"):  # HH:MM:SS from some browsers
+        value = value[:5]
     if not _TIME.fullmatch(value):
         raise ValidationFailed("%(field)s must be a time like 19:00.", code="invalid_time", field=label)
     return value
@@ -134,7 +136,7 @@ def _local(value: str, label: str) -> str:
     if len(text) == 19 and text.endswith(":00"):
         text = text[:16]
     try:
-        if len(text) != 16:
+        if len(text) != 16 or not text.isascii():
             raise ValueError(text)
         datetime.strptime(text, LOCAL_FORMAT)
     except ValueError:
@@ -155,7 +157,7 @@ def _message(exc: AppError) -> str:
 
 def _path_id(request: web.Request, name: str, message: str, code: str) -> int:
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    if not raw.isdecimal() or len(raw) > 18:
         raise NotFound(message, code=code)
     return int(raw)
 
@@ -202,6 +204,13 @@ def _aware_local(text: str, tz: ZoneInfo) -> datetime | None:
 def describe_rule(rrule: str, dtstart_local: str) -> dict[str, Any] | None:
     """What the templates need to say a rule in words, or None when it is more than a simple
     daily, weekly or monthly rule (the raw RRULE is shown then)."""
+    try:
+        return _describe(rrule, dtstart_local)
+    except (ValueError, IndexError):
+        return None
+
+
+def _describe(rrule: str, dtstart_local: str) -> dict[str, Any] | None:
     parts: dict[str, str] = {}
     for piece in rrule.removeprefix("RRULE:").split(";"):
         key, sep, value = piece.partition("=")
@@ -213,16 +222,17 @@ def describe_rule(rrule: str, dtstart_local: str) -> dict[str, Any] | None:
     freq = parts.get("FREQ", "")
     if freq not in ("DAILY", "WEEKLY", "MONTHLY"):
         return None
-    interval = int(parts["INTERVAL"]) if parts.get("INTERVAL", "1").isdigit() else 0
+    raw_interval = parts.get("INTERVAL", "1")
+    interval = int(raw_interval) if raw_interval.isdecimal() else 0
     days = [d for d in parts.get("BYDAY", "").split(",") if d]
     if interval < 1 or any(d not in WEEKDAYS for d in days) or (freq == "MONTHLY" and days):
         return None
     hh, mm = dtstart_local[11:13], dtstart_local[14:16]
-    if parts.get("BYHOUR", "").isdigit():
+    if parts.get("BYHOUR", "").isdecimal():
         hh = f"{int(parts['BYHOUR']):02d}"
     elif "BYHOUR" in parts:
         return None
-    if parts.get("BYMINUTE", "").isdigit():
+    if parts.get("BYMINUTE", "").isdecimal():
         mm = f"{int(parts['BYMINUTE']):02d}"
     elif "BYMINUTE" in parts:
         return None
@@ -245,7 +255,7 @@ class Day:
 
 
 def _weeks(value: str | None) -> int:
-    if value and value.isdigit():
+    if value and value.isdecimal():
         return max(1, min(MAX_WEEKS, int(value)))
     return DEFAULT_WEEKS
 

@@ -1,0 +1,233 @@
+"""Models of the orders API: they validate requests (Strict: an unknown field such as a price the
+client made up is refused with 422) and generate the OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from livecommerce.api import Strict
+
+from .models import DeliveryOption, OrderStatus
+
+HHMM = r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$"
+
+
+class OrderLineIn(Strict):
+    product_id: int = Field(ge=1, le=2**53)
+    quantity: int = Field(ge=1, le=999, description="units; the server prices them at the live price")
+
+
+class PurchaseIn(Strict):
+    """An order. There is no price anywhere: the server charges the line-up's live price, and a
+    request that sends one (`unit_price`, `price`, `total`…) is refused as an unknown field."""
+
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=50)
+    name: str = Field(min_length=1, max_length=40, description="who receives the order")
+    phone: str = Field(min_length=9, max_length=20, description="a Korean mobile number, 010-1234-5678")
+    postal_code: str = Field(pattern=r"^\d{5}$", description="5-digit postal code (decides two-hour delivery)")
+    address1: str = Field(min_length=1, max_length=200, description="road address")
+    address2: str = Field(default="", max_length=200, description="building, floor, door")
+    note: str = Field(default="", max_length=200, description="for the courier")
+    payment_method: str = Field(pattern=r"^[a-z_]{2,32}$", description="one of the checkout's payment_methods")
+
+
+class PurchaseLineOut(BaseModel):
+    id: int
+    product_id: int
+    merchant_id: int
+    name_ko: str
+    name_en: str
+    quantity: int
+    unit_price: int = Field(description="the live price charged, whole won")
+    usual_price: int
+    line_total: int
+    status: OrderStatus
+
+
+class DeliveryOut(BaseModel):
+    option: DeliveryOption
+    label: str
+    promise_at: datetime = Field(description="arrives by then (UTC)")
+    promise_text: str
+    fee: int
+
+
+class PaymentOut(BaseModel):
+    provider: str
+    method: str
+    label: str
+    pay_by: datetime | None
+    paid_at: datetime | None
+    instructions: dict[str, str | int]
+
+
+class PurchaseOut(BaseModel):
+    id: int
+    broadcast_id: int
+    status: OrderStatus
+    stream_second: int = Field(description="the second of the stream the order was placed in")
+    placed_at: datetime
+    lines: list[PurchaseLineOut]
+    subtotal: int = Field(description="at live prices")
+    savings: int = Field(description="what the live prices saved against the usual ones")
+    discount: int = Field(description="a coupon's discount")
+    coupon_code: str | None
+    delivery_fee: int
+    total: int
+    delivery: DeliveryOut
+    payment: PaymentOut
+    name: str
+    phone: str
+    postal_code: str
+    address1: str
+    address2: str
+    note: str
+
+
+class QuoteQuery(Strict):
+    postal_code: str | None = Field(default=None, pattern=r"^\d{5}$")
+
+
+class QuoteOut(BaseModel):
+    option: DeliveryOption
+    label: str
+    promise_at: datetime
+    promise_text: str
+    fee: int
+    in_area: bool = Field(description="the postal code is in the two-hour area")
+
+
+class CheckoutItemOut(BaseModel):
+    product_id: int
+    name_ko: str
+    name_en: str
+    image: str
+    unit_ko: str
+    unit_en: str
+    live_price: int
+    usual_price: int
+    left: int = Field(description="units the show can still sell (0: sold out)")
+
+
+class PaymentMethodOut(BaseModel):
+    method: str
+    label: str
+
+
+class CheckoutOut(BaseModel):
+    broadcast_id: int
+    state: str
+    open: bool = Field(description="purchases are accepted now (the broadcast is live)")
+    items: list[CheckoutItemOut]
+    payment_methods: list[PaymentMethodOut]
+    max_quantity: int
+
+
+class StockItemOut(BaseModel):
+    product_id: int
+    left: int
+
+
+class ProductFiguresOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    product_id: int
+    name_ko: str
+    name_en: str
+    units: int
+    revenue: int
+    reserved: int
+    left: int
+
+
+class MinuteOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    minute: int
+    orders: int
+    units: int
+    revenue: int
+
+
+class FiguresOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    broadcast_id: int
+    state: str
+    orders: int
+    revenue: int = Field(description="goods at live prices less discounts, whole won (no delivery fees)")
+    units: int
+    buyers: int
+    viewers: int = Field(description="peak viewers")
+    conversion: float | None = Field(description="buyers / viewers")
+    products: list[ProductFiguresOut]
+    minutes: list[MinuteOut] = Field(description="sales per minute of the stream")
+    at: datetime
+
+
+class LineStatusIn(Strict):
+    status: Literal["packed", "delivered", "cancelled", "refunded"]
+
+
+class PurchasesQuery(Strict):
+    broadcast_id: int | None = Field(default=None, ge=1)
+    merchant_id: int | None = Field(default=None, ge=1)
+    status: OrderStatus | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+class MerchantLinesQuery(Strict):
+    broadcast_id: int | None = Field(default=None, ge=1)
+    status: OrderStatus | None = None
+
+
+class MerchantLineOut(BaseModel):
+    line: PurchaseLineOut
+    purchase_id: int
+    broadcast_id: int
+    placed_at: datetime
+    purchase_status: OrderStatus
+    payment_method: str
+    delivery: DeliveryOut
+    name: str
+    phone: str
+    postal_code: str
+    address1: str
+    address2: str
+    note: str
+
+
+class OrderSettingsIn(Strict):
+    two_hour_cutoff: str | None = Field(default=None, pattern=HHMM, description='local "HH:MM"; "00:00": never')
+    same_day_cutoff: str | None = Field(default=None, pattern=HHMM, description='local "HH:MM"; "24:00": all day')
+    two_hour_postal_prefixes: str | None = Field(default=None, max_length=500,
+                                                 description="postal-code prefixes, comma-separated")
+    two_hour_fee: int | None = Field(default=None, ge=0, le=1_000_000)
+    same_day_fee: int | None = Field(default=None, ge=0, le=1_000_000)
+    next_day_fee: int | None = Field(default=None, ge=0, le=1_000_000)
+    bank_name: str | None = Field(default=None, max_length=40)
+    bank_account: str | None = Field(default=None, max_length=40, description="empty: no bank transfer")
+    bank_holder: str | None = Field(default=None, max_length=60)
+    transfer_hours: int | None = Field(default=None, ge=1, le=24 * 14)
+    cod_enabled: bool | None = None
+
+
+class OrderSettingsOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    market_id: int
+    two_hour_cutoff: str
+    same_day_cutoff: str
+    two_hour_postal_prefixes: str
+    two_hour_fee: int
+    same_day_fee: int
+    next_day_fee: int
+    bank_name: str
+    bank_account: str
+    bank_holder: str
+    transfer_hours: int
+    cod_enabled: bool

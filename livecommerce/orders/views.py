@@ -1,0 +1,662 @@
+"""The orders API and pages: buying during a live stream (with an Idempotency-Key), the delivery
+quote, a viewer's orders, a stall's lines, the staff's orders with their CSV export, and the host's
+figures. Handlers parse, call a service inside one unit of work, and answer after the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from yarl import URL
+
+from livecommerce import i18n
+from livecommerce.api import Api, Call
+from livecommerce.auth import HOST, MERCHANT, PUBLIC, SIGNED_IN, STAFF, access
+from livecommerce.db import utcnow
+from livecommerce.errors import N_, AppError, NotFound, ValidationFailed
+from livecommerce.keys import AppKeys, state
+from livecommerce.models import Product, Role, User
+from livecommerce.templating import render
+from sessions import services as broadcasts
+from sessions.models import Broadcast, BroadcastState
+
+from . import rules, services
+from .models import DELIVERY_LABELS, STATUS_LABELS, DeliveryOption, MarketOrderSettings, OrderStatus, Purchase
+from .payments import METHOD_LABELS, PAYMENT_PROVIDERS, default_providers, instructions, offered
+from .rules import Replay, Wanted
+from .schemas import (
+    CheckoutItemOut,
+    CheckoutOut,
+    DeliveryOut,
+    FiguresOut,
+    LineStatusIn,
+    MerchantLineOut,
+    MerchantLinesQuery,
+    OrderSettingsIn,
+    OrderSettingsOut,
+    PaymentMethodOut,
+    PaymentOut,
+    PurchaseIn,
+    PurchaseLineOut,
+    PurchaseOut,
+    PurchasesQuery,
+    QuoteOut,
+    QuoteQuery,
+    StockItemOut,
+)
+
+log = logging.getLogger("livecommerce.orders")
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json(status: int, body: str, replayed: bool = False) -> web.Response:
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+
+
+def error_body(exc: AppError) -> str:
+    """The same `{"error": {...}}` the middleware writes, so it can be stored and replayed as is."""
+    err: dict[str, Any] = {"code": exc.code, "message": i18n.gettext(exc.message, **exc.params)}
+    if exc.details is not None:
+        err["details"] = exc.details
+    return _dumps({"error": err})
+
+
+# -- what people read ------------------------------------------------------------------------------
+
+def delivery_out(request: web.Request, option: DeliveryOption, promise_at: datetime, fee: int) -> DeliveryOut:
+    tz = request.app[AppKeys.config].tz
+    if option is DeliveryOption.TWO_HOUR:
+        text = i18n.gettext("Arrives by %(time)s", time=i18n.format_time(promise_at, tz, "medium"))
+    else:
+        text = i18n.gettext("Arrives on %(date)s", date=i18n.format_time(promise_at, tz, "date"))
+    return DeliveryOut(option=option, label=i18n.gettext(DELIVERY_LABELS[option]), promise_at=promise_at,
+                       promise_text=text, fee=fee)
+
+
+Names = dict[int, tuple[str, str]]  # product id -> (Korean name, English name)
+
+
+def names_of(products: dict[int, Product]) -> Names:
+    return {pid: (p.name_ko, p.name_en) for pid, p in products.items()}
+
+
+def line_out(line: Any, names: Names) -> PurchaseLineOut:
+    ko, en = names.get(line.product_id, ("", ""))
+    return PurchaseLineOut(id=line.id, product_id=line.product_id, merchant_id=line.merchant_id,
+                           name_ko=ko, name_en=en, quantity=line.quantity,
+                           unit_price=line.unit_price, usual_price=line.usual_price, line_total=line.line_total,
+                           status=line.status)
+
+
+def purchase_out(request: web.Request, p: Purchase, names: Names,
+                 settings: MarketOrderSettings | None) -> PurchaseOut:
+    savings = sum(max(0, li.usual_price - li.unit_price) * li.quantity for li in p.lines)
+    return PurchaseOut(
+        id=p.id, broadcast_id=p.broadcast_id, status=p.status, stream_second=p.stream_second, placed_at=p.placed_at,
+        lines=[line_out(li, names) for li in p.lines], subtotal=p.subtotal, savings=savings, discount=p.discount,
+        coupon_code=p.coupon_code, delivery_fee=p.delivery_fee, total=p.total,
+        delivery=delivery_out(request, p.delivery_option, p.delivery_promise_at, p.delivery_fee),
+        payment=PaymentOut(provider=p.payment_provider, method=p.payment_method,
+                           label=i18n.gettext(METHOD_LABELS.get(p.payment_method, p.payment_method)),
+                           pay_by=p.pay_by, paid_at=p.paid_at, instructions=instructions(p, settings)),
+        name=p.contact_name, phone=p.contact_phone, postal_code=p.postal_code, address1=p.address1,
+        address2=p.address2, note=p.note)
+
+
+def _user(request: web.Request) -> User:
+    user = state(request).user
+    assert user is not None  # the access rule let only signed-in people through
+    return user
+
+
+def _id(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound()
+    return int(raw)
+
+
+# -- buying ----------------------------------------------------------------------------------------
+
+def order_input(body: PurchaseIn) -> services.OrderInput:
+    return services.OrderInput(lines=[Wanted(li.product_id, li.quantity) for li in body.lines], name=body.name,
+                               phone=body.phone, postal_code=body.postal_code, address1=body.address1,
+                               address2=body.address2, note=body.note, payment_method=body.payment_method)
+
+
+async def purchase_create(call: Call[PurchaseIn, None]) -> web.StreamResponse:
+    """POST a purchase. With the Idempotency-Key draft: the key row is inserted first in its own
+    transaction (the unique constraint decides who is first); then the purchase and its stored answer
+    commit together. Refusals found by reading alone (not live, sold out, a wrong basket) record
+    nothing, so the same key may be sent again; refusals found while buying are stored and replayed."""
+    app = call.app
+    config = app[AppKeys.config]
+    user: User = call.user
+    broadcast_id = call.param("broadcast_id")
+    key = rules.parse_idempotency_key(call.request.headers.get(IDEMPOTENCY_HEADER))
+    if key is None:
+        raise services.IdempotencyKeyMissing()
+    order = order_input(call.body)
+    fp = rules.fingerprint("POST", call.request.path, call.body.model_dump(mode="json"))
+    now = utcnow()
+
+    async with app[AppKeys.reader]() as db:
+        if await services.find_key(db, user.id, key) is None:
+            await services.precheck(db, broadcast_id, order, config.orders.max_quantity_per_line)
+
+    async with app[AppKeys.db].begin() as db:
+        claim = await services.claim_key(db, user.id, key, fp, now, config.orders.idempotency_lock_seconds)
+    if claim.outcome is Replay.REPLAY:
+        return _json(claim.status_code or 200, claim.body or "{}", replayed=True)
+    if claim.outcome is Replay.MISMATCH:
+        raise services.IdempotencyKeyReused()
+    if claim.outcome is Replay.IN_FLIGHT:
+        raise services.IdempotencyInFlight()
+
+    placed: services.Placed | None = None
+    try:
+        try:
+            async with app[AppKeys.db].begin() as db:
+                placed = await services.place_purchase(db, user=user, broadcast_id=broadcast_id, order=order, now=now,
+                                                       config=config, providers=app[PAYMENT_PROVIDERS])
+                settings = await services.order_settings(db, placed.purchase.market_id)
+                status, body = 201, _dumps(purchase_out(call.request, placed.purchase, placed.names, settings)
+                                           .model_dump(mode="json"))
+                await services.complete_key(db, claim, status, body, placed.purchase.id)
+        except AppError as exc:  # refused while buying: nothing was bought; the answer is kept
+            placed = None
+            status, body = exc.status, error_body(exc)
+            async with app[AppKeys.db].begin() as db:
+                await services.complete_key(db, claim, status, body, None)
+    except services.KeyLost:
+        # A retry took the key over while this attempt was slow: this purchase rolled back.
+        async with app[AppKeys.reader]() as db:
+            answer = await services.stored_answer(db, claim.key_id)
+        if answer is None:
+            raise services.IdempotencyInFlight() from None
+        return _json(answer.status_code or 200, answer.body or "{}", replayed=True)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            async with app[AppKeys.db].begin() as db:
+                await services.release_key(db, claim)
+        raise
+    if placed is not None:
+        await services.notify(app, placed.event)
+    return _json(status, body)
+
+
+async def purchase_checkout(call: Call[None, None]) -> CheckoutOut:
+    broadcast_id = call.param("broadcast_id")
+    async with call.app[AppKeys.reader]() as db:
+        info = await services.read_broadcast(db, broadcast_id)
+        offers = await services.read_offers(db, broadcast_id)
+        settings = await services.order_settings(db, info.market_id)
+    methods = offered(call.app[PAYMENT_PROVIDERS], settings)
+    return CheckoutOut(
+        broadcast_id=broadcast_id, state=info.state.value, open=info.state is BroadcastState.LIVE,
+        items=[CheckoutItemOut(product_id=pid, name_ko=r.name_ko, name_en=r.name_en, image=r.image, unit_ko=r.unit_ko,
+                               unit_en=r.unit_en, live_price=r.offer.live_price, usual_price=r.offer.usual_price,
+                               left=r.offer.left) for pid, r in offers.items()],
+        payment_methods=[PaymentMethodOut(method=m, label=i18n.gettext(METHOD_LABELS.get(m, m))) for m in methods],
+        max_quantity=call.app[AppKeys.config].orders.max_quantity_per_line)
+
+
+async def delivery_quote(call: Call[None, QuoteQuery]) -> QuoteOut:
+    broadcast_id = call.param("broadcast_id")
+    async with call.app[AppKeys.reader]() as db:
+        info = await services.read_broadcast(db, broadcast_id)
+        settings = await services.order_settings(db, info.market_id)
+    q = rules.quote_delivery(services.delivery_rules(settings), call.query.postal_code, utcnow(),
+                             call.app[AppKeys.config].tz)
+    d = delivery_out(call.request, q.option, q.promise_at, q.fee)
+    return QuoteOut(option=q.option, label=d.label, promise_at=q.promise_at, promise_text=d.promise_text, fee=q.fee,
+                    in_area=q.in_area)
+
+
+# -- the API ---------------------------------------------------------------------------------------
+
+def register_api(api: Api) -> None:
+    api.route("POST", "/broadcasts/{broadcast_id}/purchases", access=SIGNED_IN, tag="orders", body=PurchaseIn,
+              response=PurchaseOut, status=201, errors=[400, 404, 409, 422],
+              summary="Buy at the live price while the broadcast is live. Needs an Idempotency-Key header: a "
+                      "retry with the same key answers the same and buys nothing more")(purchase_create)
+    api.route("GET", "/broadcasts/{broadcast_id}/checkout", access=PUBLIC, tag="orders", response=CheckoutOut,
+              errors=[404],
+              summary="What the buy sheet needs: live prices, units left, payment methods")(purchase_checkout)
+    api.route("GET", "/broadcasts/{broadcast_id}/delivery-quote", access=PUBLIC, tag="orders", query=QuoteQuery,
+              response=QuoteOut, errors=[404],
+              summary="The delivery option and promise an order placed now would get, for a postal code"
+              )(delivery_quote)
+
+    @api.route("GET", "/broadcasts/{broadcast_id}/stock", access=PUBLIC, tag="orders", response=list[StockItemOut],
+               errors=[404], summary="Units each product on the line-up can still sell")
+    async def lineup_stock_get(call: Call[None, None]) -> list[StockItemOut]:
+        broadcast_id = call.param("broadcast_id")
+        async with call.app[AppKeys.reader]() as db:
+            await services.read_broadcast(db, broadcast_id)
+            left = await services.lineup_stock(db, broadcast_id)
+        return [StockItemOut(product_id=pid, left=n) for pid, n in left.items()]
+
+    @api.route("GET", "/me/purchases", access=SIGNED_IN, tag="orders", response=list[PurchaseOut],
+               summary="My orders, newest first")
+    async def my_purchases(call: Call[None, None]) -> list[PurchaseOut]:
+        async with call.app[AppKeys.reader]() as db:
+            rows = await services.my_purchases(db, call.user.id)
+            return await _outs(call.request, db, rows)
+
+    @api.route("GET", "/purchases/{purchase_id}", access=SIGNED_IN, tag="orders", response=PurchaseOut,
+               errors=[404], summary="One order (its buyer, or staff)")
+    async def purchase_get(call: Call[None, None]) -> PurchaseOut:
+        async with call.app[AppKeys.reader]() as db:
+            p = await services.get_purchase(db, call.param("purchase_id"))
+            if p.user_id != call.user.id and call.user.role is not Role.STAFF:
+                raise NotFound("No order with this id.", code="purchase_not_found")
+            return (await _outs(call.request, db, [p]))[0]
+
+    @api.route("POST", "/purchases/{purchase_id}/cancel", access=SIGNED_IN, tag="orders", response=PurchaseOut,
+               errors=[404, 409], summary="Cancel an order: its buyer until it is paid or packed; staff until it "
+                                          "is delivered (refunded if it was paid). Its units go back on sale")
+    async def purchase_cancel(call: Call[None, None]) -> PurchaseOut:
+        return await _cancel(call.request, call.param("purchase_id"))
+
+    @api.route("POST", "/purchases/{purchase_id}/paid", access=STAFF, tag="orders", response=PurchaseOut,
+               errors=[404, 409], summary="The bank transfer arrived: the order is paid (staff)")
+    async def purchase_paid(call: Call[None, None]) -> PurchaseOut:
+        async with call.app[AppKeys.db].begin() as db:
+            p = await services.mark_paid(db, call.param("purchase_id"), utcnow())
+            out = (await _outs(call.request, db, [p]))[0]
+        return out
+
+    @api.route("GET", "/purchases", access=STAFF, tag="orders", query=PurchasesQuery, response=list[PurchaseOut],
+               summary="Every order, by broadcast, stall or status (staff)")
+    async def purchases_list(call: Call[None, PurchasesQuery]) -> list[PurchaseOut]:
+        q = call.query
+        async with call.app[AppKeys.reader]() as db:
+            rows = await services.list_purchases(db, services.PurchaseFilter(q.broadcast_id, q.merchant_id, q.status),
+                                                 q.limit, q.offset)
+            return await _outs(call.request, db, rows)
+
+    @api.route("GET", "/merchant/lines", access=MERCHANT, tag="orders", query=MerchantLinesQuery,
+               response=list[MerchantLineOut], errors=[403], summary="My stall's order lines (merchants)")
+    async def merchant_lines_list(call: Call[None, MerchantLinesQuery]) -> list[MerchantLineOut]:
+        user: User = call.user
+        if user.merchant_id is None:
+            raise AppError("Your account is not linked to a stall.", code="no_stall", status=403)
+        async with call.app[AppKeys.reader]() as db:
+            rows = await services.merchant_lines(db, user.merchant_id, status=call.query.status,
+                                                 broadcast_id=call.query.broadcast_id)
+        return [_merchant_line_out(call.request, r) for r in rows]
+
+    @api.route("POST", "/purchase-lines/{line_id}/status", access=MERCHANT, tag="orders", body=LineStatusIn,
+               response=PurchaseOut, errors=[403, 404, 409],
+               summary="Pack or deliver one of my stall's lines (merchants); staff may move any line")
+    async def purchase_line_status(call: Call[LineStatusIn, None]) -> PurchaseOut:
+        now = utcnow()
+        async with call.app[AppKeys.db].begin() as db:
+            p = await services.move_line(db, call.user, call.param("line_id"), OrderStatus(call.body.status), now)
+            out = (await _outs(call.request, db, [p]))[0]
+            event = (await services.cancelled_event(db, p, now)
+                     if OrderStatus(call.body.status) in rules.RETURNS_STOCK else None)
+        if event is not None:
+            await services.notify(call.app, event)
+        return out
+
+    @api.route("GET", "/broadcasts/{broadcast_id}/figures", access=HOST, tag="orders", response=FiguresOut,
+               errors=[403, 404], summary="The host console's figures: orders, revenue, units per product, buyers "
+                                          "and viewers, sales per minute (the broadcast's hosts, staff)")
+    async def broadcast_figures_get(call: Call[None, None]) -> FiguresOut:
+        broadcast_id = call.param("broadcast_id")
+        user: User = call.user
+        async with call.app[AppKeys.reader]() as db:
+            await broadcasts.get_broadcast(db, broadcast_id)
+            await broadcasts.check_host(db, broadcast_id, user.id, user.role)
+            f = await services.broadcast_figures(db, broadcast_id)
+        return FiguresOut.model_validate(f)
+
+    @api.route("GET", "/markets/{market_id}/order-settings", access=PUBLIC, tag="orders", response=OrderSettingsOut,
+               errors=[404], summary="A market's delivery options and payment settings")
+    async def order_settings_get(call: Call[None, None]) -> OrderSettingsOut:
+        market_id = call.param("market_id")
+        async with call.app[AppKeys.reader]() as db:
+            s = await services.order_settings(db, market_id)
+            if s is None:
+                from livecommerce.models import Market
+
+                if await db.get(Market, market_id) is None:
+                    raise NotFound("No market with this id.", code="market_not_found")
+                s = MarketOrderSettings(market_id=market_id, **_defaults())
+        return OrderSettingsOut.model_validate(s)
+
+    @api.route("PUT", "/markets/{market_id}/order-settings", access=STAFF, tag="orders", body=OrderSettingsIn,
+               response=OrderSettingsOut, errors=[404], summary="Set a market's delivery options and payment (staff)")
+    async def order_settings_put(call: Call[OrderSettingsIn, None]) -> OrderSettingsOut:
+        async with call.app[AppKeys.db].begin() as db:
+            s = await services.save_order_settings(db, call.param("market_id"),
+                                                   call.body.model_dump(exclude_none=True), utcnow())
+            out = OrderSettingsOut.model_validate(s)
+        return out
+
+
+def _defaults() -> dict[str, Any]:
+    """The column defaults, for a market that has no settings row yet."""
+    return {c.name: c.default.arg for c in MarketOrderSettings.__table__.columns  # type: ignore[attr-defined]
+            if c.default is not None and not callable(c.default.arg)}
+
+
+async def _outs(request: web.Request, db: Any, rows: Sequence[Purchase]) -> list[PurchaseOut]:
+    names = names_of(await services.products_of(db, rows))
+    settings: dict[int, MarketOrderSettings | None] = {}
+    for p in rows:
+        if p.market_id not in settings:
+            settings[p.market_id] = await services.order_settings(db, p.market_id)
+    return [purchase_out(request, p, names, settings[p.market_id]) for p in rows]
+
+
+def _merchant_line_out(request: web.Request, r: services.MerchantLine) -> MerchantLineOut:
+    p = r.purchase
+    return MerchantLineOut(
+        line=line_out(r.line, names_of({r.product.id: r.product})), purchase_id=p.id, broadcast_id=p.broadcast_id,
+        placed_at=p.placed_at, purchase_status=p.status, payment_method=p.payment_method,
+        delivery=delivery_out(request, p.delivery_option, p.delivery_promise_at, p.delivery_fee),
+        name=p.contact_name, phone=p.contact_phone, postal_code=p.postal_code, address1=p.address1,
+        address2=p.address2, note=p.note)
+
+
+async def _cancel(request: web.Request, purchase_id: int) -> PurchaseOut:
+    now = utcnow()
+    async with request.app[AppKeys.db].begin() as db:
+        p = await services.cancel_purchase(db, _user(request), purchase_id, now)
+        out = (await _outs(request, db, [p]))[0]
+        event = await services.cancelled_event(db, p, now)
+    await services.notify(request.app, event)
+    return out
+
+
+# -- pages -----------------------------------------------------------------------------------------
+
+STATUS_CHOICES = list(OrderStatus)
+
+
+def _labels() -> dict[str, Any]:
+    return {"status_labels": {s.value: STATUS_LABELS[s] for s in OrderStatus},
+            "delivery_labels": {o.value: DELIVERY_LABELS[o] for o in DeliveryOption},
+            "method_labels": METHOD_LABELS}
+
+
+def _status_arg(value: str | None) -> OrderStatus | None:
+    try:
+        return OrderStatus(value) if value else None
+    except ValueError:
+        return None
+
+
+def _int_arg(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() and len(value) < 18 else None
+
+
+@access(PUBLIC)
+async def buy_page(request: web.Request) -> web.Response:
+    """The buy sheet on its own page (the live page includes the same fragment)."""
+    async with request.app[AppKeys.reader]() as db:
+        b = await broadcasts.get_broadcast(db, _id(request, "broadcast_id"), full=True)
+    return render(request, "orders/buy.html", {"b": b})
+
+
+@access(SIGNED_IN)
+async def my_orders_page(request: web.Request) -> web.Response:
+    user = _user(request)
+    async with request.app[AppKeys.reader]() as db:
+        rows = await services.my_purchases(db, user.id)
+        outs = await _outs(request, db, rows)
+        titles = await _titles(db, {p.broadcast_id for p in rows})
+    return render(request, "orders/mine.html", {"orders": outs, "titles": titles,
+                                                "notice": request.query.get("done", ""), **_labels()})
+
+
+@access(SIGNED_IN)
+async def my_order_cancel(request: web.Request) -> web.StreamResponse:
+    try:
+        await _cancel(request, _id(request, "purchase_id"))
+    except AppError as exc:
+        async with request.app[AppKeys.reader]() as db:
+            rows = await services.my_purchases(db, _user(request).id)
+            outs = await _outs(request, db, rows)
+            titles = await _titles(db, {p.broadcast_id for p in rows})
+        return render(request, "orders/mine.html", {
+            "orders": outs, "titles": titles, "notice": "", "error": i18n.gettext(exc.message, **exc.params),
+            **_labels()}, status=exc.status)
+    raise web.HTTPSeeOther("/orders?done=cancelled")
+
+
+async def _titles(db: Any, ids: set[int]) -> dict[int, Broadcast]:
+    from sqlalchemy import select
+
+    if not ids:
+        return {}
+    return {b.id: b for b in (await db.scalars(select(Broadcast).where(Broadcast.id.in_(ids)))).all()}
+
+
+async def _merchant_context(request: web.Request, user: User) -> dict[str, Any]:
+    status = _status_arg(request.query.get("status"))
+    broadcast_id = _int_arg(request.query.get("broadcast_id"))
+    async with request.app[AppKeys.reader]() as db:
+        if user.merchant_id is None and user.role is Role.MERCHANT:
+            raise AppError("Your account is not linked to a stall.", code="no_stall", status=403)
+        merchant_id = user.merchant_id if user.role is Role.MERCHANT else _int_arg(request.query.get("merchant_id"))
+        merchants = await services.merchants_by_id(db)
+        rows = (await services.merchant_lines(db, merchant_id, status=status, broadcast_id=broadcast_id)
+                if merchant_id is not None else [])
+        titles = await _titles(db, {r.purchase.broadcast_id for r in rows})
+    return {"rows": rows, "merchant": merchants.get(merchant_id) if merchant_id else None, "merchants": merchants,
+            "back": str(URL("/merchant/orders").with_query(
+                {k: v for k, v in request.query.items() if k in ("status", "broadcast_id", "merchant_id")})),
+            "status": status.value if status else "", "broadcast_id": broadcast_id or "", "titles": titles,
+            "delivery_text": lambda p: delivery_out(request, p.delivery_option, p.delivery_promise_at,
+                                                     p.delivery_fee).promise_text,
+            "moves": {r.line.id: sorted((m.value for m in rules.allowed_moves(r.line.status, r.purchase.payment_method)
+                                         if m in services.MERCHANT_MOVES), key=lambda v: v != "packed")
+                      for r in rows},
+            **_labels()}
+
+
+@access(MERCHANT)
+async def merchant_page(request: web.Request) -> web.Response:
+    user = _user(request)
+    ctx = await _merchant_context(request, user)
+    return render(request, "orders/merchant.html", {**ctx, "error": None})
+
+
+@access(MERCHANT)
+async def merchant_line_post(request: web.Request) -> web.StreamResponse:
+    user = _user(request)
+    form = await request.post()
+    wanted = _status_arg(str(form.get("status", "")))
+    back = str(form.get("back", ""))
+    back = back if back.startswith("/merchant/orders") and "//" not in back else "/merchant/orders"
+    try:
+        if wanted is None or wanted not in services.MERCHANT_MOVES:
+            raise ValidationFailed("Choose packed or delivered.", code="invalid_status")
+        async with request.app[AppKeys.db].begin() as db:
+            await services.move_line(db, user, _id(request, "line_id"), wanted, utcnow())
+    except AppError as exc:
+        ctx = await _merchant_context(request, user)
+        return render(request, "orders/merchant.html", {**ctx, "error": i18n.gettext(exc.message, **exc.params)},
+                      status=exc.status)
+    raise web.HTTPSeeOther(back)
+
+
+def _staff_filter(request: web.Request) -> services.PurchaseFilter:
+    return services.PurchaseFilter(_int_arg(request.query.get("broadcast_id")),
+                                   _int_arg(request.query.get("merchant_id")),
+                                   _status_arg(request.query.get("status")))
+
+
+STAFF_PAGE_SIZE = 100
+
+
+async def _staff_context(request: web.Request) -> dict[str, Any]:
+    f = _staff_filter(request)
+    offset = _int_arg(request.query.get("offset")) or 0
+    async with request.app[AppKeys.reader]() as db:
+        rows = await services.list_purchases(db, f, STAFF_PAGE_SIZE, offset)
+        total = await services.count_purchases(db, f)
+        outs = await _outs(request, db, rows)
+        merchants = await services.merchants_by_id(db)
+        recent = await broadcasts.list_broadcasts(db, limit=200)
+    query = {k: v for k, v in (("broadcast_id", f.broadcast_id), ("merchant_id", f.merchant_id),
+                                ("status", f.status.value if f.status else None)) if v}
+    return {"orders": outs, "total": total, "offset": offset, "page_size": STAFF_PAGE_SIZE, "filter": f,
+            "query": query, "merchants": merchants, "broadcasts": sorted(recent, key=lambda b: b.starts_at,
+                                                                          reverse=True),
+            **_labels()}
+
+
+@access(STAFF)
+async def staff_page(request: web.Request) -> web.Response:
+    ctx = await _staff_context(request)
+    return render(request, "orders/staff.html", {**ctx, "error": None})
+
+
+@access(STAFF)
+async def staff_action(request: web.Request) -> web.StreamResponse:
+    purchase_id = _id(request, "purchase_id")
+    action = request.match_info["action"]
+    form = await request.post()
+    back = str(form.get("back", ""))
+    back = back if back.startswith("/staff/orders") and "//" not in back else "/staff/orders"
+    now = utcnow()
+    try:
+        if action == "paid":
+            async with request.app[AppKeys.db].begin() as db:
+                await services.mark_paid(db, purchase_id, now)
+        else:
+            await _cancel(request, purchase_id)
+    except AppError as exc:
+        ctx = await _staff_context(request)
+        return render(request, "orders/staff.html", {**ctx, "error": i18n.gettext(exc.message, **exc.params)},
+                      status=exc.status)
+    raise web.HTTPSeeOther(back)
+
+
+CSV_COLUMNS = (
+    N_("Order number"), N_("Placed at"), N_("Broadcast"), N_("Second of stream"), N_("Order status"), N_("Buyer"),
+    N_("Phone"), N_("Postal code"), N_("Address"), N_("Product"), N_("Stall"), N_("Quantity"), N_("Live price"),
+    N_("Usual price"), N_("Line total"), N_("Line status"), N_("Delivery"), N_("Arrives by"), N_("Payment"),
+    N_("Paid at"), N_("Subtotal"), N_("Discount"), N_("Delivery fee"), N_("Total"), N_("Note"),
+)
+
+
+@access(STAFF)
+async def staff_csv(request: web.Request) -> web.StreamResponse:
+    """The filtered orders, one row per line, as a CSV that Excel opens with Korean intact: UTF-8
+    with a byte-order mark, CRLF line ends, every text cell safe from formula injection."""
+    f = _staff_filter(request)
+    tz = request.app[AppKeys.config].tz
+    loc = state(request).locale
+    async with request.app[AppKeys.reader]() as db:
+        rows = await services.list_purchases(db, f, limit=100_000)
+        products = await services.products_of(db, rows)
+        merchants = await services.merchants_by_id(db)
+        titles = await _titles(db, {p.broadcast_id for p in rows})
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\r\n")
+    out.writerow([i18n.gettext(c) for c in CSV_COLUMNS])
+
+    def text(value: str) -> str:
+        return rules.spreadsheet_safe(value)
+
+    def when(moment: datetime | None) -> str:
+        return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+    for p in rows:
+        b = titles.get(p.broadcast_id)
+        for li in p.lines:
+            if f.merchant_id is not None and li.merchant_id != f.merchant_id:
+                continue
+            prod = products.get(li.product_id)
+            m = merchants.get(li.merchant_id)
+            out.writerow([
+                p.id, when(p.placed_at), text(i18n.pick(b, "title", loc)) if b else p.broadcast_id, p.stream_second,
+                i18n.gettext(STATUS_LABELS[p.status]), text(p.contact_name), text(p.contact_phone), p.postal_code,
+                text(f"{p.address1} {p.address2}".strip()),
+                text(i18n.pick(prod, "name", loc)) if prod else li.product_id,
+                text(i18n.pick(m, "name", loc)) if m else li.merchant_id, li.quantity, li.unit_price, li.usual_price,
+                li.line_total, i18n.gettext(STATUS_LABELS[li.status]),
+                i18n.gettext(DELIVERY_LABELS[p.delivery_option]),
+                when(p.delivery_promise_at), i18n.gettext(METHOD_LABELS.get(p.payment_method, p.payment_method)),
+                when(p.paid_at), p.subtotal, p.discount, p.delivery_fee, p.total, text(p.note)])
+    body = "\ufeff" + buf.getvalue()
+    stamp = utcnow().astimezone(tz).strftime("%Y%m%d-%H%M")
+    return web.Response(body=body.encode("utf-8"), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="orders-{stamp}.csv"',
+                                 "Cache-Control": "no-store"})
+
+
+@access(HOST)
+async def figures_page(request: web.Request) -> web.Response:
+    user = _user(request)
+    broadcast_id = _id(request, "broadcast_id")
+    async with request.app[AppKeys.reader]() as db:
+        b = await broadcasts.get_broadcast(db, broadcast_id, full=True)
+        await broadcasts.check_host(db, broadcast_id, user.id, user.role)
+        f = await services.broadcast_figures(db, broadcast_id)
+    return render(request, "orders/figures.html", {
+        "b": b, "f": f, "figures_json": FiguresOut.model_validate(f).model_dump(mode="json")})
+
+
+# -- wiring ----------------------------------------------------------------------------------------
+
+async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Each process deletes expired idempotency keys every `orders.purge_interval_minutes`."""
+    cfg = app[AppKeys.config].orders
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(cfg.purge_interval_minutes * 60)
+            try:
+                async with app[AppKeys.db].begin() as db:
+                    n = await services.purge_keys(db, utcnow(), cfg.idempotency_retention_hours)
+                if n:
+                    log.info("idempotency keys purged", extra={"count": n})
+            except Exception:
+                log.exception("purging idempotency keys failed")
+
+    task = asyncio.create_task(loop()) if cfg.purge_interval_minutes > 0 else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def register(app: web.Application, api: Api) -> None:
+    """Wire orders into the app: API routes (before `api.install`), pages, the payment providers, the
+    purchase listeners (empty: the live room adds its own) and the key purge."""
+    app[PAYMENT_PROVIDERS] = default_providers()
+    app[services.PURCHASE_LISTENERS] = []
+    register_api(api)
+    r = app.router
+    r.add_get(r"/live/{broadcast_id:\d+}/buy", buy_page, name="orders_buy")
+    r.add_get("/orders", my_orders_page, name="orders_mine")
+    r.add_post(r"/orders/{purchase_id:\d+}/cancel", my_order_cancel, name="orders_cancel")
+    r.add_get("/merchant/orders", merchant_page, name="orders_merchant")
+    r.add_post(r"/merchant/orders/lines/{line_id:\d+}", merchant_line_post, name="orders_merchant_line")
+    r.add_get("/staff/orders", staff_page, name="orders_staff")
+    r.add_get("/staff/orders.csv", staff_csv, name="orders_staff_csv")
+    r.add_post(r"/staff/orders/{purchase_id:\d+}/{action:paid|cancel}", staff_action, name="orders_staff_action")
+    r.add_get(r"/host/broadcasts/{broadcast_id:\d+}/figures", figures_page, name="orders_figures")
+    app.cleanup_ctx.append(purge_ctx)

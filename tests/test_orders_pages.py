@@ -1,0 +1,177 @@
+"""The order pages: the buy sheet, a viewer's orders, a stall's lines, the staff's orders with the
+CSV export that Excel opens, and the host's figures; each only for those allowed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livecommerce.orders import services
+from livecommerce.orders.models import OrderStatus, Purchase, PurchaseLine
+from sessions.models import Broadcast, BroadcastState
+
+from .conftest import World, csrf, fresh, sign_in
+from .test_orders import browser, buy, order
+
+
+def no_inline_script(html: str) -> bool:
+    return re.search(r"<script(?![^>]*\b(src|type=\"application/json\"))[^>]*>", html) is None
+
+
+async def test_the_buy_sheet_page(client: TestClient, world: World, db: AsyncSession) -> None:
+    html = await (await client.get(f"/live/{world.live.id}/buy")).text()
+    assert 'id="buy-sheet"' in html and f'href="/join?next=/live/{world.live.id}"' in html  # join first
+    assert 'id="buy-form"' not in html
+    await sign_in(client, "viewer")
+    resp = await client.get(f"/live/{world.live.id}/buy")
+    assert resp.status == 200
+    html = await resp.text()
+    assert 'id="buy-details" open' in html and 'id="buy-form"' in html
+    for p in world.products[:2]:
+        assert f'id="buy-qty-{p.id}"' in html and f'data-for="{p.id}"' in html
+    assert 'data-price="9900"' in html and 'data-usual="12900"' in html and "9,900원" in html
+    assert 'id="buy-i18n"' in html and "/static/js/buy.js" in html and no_inline_script(html)
+    assert 'id="buy-closed" hidden' in html
+    b = await db.get(Broadcast, world.live.id)
+    assert b is not None
+    b.state = BroadcastState.ENDED
+    await db.commit()
+    html = await (await client.get(f"/live/{world.live.id}/buy")).text()
+    assert 'data-state="ended"' in html, html[:3000]
+    assert 'id="buy-closed" hidden' not in html and "라이브 중일 때만" in html
+    assert (await client.get("/live/999999/buy")).status == 404
+    for js in ("buy.js", "figures.js"):
+        assert (await client.get(f"/static/js/{js}")).status == 200
+
+
+async def test_my_orders_page_and_cancelling(client: TestClient, world: World, db: AsyncSession) -> None:
+    token = await sign_in(client, "viewer")
+    status, body, _ = await buy(client, token, world.live.id, order(world))
+    assert status == 201
+    html = await (await client.get("/orders")).text()
+    assert f'id="order-{body["id"]}"' in html and "고기만두" in html and "19,800원" in html
+    assert f'action="/orders/{body["id"]}/cancel"' in html
+    resp = await client.post(f"/orders/{body['id']}/cancel", data={"csrf_token": token}, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/orders?done=cancelled"
+    html = await (await client.get("/orders?done=cancelled")).text()
+    assert "notice-success" in html and f'action="/orders/{body["id"]}/cancel"' not in html
+    resp = await client.post(f"/orders/{body['id']}/cancel", data={"csrf_token": token})
+    assert resp.status == 409 and "notice-error" in await resp.text()
+    p = await (await fresh(db)).get(Purchase, body["id"])
+    assert p is not None and p.status is OrderStatus.CANCELLED
+    resp = await client.post(f"/orders/{body['id']}/cancel", data={})
+    assert resp.status == 403  # no CSRF token
+    await client.post("/logout", data={"csrf_token": token})
+    assert (await client.get("/orders")).status == 401
+
+
+async def _two_stall_order(server: TestServer, world: World) -> dict[str, Any]:
+    viewer = browser(server)
+    try:
+        token = await sign_in(viewer, "viewer")
+        status, body, _ = await buy(viewer, token, world.live.id, order(world, name="=HYPERLINK(\"x\")", lines=[
+            {"product_id": world.products[0].id, "quantity": 2}, {"product_id": world.products[1].id, "quantity": 1}]))
+        assert status == 201, body
+        return body
+    finally:
+        await viewer.close()
+
+
+async def test_a_stall_sees_and_moves_only_its_own_lines(server: TestServer, http: TestClient, world: World,
+                                                        db: AsyncSession) -> None:
+    body = await _two_stall_order(server, world)
+    mine, theirs = body["lines"][0]["id"], body["lines"][1]["id"]
+    token = await sign_in(http, "merchant")
+    html = await (await http.get("/merchant/orders")).text()
+    assert f'id="line-{mine}"' in html and f'id="line-{theirs}"' not in html
+    assert "고기만두" in html and "참기름" not in html
+    assert "서울 중구 세종대로 110" in html and 'name="status" value="delivered"' not in html
+    resp = await http.post(f"/merchant/orders/lines/{mine}", data={"csrf_token": token, "status": "packed",
+                                                                   "back": "/merchant/orders?status=placed"},
+                           allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/merchant/orders?status=placed"
+    resp = await http.post(f"/merchant/orders/lines/{theirs}", data={"csrf_token": token, "status": "packed"})
+    assert resp.status == 403 and "notice-error" in await resp.text()
+    resp = await http.post(f"/merchant/orders/lines/{mine}", data={"csrf_token": token, "status": "refunded"})
+    assert resp.status == 422
+    await fresh(db)
+    assert (await db.get(PurchaseLine, mine)).status is OrderStatus.PACKED  # type: ignore[union-attr]
+    assert (await db.get(PurchaseLine, theirs)).status is OrderStatus.PLACED  # type: ignore[union-attr]
+    html = await (await http.get("/merchant/orders?status=packed")).text()
+    assert f'id="line-{mine}"' in html and 'name="status" value="delivered"' in html
+    await sign_in(http, "viewer")
+    assert (await http.get("/merchant/orders")).status == 403
+
+
+async def test_staff_orders_filters_actions_and_csv(server: TestServer, http: TestClient, world: World,
+                                                   db: AsyncSession) -> None:
+    await services.seed_demo_order_settings(db, world.market.id)
+    await db.commit()
+    body = await _two_stall_order(server, world)
+    viewer = browser(server)
+    try:
+        tv = await sign_in(viewer, "viewer")
+        status, transfer, _ = await buy(viewer, tv, world.live.id, order(world, payment_method="bank_transfer"))
+        assert status == 201
+    finally:
+        await viewer.close()
+    token = await sign_in(http, "staff")
+    html = await (await http.get("/staff/orders")).text()
+    assert f'id="order-{body["id"]}"' in html and f'id="order-{transfer["id"]}"' in html
+    assert f'action="/staff/orders/{transfer["id"]}/paid"' in html
+    assert f'action="/staff/orders/{body["id"]}/paid"' not in html  # pay on delivery
+    html = await (await http.get(f"/staff/orders?merchant_id={world.other_merchant.id}")).text()
+    assert f'id="order-{body["id"]}"' in html and f'id="order-{transfer["id"]}"' not in html
+    resp = await http.post(f"/staff/orders/{transfer['id']}/paid",
+                           data={"csrf_token": token, "back": "/staff/orders?status=paid"}, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/staff/orders?status=paid"
+    html = await (await http.get("/staff/orders?status=paid")).text()
+    assert f'id="order-{transfer["id"]}"' in html and f'id="order-{body["id"]}"' not in html
+    html = await (await http.get(f"/staff/orders?broadcast_id={world.scheduled.id}")).text()
+    assert 'id="staff-orders"' not in html
+    resp = await http.post(f"/staff/orders/{transfer['id']}/cancel", data={"csrf_token": token},
+                           allow_redirects=False)
+    assert resp.status == 303
+    assert (await (await fresh(db)).get(Purchase, transfer["id"])).status is OrderStatus.REFUNDED  # type: ignore[union-attr]
+
+    resp = await http.get("/staff/orders.csv")
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/csv")
+    assert "attachment" in resp.headers["Content-Disposition"]
+    raw = await resp.read()
+    assert raw.startswith(b"\xef\xbb\xbf")  # the BOM that tells Excel it is UTF-8
+    text = raw.decode("utf-8-sig")
+    assert text.count("\r\n") == text.count("\n") == 4  # a header and three lines, CRLF each
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][0] == "주문번호" and len(rows) == 4
+    lines = {(int(r[0]), r[9]) for r in rows[1:]}
+    assert lines == {(body["id"], "고기만두"), (body["id"], "참기름"), (transfer["id"], "고기만두")}
+    by_order = [r for r in rows[1:] if int(r[0]) == body["id"]]
+    assert {r[5] for r in by_order} == {"'=HYPERLINK(\"x\")"}  # not a formula in Excel
+    assert {r[12] for r in by_order} == {"9900", "13900"} and by_order[0][7] == "04524"
+    only = list(csv.reader(io.StringIO((await (await http.get(
+        f"/staff/orders.csv?merchant_id={world.other_merchant.id}")).read()).decode("utf-8-sig"))))
+    assert [(int(r[0]), r[9]) for r in only[1:]] == [(body["id"], "참기름")]
+    await sign_in(http, "merchant")
+    assert (await http.get("/staff/orders.csv")).status == 403
+    assert (await http.get("/staff/orders")).status == 403
+
+
+async def test_the_figures_page(client: TestClient, world: World) -> None:
+    token = await sign_in(client, "viewer")
+    await buy(client, token, world.live.id, order(world))
+    assert (await client.get(f"/host/broadcasts/{world.live.id}/figures")).status == 403
+    await sign_in(client, "host")
+    resp = await client.get(f"/host/broadcasts/{world.live.id}/figures")
+    assert resp.status == 200
+    html = await resp.text()
+    assert 'id="figures-chart"' in html and "/static/js/figures.js" in html and 'id="figures-data"' in html
+    assert 'id="fig-orders">1<' in html and "19,800원" in html and no_inline_script(html)
+    assert (await client.get(f"/host/broadcasts/{world.scheduled.id}/figures")).status == 403
+    await sign_in(client, "staff")
+    assert (await client.get(f"/host/broadcasts/{world.scheduled.id}/figures")).status == 200
+    assert await csrf(client)

@@ -1,0 +1,470 @@
+"""The live room with real socket.io clients: chat, moderation, hearts, presence, and nothing lost on
+reconnect — on one process, and across two processes through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+from aiohttp.test_utils import TestServer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livecommerce.app import create_app
+from livecommerce.auth import COOKIE
+from livecommerce.config import Config
+from sessions.chat import Bucket, ChatRefused, blocked_word, clean_text, take
+from sessions.models import BlockedWord, Broadcast, ChatMessage
+from sessions.stream import decide
+
+from .conftest import World, csrf, fresh, sign_in, socket_for
+
+NS = "/live"
+
+
+# -- pure rules ---------------------------------------------------------------------------------
+
+def test_chat_text_rules() -> None:
+    assert clean_text("  안녕하세요\n  만두 주세요 ", 300) == "안녕하세요 만두 주세요"
+    assert clean_text("<b>bold</b>", 300) == "<b>bold</b>"  # kept as text; shown escaped
+    assert clean_text("가" * 300, 300) == "가" * 300
+    for bad, code in (("", "empty_message"), ("   ", "empty_message"), ("가" * 301, "message_too_long"),
+                      ("a\x00b", "bad_characters"), ("a\u202eb", "bad_characters")):
+        with pytest.raises(ChatRefused) as info:
+            clean_text(bad, 300)
+        assert info.value.code == code
+
+
+def test_blocked_words_ignore_case_width_and_spaces() -> None:
+    words = ["바보", "SPAM"]
+    assert blocked_word("너 바 보 야", words) == "바보"
+    assert blocked_word("buy ｓｐａｍ now", words) == "SPAM"
+    assert blocked_word("참기름 최고", words) is None
+
+
+def test_token_bucket() -> None:
+    ok, b = take(None, 0.0, rate=1.0, burst=2)
+    assert ok and b.tokens == 1.0
+    ok, b = take(b, 0.0, 1.0, 2)
+    assert ok and b.tokens == 0.0
+    ok, b = take(b, 0.5, 1.0, 2)
+    assert not ok
+    ok, b = take(b, 1.0, 1.0, 2)
+    assert ok
+    ok, _ = take(Bucket(0.0, 0.0), 100.0, 1.0, 2)  # refills up to the burst only
+    assert ok
+
+
+def test_recovery_decisions() -> None:
+    assert decide("e1", 10, "e1", 10, None, None, 0, 100, 60) == ""  # up to date
+    assert decide("e1", 10, "e1", 7, 8, 0.0, 1.0, 100, 60) == ""
+    assert decide("e2", 10, "e1", 7, 8, 0.0, 1.0, 100, 60) == "epoch"  # storage was lost
+    assert decide("e1", 10, "e1", 11, None, None, 0, 100, 60) == "ahead"  # never given out
+    assert decide("e1", 10, "e1", 7, 9, 0.0, 1.0, 100, 60) == "too_old"  # trimmed away
+    assert decide("e1", 10, "e1", 7, 8, 0.0, 100.0, 100, 60) == "too_old"  # older than allowed
+    assert decide("e1", 500, "e1", 7, 8, 0.0, 1.0, 100, 60) == "too_long"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+class Viewer:
+    """A real socket.io client that keeps every room event it receives, in order — as the pages do:
+    an event whose offset it has already seen (a live copy of something it recovered) is dropped."""
+
+    def __init__(self, sio: socketio.AsyncClient) -> None:
+        self.sio = sio
+        self.events: list[dict[str, Any]] = []
+        self.other: dict[str, list[Any]] = {}
+        self.arrived = asyncio.Event()
+        self.frames = 0
+        self.last = -1
+        self.dropped = 0
+        sio.on("room", self._one, namespace=NS)
+        sio.on("room:batch", self._many, namespace=NS)
+        for name in ("counts", "mod:reported", "you:muted", "you:banned"):
+            sio.on(name, self._named(name), namespace=NS)
+
+    def _keep(self, env: dict[str, Any]) -> None:
+        if env["o"] <= self.last:
+            self.dropped += 1
+            return
+        self.last = env["o"]
+        self.events.append(env)
+
+    async def _one(self, env: dict[str, Any]) -> None:
+        self.frames += 1
+        self._keep(env)
+        self.arrived.set()
+
+    async def _many(self, envs: list[dict[str, Any]]) -> None:
+        self.frames += 1
+        for env in envs:
+            self._keep(env)
+        self.arrived.set()
+
+    def _named(self, name: str):  # type: ignore[no-untyped-def]
+        async def handler(data: Any) -> None:
+            self.other.setdefault(name, []).append(data)
+            self.arrived.set()
+
+        return handler
+
+    async def call(self, event: str, data: Any) -> dict[str, Any]:
+        ack = await self.sio.call(event, data, namespace=NS, timeout=10)
+        assert isinstance(ack, dict)
+        if event == "join" and ack.get("ok"):
+            pos = ack["data"]["position"]["offset"]
+            self.last = max(self.last, pos) if ack["data"]["recovered"] else pos
+        return ack
+
+    async def wait_for(self, predicate: Any, limit: float = 5.0) -> None:
+        async def loop() -> None:
+            while not predicate():
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        await asyncio.wait_for(loop(), limit)
+
+    def chat_texts(self) -> list[str]:
+        return [e["d"]["text"] for e in self.events if e["t"] == "chat"]
+
+
+async def viewer(server: TestServer, cookie: str | None = None) -> Viewer:
+    return Viewer(await socket_for(f"http://127.0.0.1:{server.port}", cookie))
+
+
+def _session(server: TestServer) -> aiohttp.ClientSession:
+    # (a TestClient would close the server when it closes)
+    return aiohttp.ClientSession(base_url=f"http://127.0.0.1:{server.port}", cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+def _cookie(session: aiohttp.ClientSession) -> str:
+    return next(c.value for c in session.cookie_jar if c.key == COOKIE)
+
+
+async def signed_in(server: TestServer, username: str) -> Viewer:
+    async with _session(server) as http:
+        await sign_in(http, username)  # type: ignore[arg-type]
+        return await viewer(server, _cookie(http))
+
+
+async def guest(server: TestServer, nickname: str) -> tuple[Viewer, int]:
+    async with _session(server) as http:
+        token = await csrf(http)  # type: ignore[arg-type]
+        resp = await http.post("/api/v1/auth/guest", json={"nickname": nickname}, headers={"X-CSRF-Token": token})
+        user_id = (await resp.json())["user"]["id"]
+        return await viewer(server, _cookie(http)), user_id
+
+
+# -- the room -----------------------------------------------------------------------------------
+
+async def test_viewers_and_host_chat_in_real_time(server: TestServer, world: World, db: AsyncSession) -> None:
+    a, a_id = await guest(server, "만두러버")
+    b, _ = await guest(server, "참기름")
+    host = await signed_in(server, "host")
+    try:
+        for v in (a, b, host):
+            ack = await v.call("join", {"broadcast_id": world.live.id})
+            assert ack["ok"] and ack["data"]["recovered"] is False
+        ack = await a.call("chat:send", {"broadcast_id": world.live.id, "text": "<script>만두 남았나요?</script>"})
+        assert ack["ok"], ack
+        ack = await host.call("chat:send", {"broadcast_id": world.live.id, "text": "네! 30팩 남았어요"})
+        assert ack["ok"], ack
+        for v in (a, b, host):
+            await v.wait_for(lambda v=v: len(v.chat_texts()) >= 2)
+            assert v.chat_texts() == ["<script>만두 남았나요?</script>", "네! 30팩 남았어요"]
+        roles = [e["d"]["role"] for e in b.events if e["t"] == "chat"]
+        assert roles == ["viewer", "host"]  # host messages are marked
+        offsets = [e["o"] for e in b.events]
+        assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+        rows = (await (await fresh(db)).scalars(select(ChatMessage).order_by(ChatMessage.id))).all()
+        assert [(r.user_id, r.text) for r in rows] == [(a_id, "<script>만두 남았나요?</script>"),
+                                                        (world.host.id, "네! 30팩 남았어요")]
+    finally:
+        for v in (a, b, host):
+            await v.sio.disconnect()
+
+
+async def test_bad_chat_input_is_refused_and_others_see_nothing(server: TestServer, world: World,
+                                                               db: AsyncSession) -> None:
+    a, _ = await guest(server, "a")
+    watcher, _ = await guest(server, "w")
+    anon = await viewer(server)
+    try:
+        await a.call("join", {"broadcast_id": world.live.id})
+        await watcher.call("join", {"broadcast_id": world.live.id})
+        await anon.call("join", {"broadcast_id": world.live.id})
+        cases = [
+            ({"broadcast_id": world.live.id, "text": ""}, "empty_message"),
+            ({"broadcast_id": world.live.id, "text": "가" * 301}, "message_too_long"),
+            ({"broadcast_id": world.live.id}, "validation_failed"),
+            ({"broadcast_id": world.scheduled.id, "text": "hi"}, "not_in_room"),
+        ]
+        for data, code in cases:
+            ack = await a.call("chat:send", data)
+            assert ack["ok"] is False and ack["error"]["code"] == code, (data, ack)
+            assert ack["error"]["message"]
+        ack = await anon.call("chat:send", {"broadcast_id": world.live.id, "text": "hi"})
+        assert ack["error"]["code"] == "unauthenticated"
+        db.add(BlockedWord(word="바보"))
+        await db.commit()
+        ack = await a.call("chat:send", {"broadcast_id": world.live.id, "text": "바 보"})
+        assert ack["error"]["code"] == "blocked_word"
+        for name in ("host:notice", "mod:delete", "mod:ban", "host:spotlight", "host:slow_mode"):
+            ack = await a.call(name, {"broadcast_id": world.live.id, "message_id": 1, "user_id": 1, "seconds": 5})
+            assert ack["ok"] is False and ack["error"]["code"] == "forbidden", name
+        await asyncio.sleep(0.2)
+        assert watcher.events == []  # nothing reached the others
+        assert await (await fresh(db)).scalar(select(ChatMessage.id)) is None
+    finally:
+        for v in (a, watcher, anon):
+            await v.sio.disconnect()
+
+
+async def test_a_flood_is_rate_limited(server: TestServer, world: World, config: Config) -> None:
+    a, _ = await guest(server, "flood")
+    try:
+        await a.call("join", {"broadcast_id": world.live.id})
+        acks = [await a.call("chat:send", {"broadcast_id": world.live.id, "text": f"{i}"}) for i in range(12)]
+        accepted = [x for x in acks if x["ok"]]
+        refused = [x for x in acks if not x["ok"]]
+        # the burst passes (plus at most what refills while the loop runs), the rest is refused
+        assert config.room.chat_burst <= len(accepted) < 12
+        assert refused and {x["error"]["code"] for x in refused} == {"rate_limited"}
+    finally:
+        await a.sio.disconnect()
+
+
+async def test_moderation(server: TestServer, world: World, db: AsyncSession) -> None:
+    a, a_id = await guest(server, "a")
+    b, _ = await guest(server, "b")
+    host = await signed_in(server, "host")
+    try:
+        for v in (a, b, host):
+            await v.call("join", {"broadcast_id": world.live.id})
+        await host.call("host:watch", {"broadcast_id": world.live.id})
+        sent = await a.call("chat:send", {"broadcast_id": world.live.id, "text": "광고입니다"})
+        mid = sent["data"]["id"]
+        # a viewer reports it; the console hears it once
+        assert (await b.call("chat:report", {"broadcast_id": world.live.id, "message_id": mid}))["ok"]
+        assert (await b.call("chat:report", {"broadcast_id": world.live.id, "message_id": mid}))["ok"]
+        own = await a.call("chat:report", {"broadcast_id": world.live.id, "message_id": mid})
+        assert own["error"]["code"] == "own_message"
+        await host.wait_for(lambda: "mod:reported" in host.other)
+        # the host deletes it: it disappears for everyone, live
+        ack = await host.call("mod:delete", {"broadcast_id": world.live.id, "message_id": mid, "reason": "광고"})
+        assert ack["ok"], ack
+        for v in (a, b):
+            await v.wait_for(lambda v=v: any(e["t"] == "chat:deleted" for e in v.events))
+            assert [e["d"]["id"] for e in v.events if e["t"] == "chat:deleted"] == [mid]
+        assert len(host.other["mod:reported"]) == 1
+        m = await (await fresh(db)).get(ChatMessage, mid)
+        assert m is not None and m.deleted_by == world.host.id and m.delete_reason == "광고"
+        # mute: the viewer is told and cannot write
+        ack = await host.call("mod:mute", {"broadcast_id": world.live.id, "user_id": a_id, "minutes": 10})
+        assert ack["ok"], ack
+        await a.wait_for(lambda: "you:muted" in a.other)
+        ack = await a.call("chat:send", {"broadcast_id": world.live.id, "text": "왜요"})
+        assert ack["error"]["code"] == "muted"
+        # ban: cannot write, cannot join again
+        ack = await host.call("mod:ban", {"broadcast_id": world.live.id, "user_id": a_id})
+        assert ack["ok"]
+        ack = await a.call("chat:send", {"broadcast_id": world.live.id, "text": "왜요"})
+        assert ack["error"]["code"] == "banned"
+        ack = await a.call("join", {"broadcast_id": world.live.id})
+        assert ack["error"]["code"] == "banned"
+        # hosts cannot be sanctioned; a host of another broadcast cannot moderate this one
+        ack = await host.call("mod:mute", {"broadcast_id": world.live.id, "user_id": world.host.id})
+        assert ack["error"]["code"] == "cannot_sanction"
+        # the history a newcomer gets has no removed message
+        c = await viewer(server)
+        ack = await c.call("join", {"broadcast_id": world.live.id})
+        assert [m["id"] for m in ack["data"]["chat"]] == []
+        await c.sio.disconnect()
+    finally:
+        for v in (a, b, host):
+            await v.sio.disconnect()
+
+
+async def test_notice_slow_mode_and_spotlight(server: TestServer, world: World) -> None:
+    a, _ = await guest(server, "a")
+    host = await signed_in(server, "host")
+    other = await signed_in(server, "host2")
+    try:
+        for v in (a, host):
+            await v.call("join", {"broadcast_id": world.live.id})
+        ack = await other.call("host:notice", {"broadcast_id": world.live.id, "text": "남의 방송"})
+        assert ack["error"]["code"] == "not_your_broadcast"
+        assert (await host.call("host:notice", {"broadcast_id": world.live.id, "text": "오늘 무료배송!"}))["ok"]
+        ack = await host.call("host:spotlight", {"broadcast_id": world.live.id, "product_id": world.products[2].id})
+        assert ack["error"]["code"] == "not_in_lineup"
+        ack = await host.call("host:spotlight", {"broadcast_id": world.live.id, "product_id": world.products[1].id})
+        assert ack["ok"] and ack["data"]["item"]["live_price"] == 13900
+        assert (await host.call("host:slow_mode", {"broadcast_id": world.live.id, "seconds": 30}))["ok"]
+        await a.wait_for(lambda: [e["t"] for e in a.events] == ["notice", "spotlight", "slow_mode"])
+        assert (await a.call("chat:send", {"broadcast_id": world.live.id, "text": "1"}))["ok"]
+        ack = await a.call("chat:send", {"broadcast_id": world.live.id, "text": "2"})
+        assert ack["error"]["code"] == "slow_mode"
+        assert (await host.call("chat:send", {"broadcast_id": world.live.id, "text": "호스트는 예외"}))["ok"]
+        late = await viewer(server)
+        snap = (await late.call("join", {"broadcast_id": world.live.id}))["data"]["broadcast"]
+        assert snap["pinned_notice"] == "오늘 무료배송!" and snap["slow_mode_seconds"] == 30
+        assert snap["spotlight"]["product"]["id"] == world.products[1].id
+        await late.sio.disconnect()
+    finally:
+        for v in (a, host, other):
+            await v.sio.disconnect()
+
+
+async def test_a_viewer_who_reconnects_gets_exactly_what_it_missed(server: TestServer, world: World) -> None:
+    talker = await signed_in(server, "host")
+    a = await viewer(server)
+    try:
+        await talker.call("join", {"broadcast_id": world.live.id})
+        joined = (await a.call("join", {"broadcast_id": world.live.id}))["data"]
+        await talker.call("chat:send", {"broadcast_id": world.live.id, "text": "before"})
+        await a.wait_for(lambda: a.chat_texts() == ["before"])
+        last = a.events[-1]
+        assert last["e"] == joined["position"]["epoch"] and last["o"] == joined["position"]["offset"] + 1
+        await a.sio.disconnect()  # the connection drops
+        for text in ("missed 1", "missed 2", "missed 3"):
+            await talker.call("chat:send", {"broadcast_id": world.live.id, "text": text})
+        b = await viewer(server)
+        ack = await b.call("join", {"broadcast_id": world.live.id, "since": {"epoch": last["e"], "offset": last["o"]}})
+        data = ack["data"]
+        assert data["recovered"] is True
+        assert [e["d"]["text"] for e in data["events"]] == ["missed 1", "missed 2", "missed 3"]
+        assert [e["o"] for e in data["events"]] == [last["o"] + 1, last["o"] + 2, last["o"] + 3]
+        assert "chat" not in data
+        await talker.call("chat:send", {"broadcast_id": world.live.id, "text": "after"})
+        await b.wait_for(lambda: b.chat_texts() == ["after"])  # live again, nothing twice
+        # a stale epoch gets the full state, said so
+        c = await viewer(server)
+        data = (await c.call("join", {"broadcast_id": world.live.id,
+                                      "since": {"epoch": "gone", "offset": 3}}))["data"]
+        assert data["recovered"] is False and data["reason"] == "epoch"
+        assert [m["text"] for m in data["chat"]] == ["before", "missed 1", "missed 2", "missed 3", "after"]
+        # a forged position is refused
+        ack = await c.call("join", {"broadcast_id": world.live.id,
+                                    "since": {"epoch": last["e"], "offset": last["o"] + 1000}})
+        assert ack["ok"] is False and ack["error"]["code"] == "invalid_position"
+        await b.sio.disconnect()
+        await c.sio.disconnect()
+    finally:
+        await talker.sio.disconnect()
+
+
+async def test_a_gap_too_long_gets_the_full_state(config: Config, world: World) -> None:
+    app = create_app(config.replace(room={"recover_max": 2}))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        talker = await signed_in(server, "host")
+        await talker.call("join", {"broadcast_id": world.live.id})
+        a = await viewer(server)
+        pos = (await a.call("join", {"broadcast_id": world.live.id}))["data"]["position"]
+        await a.sio.disconnect()
+        for i in range(3):
+            await talker.call("chat:send", {"broadcast_id": world.live.id, "text": f"m{i}"})
+        b = await viewer(server)
+        ack = await b.call("join", {"broadcast_id": world.live.id, "since": pos})
+        data = ack["data"]
+        assert data["recovered"] is False and data["reason"] == "too_long"
+        assert [m["text"] for m in data["chat"]] == ["m0", "m1", "m2"]
+        await b.sio.disconnect()
+        await talker.sio.disconnect()
+    finally:
+        await server.close()
+
+
+async def test_hearts_are_counted_and_pushed_coalesced(server: TestServer, world: World,
+                                                        db: AsyncSession) -> None:
+    a = await viewer(server)
+    b = await viewer(server)
+    try:
+        await a.call("join", {"broadcast_id": world.live.id})
+        await b.call("join", {"broadcast_id": world.live.id})
+        for _ in range(40):
+            assert (await a.call("heart", {"broadcast_id": world.live.id, "count": 5}))["ok"]
+        await b.wait_for(lambda: any(c["hearts"] == 200 for c in b.other.get("counts", [])))
+        assert len(b.other["counts"]) < 40  # a few pushes, never one per tap
+        assert b.other["counts"][-1]["viewers"] == 2
+        ack = await a.call("heart", {"broadcast_id": world.live.id, "count": 51})
+        assert ack["error"]["code"] == "validation_failed"
+
+        async def saved() -> None:
+            while True:
+                row = await (await fresh(db)).get(Broadcast, world.live.id)
+                if row is not None and row.peak_viewers >= 2 and row.hearts >= 200:
+                    return
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(saved(), 5)  # the peak and the hearts are recorded on the broadcast
+    finally:
+        await a.sio.disconnect()
+        await b.sio.disconnect()
+
+
+async def test_chat_is_batched_under_load(config: Config, world: World) -> None:
+    app = create_app(config.replace(room={"batch_ms": 200, "chat_burst": 50}))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        talker = await signed_in(server, "host")
+        listener = await viewer(server)
+        await talker.call("join", {"broadcast_id": world.live.id})
+        await listener.call("join", {"broadcast_id": world.live.id})
+        await asyncio.gather(*(talker.call("chat:send", {"broadcast_id": world.live.id, "text": f"{i:02d}"})
+                               for i in range(20)))
+        await listener.wait_for(lambda: len(listener.chat_texts()) == 20)
+        assert sorted(listener.chat_texts()) == [f"{i:02d}" for i in range(20)]
+        offsets = [e["o"] for e in listener.events]
+        assert offsets == sorted(offsets) and len(set(offsets)) == 20  # in order, nothing twice
+        assert listener.frames < 20  # several messages shared a frame
+        await talker.sio.disconnect()
+        await listener.sio.disconnect()
+    finally:
+        await server.close()
+
+
+async def test_two_processes_one_room(config: Config, world: World, db: AsyncSession) -> None:
+    """Two viewers on two server processes chat with each other and with the host; a moderated message
+    disappears for both; the viewer count spans both; a viewer who drops from one process recovers
+    on the other."""
+    if not config.redis.url:
+        pytest.skip("needs Redis: runs on the PostgreSQL + Redis backend")
+    servers = [TestServer(create_app(config), host="127.0.0.1") for _ in range(2)]
+    for s in servers:
+        await s.start_server()
+    try:
+        a, _ = await guest(servers[0], "on-one")
+        b, _ = await guest(servers[1], "on-two")
+        host = await signed_in(servers[0], "host")
+        for v in (a, b, host):
+            assert (await v.call("join", {"broadcast_id": world.live.id}))["ok"]
+        await asyncio.sleep(0.3)  # each process's Redis listener is subscribed
+        await a.call("chat:send", {"broadcast_id": world.live.id, "text": "1번 서버에서"})
+        sent = await b.call("chat:send", {"broadcast_id": world.live.id, "text": "2번 서버에서"})
+        for v in (a, b, host):
+            await v.wait_for(lambda v=v: len(v.chat_texts()) == 2)
+            assert sorted(v.chat_texts()) == ["1번 서버에서", "2번 서버에서"]
+        await host.call("mod:delete", {"broadcast_id": world.live.id, "message_id": sent["data"]["id"]})
+        for v in (a, b):
+            await v.wait_for(lambda v=v: any(e["t"] == "chat:deleted" for e in v.events))
+        await b.wait_for(lambda: any(c["viewers"] == 3 for c in b.other.get("counts", [])))
+        last = a.events[-1]
+        await a.sio.disconnect()
+        await b.call("chat:send", {"broadcast_id": world.live.id, "text": "놓친 메시지"})
+        back = await viewer(servers[1])
+        data = (await back.call("join", {"broadcast_id": world.live.id,
+                                         "since": {"epoch": last["e"], "offset": last["o"]}}))["data"]
+        assert data["recovered"] is True
+        assert [e["d"]["text"] for e in data["events"] if e["t"] == "chat"] == ["놓친 메시지"]
+        for v in (b, host, back):
+            await v.sio.disconnect()
+    finally:
+        for s in servers:
+            await s.close()
