@@ -106,14 +106,20 @@ class EventSpec:
     payload: type[BaseModel] | None
     handler: EventHandler
     summary: str
+    errors: tuple[str, ...] = ()
 
 
-def event(name: str, *, access: Access, payload: type[BaseModel] | None = None,
-          summary: str = "") -> Callable[[EventHandler], EventHandler]:
-    """Declare a client→server socket event on a `Namespace` method."""
+COMMON_ERRORS = ("validation_failed", "unauthenticated", "forbidden", "internal")
+
+
+def event(name: str, *, access: Access, payload: type[BaseModel] | None = None, summary: str = "",
+          errors: tuple[str, ...] = ()) -> Callable[[EventHandler], EventHandler]:
+    """Declare a client→server socket event on a `Namespace` method, with the error codes it may answer
+    (besides the common ones) for the protocol document."""
 
     def mark(fn: EventHandler) -> EventHandler:
-        fn.__event__ = EventSpec(name, access, payload, fn, summary or (fn.__doc__ or "").strip())  # type: ignore[attr-defined]
+        fn.__event__ = EventSpec(name, access, payload, fn,  # type: ignore[attr-defined]
+                                 summary or " ".join((fn.__doc__ or "").split()), errors)
         return fn
 
     return mark

@@ -91,7 +91,8 @@ class LiveNamespace(Namespace):
         """Hear when any broadcast changes state (the schedule and home pages)."""
         await self.enter_room(sid, SCHEDULE_ROOM)
 
-    @event("join", access=PUBLIC, payload=JoinIn)
+    @event("join", access=PUBLIC, payload=JoinIn,
+           errors=("broadcast_not_found", "broadcast_closed", "banned", "invalid_position"))
     async def join(self, sid: str, who: SocketUser, p: JoinIn) -> dict[str, Any]:
         """Join a broadcast's room. Answers with the room's whole current state, or — when `since` is
         given and the stream still holds everything after it — with exactly the events missed
@@ -137,7 +138,7 @@ class LiveNamespace(Namespace):
                 await self.leave_room(sid, r)
         await self.enter_room(sid, room(broadcast_id))
 
-    @event("leave", access=PUBLIC, payload=BroadcastRef)
+    @event("leave", access=PUBLIC, payload=BroadcastRef, errors=())
     async def leave(self, sid: str, who: SocketUser, p: BroadcastRef) -> None:
         """Leave a broadcast's room."""
         await self.leave_room(sid, room(p.broadcast_id))
@@ -146,7 +147,9 @@ class LiveNamespace(Namespace):
         if room(broadcast_id) not in self.rooms(sid):
             raise AppError(N_("Join the broadcast's room first."), code="not_in_room", status=409)
 
-    @event("chat:send", access=SIGNED_IN, payload=ChatIn)
+    @event("chat:send", access=SIGNED_IN, payload=ChatIn,
+           errors=("not_in_room", "broadcast_not_found", "empty_message", "message_too_long", "bad_characters",
+                   "chat_closed", "blocked_word", "slow_mode", "rate_limited", "muted", "banned"))
     async def chat_send(self, sid: str, who: SocketUser, p: ChatIn) -> dict[str, Any]:
         """Send a chat message to the room (signed-in viewers, hosts and staff)."""
         self._in_room(sid, p.broadcast_id)
@@ -179,14 +182,14 @@ class LiveNamespace(Namespace):
         env = await publish(self.app, b.id, "chat", payload)
         return {"id": m.id, "offset": env.offset}
 
-    @event("heart", access=PUBLIC, payload=HeartIn)
+    @event("heart", access=PUBLIC, payload=HeartIn, errors=("not_in_room",))
     async def heart(self, sid: str, who: SocketUser, p: HeartIn) -> None:
         """Tap hearts as fast as you like: they are all counted; the room's total is pushed a few times a
         second."""
         self._in_room(sid, p.broadcast_id)
         await self.rooms_rt.add_hearts(p.broadcast_id, p.count)
 
-    @event("chat:report", access=SIGNED_IN, payload=MessageRef)
+    @event("chat:report", access=SIGNED_IN, payload=MessageRef, errors=("message_not_found", "own_message"))
     async def report(self, sid: str, who: SocketUser, p: MessageRef) -> dict[str, Any]:
         """Report a message to the moderators."""
         assert who.user_id is not None
@@ -203,13 +206,14 @@ class LiveNamespace(Namespace):
             await services.get_broadcast(db, broadcast_id)
             await services.check_host(db, broadcast_id, who.user_id, who.role)
 
-    @event("host:watch", access=HOST, payload=BroadcastRef)
+    @event("host:watch", access=HOST, payload=BroadcastRef, errors=("broadcast_not_found", "not_your_broadcast"))
     async def host_watch(self, sid: str, who: SocketUser, p: BroadcastRef) -> None:
         """The console hears the reports on its broadcast's chat."""
         await self._host(who, p.broadcast_id)
         await self.enter_room(sid, moderators_room(p.broadcast_id))
 
-    @event("mod:delete", access=HOST, payload=MessageRef)
+    @event("mod:delete", access=HOST, payload=MessageRef,
+           errors=("broadcast_not_found", "not_your_broadcast", "message_not_found", "already_removed"))
     async def delete(self, sid: str, who: SocketUser, p: MessageRef) -> dict[str, Any]:
         """Remove a message: it disappears for everyone, live; who removed it and why are kept."""
         await self._host(who, p.broadcast_id)
@@ -219,12 +223,14 @@ class LiveNamespace(Namespace):
         await publish(self.app, p.broadcast_id, "chat:deleted", {"id": m.id})
         return {"id": m.id}
 
-    @event("mod:mute", access=HOST, payload=SanctionIn)
+    @event("mod:mute", access=HOST, payload=SanctionIn,
+           errors=("broadcast_not_found", "not_your_broadcast", "user_not_found", "cannot_sanction"))
     async def mute(self, sid: str, who: SocketUser, p: SanctionIn) -> dict[str, Any]:
         """Mute a viewer in this broadcast for some minutes."""
         return await self._sanction(who, p, "mute")
 
-    @event("mod:ban", access=HOST, payload=SanctionIn)
+    @event("mod:ban", access=HOST, payload=SanctionIn,
+           errors=("broadcast_not_found", "not_your_broadcast", "user_not_found", "cannot_sanction"))
     async def ban(self, sid: str, who: SocketUser, p: SanctionIn) -> dict[str, Any]:
         """Ban a viewer from this broadcast."""
         return await self._sanction(who, p, "ban")
@@ -240,7 +246,7 @@ class LiveNamespace(Namespace):
                                          room=user_room(p.user_id), namespace=NAMESPACE)
         return out
 
-    @event("host:notice", access=HOST, payload=NoticeIn)
+    @event("host:notice", access=HOST, payload=NoticeIn, errors=("broadcast_not_found", "not_your_broadcast"))
     async def notice(self, sid: str, who: SocketUser, p: NoticeIn) -> dict[str, Any]:
         """Pin a notice above the chat (empty text removes it)."""
         await self._host(who, p.broadcast_id)
@@ -250,7 +256,7 @@ class LiveNamespace(Namespace):
         await publish(self.app, p.broadcast_id, "notice", {"text": text})
         return {"text": text}
 
-    @event("host:slow_mode", access=HOST, payload=SlowModeIn)
+    @event("host:slow_mode", access=HOST, payload=SlowModeIn, errors=("broadcast_not_found", "not_your_broadcast"))
     async def slow_mode(self, sid: str, who: SocketUser, p: SlowModeIn) -> dict[str, Any]:
         """Viewers may send one message every N seconds (0: off)."""
         await self._host(who, p.broadcast_id)
@@ -260,7 +266,8 @@ class LiveNamespace(Namespace):
         await publish(self.app, p.broadcast_id, "slow_mode", {"seconds": p.seconds})
         return {"seconds": p.seconds}
 
-    @event("host:spotlight", access=HOST, payload=SpotlightIn)
+    @event("host:spotlight", access=HOST, payload=SpotlightIn,
+           errors=("broadcast_not_found", "not_your_broadcast", "not_in_lineup"))
     async def spotlight(self, sid: str, who: SocketUser, p: SpotlightIn) -> dict[str, Any]:
         """Put a line-up product in the spotlight: every viewer sees it at once."""
         await self._host(who, p.broadcast_id)
@@ -279,12 +286,15 @@ class LiveNamespace(Namespace):
         await publish(self.app, p.broadcast_id, "spotlight", data)
         return data
 
-    @event("host:go_live", access=HOST, payload=BroadcastRef)
+    @event("host:go_live", access=HOST, payload=BroadcastRef,
+           errors=("broadcast_not_found", "not_your_broadcast", "illegal_transition", "too_early", "too_late",
+                   "transition_lost"))
     async def go_live(self, sid: str, who: SocketUser, p: BroadcastRef) -> dict[str, Any]:
         """Go live (a host of this broadcast, or staff)."""
         return await self._move(who, p.broadcast_id, BroadcastState.LIVE)
 
-    @event("host:end", access=HOST, payload=BroadcastRef)
+    @event("host:end", access=HOST, payload=BroadcastRef,
+           errors=("broadcast_not_found", "not_your_broadcast", "illegal_transition", "transition_lost"))
     async def end(self, sid: str, who: SocketUser, p: BroadcastRef) -> dict[str, Any]:
         """End the broadcast (a host of this broadcast, or staff)."""
         return await self._move(who, p.broadcast_id, BroadcastState.ENDED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -253,3 +254,66 @@ class BlockedWordsIn(Strict):
 
 class BlockedWordsOut(BaseModel):
     words: list[str]
+
+
+# -- what the server sends (documented in docs/protocol.md) --------------------------------------
+
+class RoomEnvelope(BaseModel):
+    """`room`: one event of the room's stream. `room:batch` carries a list of these, in order."""
+
+    e: str = Field(description="the stream's epoch; it changes if the stream's storage was lost")
+    o: int = Field(description="the event's offset: increasing by one per event in the room")
+    t: str = Field(description="chat | chat:deleted | notice | slow_mode | spotlight")
+    d: dict[str, Any] = Field(description="chat: {id, user_id, name, role, text, at}; chat:deleted: {id}; "
+                                          "notice: {text}; slow_mode: {seconds}; spotlight: {product_id, item}")
+    ts: float = Field(description="server time, seconds since the epoch")
+
+
+class CountsOut(BaseModel):
+    """`counts`: the room's figures, coalesced (a few times a second at most)."""
+
+    broadcast_id: int
+    viewers: int = Field(description="viewers in the room across every server process")
+    hearts: int = Field(description="hearts tapped since the broadcast began")
+
+
+class StateOut(BaseModel):
+    """`broadcast:state` (to the room) and `schedule:state` (to schedule watchers)."""
+
+    broadcast_id: int
+    state: BroadcastState
+    at: str = Field(description="when it happened (ISO 8601, UTC)")
+
+
+class EndingOut(BaseModel):
+    """`broadcast:ending`: the hour ends soon (sent once, `schedule.warn_minutes` before the end)."""
+
+    broadcast_id: int
+    ends_at: str
+    seconds_left: int
+
+
+class ReminderLiveOut(BaseModel):
+    """`reminder:live`: to a viewer who asked to be reminded, when the broadcast goes live."""
+
+    broadcast_id: int
+    title_ko: str
+    title_en: str
+    url: str
+
+
+class SanctionOut(BaseModel):
+    """`you:muted` / `you:banned`: to the viewer concerned."""
+
+    broadcast_id: int
+    user_id: int
+    kind: str
+    until: str | None
+
+
+class ReportedOut(BaseModel):
+    """`mod:reported`: to the broadcast's console (after `host:watch`)."""
+
+    broadcast_id: int
+    message_id: int
+    reason: str
