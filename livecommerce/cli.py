@@ -183,6 +183,12 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from .loadtest import main as loadtest_main
+
+    return loadtest_main(args)
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _config(args)
     print(f"configuration is valid (database: {config.database.url.split('://')[0]}, "
@@ -224,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     sp.add_argument("name")
     sp.set_defaults(func=cmd_user_add)
+
+    sp = sub.add_parser("loadtest", help="open many real viewers on a live room and measure delivery")
+    from .loadtest import add_arguments
+
+    add_arguments(sp)
+    sp.set_defaults(func=cmd_loadtest)
 
     sp = sub.add_parser("check-config", help="validate the configuration and exit")
     common(sp)

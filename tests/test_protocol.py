@@ -14,7 +14,7 @@ def test_protocol_document_is_current() -> None:
 
 def test_every_event_is_documented_with_who_may_send_it() -> None:
     text = protocol.render()
-    names = [getattr(getattr(LiveNamespace, a), "__event__").name for a in dir(LiveNamespace)
+    names = [getattr(LiveNamespace, a).__event__.name for a in dir(LiveNamespace)
              if hasattr(getattr(LiveNamespace, a), "__event__")]
     assert len(names) >= 14
     for name in names:

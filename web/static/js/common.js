@@ -34,6 +34,39 @@
     return text;
   }
 
+  function locale() {
+    return strings.locale || document.documentElement.getAttribute("lang") || "ko";
+  }
+
+  /** Whole won as people write it: "12,900원" in Korean, "₩12,900" in English. */
+  function won(amount) {
+    var n = Math.round(Number(amount) || 0).toLocaleString("en-US");
+    return locale() === "en" ? "₩" + n : n + "원";
+  }
+
+  /** A count with thousands separators: 1,234. */
+  function number(n) {
+    return Math.round(Number(n) || 0).toLocaleString(locale() === "en" ? "en-US" : "ko-KR");
+  }
+
+  /** A count in few characters: 1.2K in English, 1.2만 in Korean. */
+  function compact(n) {
+    n = Math.round(Number(n) || 0);
+    if (n < 1000) return String(n);
+    try {
+      return new Intl.NumberFormat(locale() === "en" ? "en-US" : "ko-KR",
+        { notation: "compact", maximumFractionDigits: 1 }).format(n);
+    } catch (e) {
+      return number(n);
+    }
+  }
+
+  /** `obj.<field>_ko` or `obj.<field>_en`, whichever the page's language reads (Korean as fallback). */
+  function pick(obj, field) {
+    if (!obj) return "";
+    return obj[field + "_" + locale()] || obj[field + "_ko"] || obj[field + "_en"] || "";
+  }
+
   function pad(n) {
     return n < 10 ? "0" + n : String(n);
   }
@@ -121,7 +154,9 @@
 
   /**
    * Connect to the `/live` namespace and join a broadcast's room.
-   * opts: broadcastId, statusEl, onJoined(data), onJoinError(error), onState(event), onStatus(status)
+   * opts: broadcastId, statusEl, onJoined(data), onJoinError(error), onState(event), onStatus(status),
+   *       onEnding(event), onConnect(socket) — given, it is called on every (re)connection instead of the
+   *       plain join (room.js joins with the last position it saw).
    * Returns the socket, or null when the socket.io client did not load.
    */
   function liveSocket(opts) {
@@ -144,6 +179,10 @@
     socket.on("connect", function () {
       attempt = 0;
       status("connected", t("connected"));
+      if (opts.onConnect) {
+        opts.onConnect(socket);
+        return;
+      }
       socket.timeout(10000).emit("join", { broadcast_id: opts.broadcastId }, function (err, ack) {
         if (err) {
           if (opts.onJoinError) opts.onJoinError({ code: "timeout", message: t("no_answer") });
@@ -192,6 +231,11 @@
 
   LC.readJson = readJson;
   LC.t = t;
+  LC.locale = locale;
+  LC.won = won;
+  LC.number = number;
+  LC.compact = compact;
+  LC.pick = pick;
   LC.formatDuration = formatDuration;
   LC.tick = tick;
   LC.isOpen = isOpen;

@@ -1,0 +1,407 @@
+"""Flash sale: 5,000 purchase attempts for a product with 100 units, fired within about one second by
+many signed-in guest viewers at a real server, on SQLite and on PostgreSQL.
+
+    .venv/bin/python bench/flash_sale.py                       # SQLite, then PostgreSQL
+    .venv/bin/python bench/flash_sale.py --backend postgres --pg-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
+
+For each backend it starts `livecommerce serve` as a subprocess on a free port of 127.0.0.1 (a
+throwaway SQLite file, or a throwaway PostgreSQL database created next to the one named by
+--pg-url and dropped afterwards), creates a live broadcast whose line-up sets aside 100 units of a
+product that has 100, signs in --buyers guest viewers, then sends --attempts purchases (each with
+its own Idempotency-Key) at --rate per second with at most --concurrency in flight. It reports what
+was accepted, refused as sold out, answered otherwise or lost, checks in the database that exactly
+100 units were sold, and prints throughput and response times with the machine, versions and
+settings. All traffic goes to 127.0.0.1; every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import func, select  # noqa: E402
+
+from livecommerce.config import build_config  # noqa: E402
+from livecommerce.db import make_engine, make_sessionmaker, utcnow  # noqa: E402
+from livecommerce.models import Market, Merchant, Product  # noqa: E402
+from livecommerce.orders.models import LineupSale, Purchase, PurchaseLine  # noqa: E402
+from sessions.models import Broadcast, BroadcastState, LineupItem  # noqa: E402
+
+UNITS = 100
+HOST = "127.0.0.1"
+
+
+# -- the machine and its software -------------------------------------------------------------------
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str]:
+    import aiosqlite
+    import asyncpg
+    import sqlalchemy
+
+    return {"Python": platform.python_version(), "aiohttp": aiohttp.__version__, "SQLAlchemy": sqlalchemy.__version__,
+            "asyncpg": asyncpg.__version__, "aiosqlite": aiosqlite.__version__, "SQLite": sqlite3.sqlite_version}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+# -- the throwaway database -------------------------------------------------------------------------
+
+def _with_db(url: str, name: str) -> str:
+    p = urlsplit(url)
+    return urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
+
+
+async def pg_admin(url: str, sql: str) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Seeded:
+    broadcast_id: int
+    product_id: int
+
+
+async def seed(url: str) -> Seeded:
+    """A market, a stall, a product with 100 units and a broadcast live now that sets them all aside."""
+    config = build_config({"database": {"url": url}}, env={})
+    engine = make_engine(config.database)
+    try:
+        async with make_sessionmaker(engine).begin() as db:
+            market = Market(slug="bench", name_ko="벤치시장", name_en="Bench market")
+            db.add(market)
+            await db.flush()
+            merchant = Merchant(market_id=market.id, name_ko="만두집", name_en="Dumplings")
+            db.add(merchant)
+            await db.flush()
+            product = Product(merchant_id=merchant.id, name_ko="고기만두", name_en="Pork dumplings", price=12900,
+                              stock=UNITS)
+            db.add(product)
+            await db.flush()
+            now = utcnow()
+            b = Broadcast(market_id=market.id, title_ko="플래시 세일", title_en="Flash sale", state=BroadcastState.LIVE,
+                          starts_at=now - timedelta(minutes=1), ends_at=now + timedelta(minutes=59),
+                          started_at=now - timedelta(minutes=1), lineup=[], hosts=[], partners=[])
+            b.lineup.append(LineupItem(product_id=product.id, position=0, live_price=9900, stock_reserved=UNITS))
+            db.add(b)
+            await db.flush()
+            return Seeded(b.id, product.id)
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Check:
+    sold: int
+    product_stock: int
+    purchases: int
+    units_in_lines: int
+
+
+async def check(url: str, s: Seeded) -> Check:
+    config = build_config({"database": {"url": url}}, env={})
+    engine = make_engine(config.database)
+    try:
+        async with make_sessionmaker(engine, write=False)() as db:
+            sold = await db.scalar(select(LineupSale.sold).where(LineupSale.broadcast_id == s.broadcast_id,
+                                                                 LineupSale.product_id == s.product_id))
+            stock = await db.scalar(select(Product.stock).where(Product.id == s.product_id))
+            purchases = await db.scalar(select(func.count()).select_from(Purchase)
+                                        .where(Purchase.broadcast_id == s.broadcast_id))
+            units = await db.scalar(select(func.coalesce(func.sum(PurchaseLine.quantity), 0))
+                                    .join(Purchase, Purchase.id == PurchaseLine.purchase_id)
+                                    .where(Purchase.broadcast_id == s.broadcast_id))
+            return Check(int(sold or 0), int(stock or 0), int(purchases or 0), int(units or 0))
+    finally:
+        await engine.dispose()
+
+
+# -- the server -------------------------------------------------------------------------------------
+
+class Server:
+    def __init__(self, workdir: Path, url: str, port: int, log_level: str) -> None:
+        self.workdir = workdir
+        self.port = port
+        self.config = workdir / "bench.toml"
+        self.config.write_text(
+            "[server]\n"
+            f'secret_key = "{secrets.token_urlsafe(40)}"\n'
+            f'secret_key_file = "{workdir / "secret"}"\n'
+            "[database]\n"
+            f'url = "{url}"\n'
+            "[logging]\n"
+            f'level = "{log_level}"\n', encoding="utf-8")
+        self.log = workdir / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "livecommerce.cli", *args, "--config", str(self.config)]
+
+    def upgrade(self) -> None:
+        subprocess.run(self.command("db", "upgrade"), check=True, cwd=self.workdir, capture_output=True, timeout=120,
+                       env=self._env())
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOMMERCE_")}
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        return env
+
+    async def start(self) -> None:
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(self.command("serve", "--host", HOST, "--port", str(self.port)),
+                                         cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT, env=self._env())
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise SystemExit(f"the server stopped: see {self.log}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://{HOST}:{self.port}/healthz") as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.2)
+        raise SystemExit(f"the server did not answer within 60 s: see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+# -- the buyers -------------------------------------------------------------------------------------
+
+@dataclass
+class Buyer:
+    cookie: str
+    csrf: str
+
+
+async def sign_in_guests(base: str, n: int, concurrency: int) -> list[Buyer]:
+    sem = asyncio.Semaphore(concurrency)
+    jar = aiohttp.DummyCookieJar()  # cookies are carried by hand: one session, many people
+
+    async def one(i: int, http: aiohttp.ClientSession) -> Buyer:
+        async with sem:
+            async with http.get(f"{base}/api/v1/auth/session") as resp:
+                first = resp.cookies["lc_session"].value
+                csrf = (await resp.json())["csrf_token"]
+            async with http.post(f"{base}/api/v1/auth/guest", json={"nickname": f"손님{i}"},
+                                 headers={"Cookie": f"lc_session={first}", "X-CSRF-Token": csrf}) as resp:
+                if resp.status != 201:
+                    raise SystemExit(f"guest sign-in failed: {resp.status} {await resp.text()}")
+                return Buyer(resp.cookies["lc_session"].value, (await resp.json())["csrf_token"])
+
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        return list(await asyncio.gather(*(one(i, http) for i in range(n))))
+
+
+@dataclass
+class Outcome:
+    statuses: dict[str, int] = field(default_factory=dict)
+    lost: int = 0
+    latencies: list[float] = field(default_factory=list)
+    first_sent: float = 0.0
+    last_answer: float = 0.0
+    sent_by: float = 0.0  # when the last attempt was sent, after the first
+
+
+async def flash_sale(base: str, s: Seeded, buyers: list[Buyer], attempts: int, rate: float,
+                     concurrency: int) -> Outcome:
+    out = Outcome()
+    sem = asyncio.Semaphore(concurrency)
+    url = f"{base}/api/v1/broadcasts/{s.broadcast_id}/purchases"
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    body = {"lines": [{"product_id": s.product_id, "quantity": 1}], "name": "김민지", "phone": "010-1234-5678",
+            "postal_code": "04524", "address1": "서울 중구 세종대로 110", "payment_method": "cod"}
+    payload = json.dumps(body, ensure_ascii=False).encode()
+    sent: list[float] = []
+
+    async def attempt(k: int, http: aiohttp.ClientSession, t0: float) -> None:
+        delay = t0 + k / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        b = buyers[k % len(buyers)]
+        headers = {"Cookie": f"lc_session={b.cookie}", "X-CSRF-Token": b.csrf, "Content-Type": "application/json",
+                   "Idempotency-Key": f'"{uuid.uuid4()}"'}
+        async with sem:
+            start = time.perf_counter()
+            sent.append(start)
+            try:
+                async with http.post(url, data=payload, headers=headers) as resp:
+                    data = await resp.read()
+                    end = time.perf_counter()
+                    key = str(resp.status)
+                    if resp.status == 409:
+                        with contextlib.suppress(ValueError, KeyError):
+                            key = "409 " + json.loads(data)["error"]["code"]
+            except (aiohttp.ClientError, TimeoutError):
+                out.lost += 1
+                return
+        out.statuses[key] = out.statuses.get(key, 0) + 1
+        out.latencies.append(end - start)
+        out.last_answer = max(out.last_answer, end)
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as http:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(attempt(k, http, t0) for k in range(attempts)))
+    out.first_sent = min(sent) if sent else 0.0
+    out.sent_by = (max(sent) - out.first_sent) if sent else 0.0
+    return out
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+# -- one run ----------------------------------------------------------------------------------------
+
+async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"lc-bench-{backend}-"))
+    dbname = ""
+    server_version = ""
+    try:
+        if backend == "sqlite":
+            url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+            server_version = "SQLite " + sqlite3.sqlite_version
+        else:
+            dbname = f"lc_bench_{secrets.token_hex(4)}"
+            await pg_admin(args.pg_url, f'CREATE DATABASE "{dbname}"')
+            url = _with_db(args.pg_url, dbname)
+            server_version = str(await pg_admin(url, "SHOW server_version"))
+        server = Server(workdir, url, free_port(), args.log_level)
+        server.upgrade()
+        seeded = await seed(url)
+        await server.start()
+        base = f"http://{HOST}:{server.port}"
+        try:
+            buyers = await sign_in_guests(base, args.buyers, min(args.concurrency, 50))
+            outcome = await flash_sale(base, seeded, buyers, args.attempts, args.rate, args.concurrency)
+        finally:
+            server.stop()
+        checked = await check(url, seeded)
+    finally:
+        if dbname:
+            with contextlib.suppress(Exception):
+                await pg_admin(args.pg_url, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        shutil.rmtree(workdir, ignore_errors=True)
+    answered = len(outcome.latencies)
+    elapsed = outcome.last_answer - outcome.first_sent if answered else float("nan")
+    accepted = outcome.statuses.get("201", 0)
+    sold_out = outcome.statuses.get("409 sold_out", 0)
+    return {
+        "backend": backend, "server": server_version, "attempts": args.attempts, "answered": answered,
+        "accepted": accepted, "sold_out": sold_out,
+        "other": {k: v for k, v in outcome.statuses.items() if k not in ("201", "409 sold_out")},
+        "lost": outcome.lost, "elapsed_s": elapsed, "sent_within_s": outcome.sent_by,
+        "throughput": answered / elapsed if answered and elapsed > 0 else 0.0,
+        "p50_ms": percentile(outcome.latencies, 50) * 1000, "p99_ms": percentile(outcome.latencies, 99) * 1000,
+        "max_ms": max(outcome.latencies) * 1000 if outcome.latencies else float("nan"),
+        "mean_ms": statistics.fmean(outcome.latencies) * 1000 if outcome.latencies else float("nan"),
+        "check": checked,
+        "exactly_100": (checked.sold == UNITS and checked.product_stock == 0 and checked.purchases == accepted == UNITS
+                        and checked.units_in_lines == UNITS),
+    }
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    v = versions()
+    print()
+    print(f"machine:  {cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}")
+    print("versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    print(f"settings: {args.attempts} attempts for {UNITS} units, {args.buyers} guest buyers, at most "
+          f"{args.concurrency} in flight, sent at {args.rate:.0f}/s; one `livecommerce serve` process, "
+          f"logging.level={args.log_level}, other settings default (database.pool_size 10 + 10 overflow); "
+          "client, server and database on this machine")
+    print()
+    header = ("| backend | server | answered/s | p50 | p99 | max | accepted | sold out | other | lost "
+              "| exactly 100 sold |")
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for r in results:
+        c: Check = r["check"]
+        other = ", ".join(f"{k}: {n}" for k, n in r["other"].items()) or "0"
+        print(f"| {r['backend']} | {r['server']} | {r['throughput']:.0f} | {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms "
+              f"| {r['max_ms']:.0f} ms | {r['accepted']} | {r['sold_out']} | {other} | {r['lost']} "
+              f"| {'yes' if r['exactly_100'] else 'NO'} (sold {c.sold}, stock left {c.product_stock}, "
+              f"{c.purchases} purchases) |")
+    print()
+    for r in results:
+        print(f"{r['backend']}: {r['answered']} answers in {r['elapsed_s']:.2f} s "
+              f"(attempts sent within {r['sent_within_s']:.2f} s), mean {r['mean_ms']:.0f} ms")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    p.add_argument("--pg-url", default=os.environ.get("LIVECOMMERCE_TEST_DATABASE_URL",
+                                                      "postgresql+asyncpg://postgres@127.0.0.1:5432/test"),
+                   help="a PostgreSQL database to connect to; the benchmark creates and drops its own next to it")
+    p.add_argument("--attempts", type=int, default=5000)
+    p.add_argument("--buyers", type=int, default=500)
+    p.add_argument("--concurrency", type=int, default=200)
+    p.add_argument("--rate", type=float, default=5000.0, help="attempts sent per second")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = p.parse_args()
+    if not (1 <= args.attempts <= 100_000 and 1 <= args.buyers <= 10_000 and 1 <= args.concurrency <= 2000
+            and args.rate > 0):
+        p.error("attempts 1..100000, buyers 1..10000, concurrency 1..2000, rate > 0")
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    results = [asyncio.run(run(b, args)) for b in backends]
+    report(results, args)
+    return 0 if all(r["exactly_100"] and r["lost"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
