@@ -14,16 +14,19 @@ from livecommerce import i18n
 from livecommerce.api import Api, Call
 from livecommerce.auth import HOST, PUBLIC, SIGNED_IN, STAFF, access, request_origin
 from livecommerce.db import utcnow
-from livecommerce.errors import NotFound
+from livecommerce.errors import AppError, NotFound
 from livecommerce.keys import AppKeys, state
 from livecommerce.models import Market, User
-from livecommerce.templating import page
+from livecommerce.templating import page, render
 
-from . import ical, planning, services
+from . import chat, ical, planning, services
 from .events import push_transition
 from .lifecycle import SCHEDULER
-from .models import Broadcast, BroadcastState, ExceptionAction
+from .models import Broadcast, BroadcastState, ChatMessage, ChatReport, ExceptionAction
+from .room import ROOMS
 from .schemas import (
+    BlockedWordsIn,
+    BlockedWordsOut,
     BroadcastOut,
     BroadcastPatch,
     BroadcastsQuery,
@@ -175,6 +178,21 @@ def register_api(api: Api) -> None:
         return ReminderOut(broadcast_id=broadcast_id, reminded=False)
 
 
+    @api.route("GET", "/chat/blocked-words", access=STAFF, tag="live room", response=BlockedWordsOut,
+               summary="Words kept out of chat (staff)")
+    async def blocked_words_get(call: Call[None, None]) -> BlockedWordsOut:
+        async with call.app[AppKeys.reader]() as db:
+            return BlockedWordsOut(words=await chat.blocked_words(db))
+
+    @api.route("PUT", "/chat/blocked-words", access=STAFF, tag="live room", body=BlockedWordsIn,
+               response=BlockedWordsOut, summary="Replace the blocked-word list (staff)")
+    async def blocked_words_put(call: Call[BlockedWordsIn, None]) -> BlockedWordsOut:
+        async with call.app[AppKeys.db].begin() as db:
+            words = await chat.set_blocked_words(db, call.body.words)
+        call.app[ROOMS].forget_words()
+        return BlockedWordsOut(words=words)
+
+
 def _poke(app: web.Application) -> None:
     """The schedule changed: the scheduler looks again now instead of at its next planned wake-up."""
     scheduler = app.get(SCHEDULER)
@@ -268,6 +286,30 @@ async def schedule_ics(request: web.Request) -> web.Response:
                                  "Cache-Control": "public, max-age=300"})
 
 
+@access(STAFF)
+async def staff_chat(request: web.Request) -> web.Response:
+    """Blocked words and the latest reports."""
+    error = None
+    status = 200
+    if request.method == "POST":
+        form = await request.post()
+        words = [w for w in str(form.get("words", "")).splitlines()]
+        try:
+            async with request.app[AppKeys.db].begin() as db:
+                await chat.set_blocked_words(db, words)
+        except AppError as exc:
+            error, status = i18n.gettext(exc.message, **exc.params), exc.status
+        else:
+            request.app[ROOMS].forget_words()
+            raise web.HTTPSeeOther("/staff/chat")
+    async with request.app[AppKeys.reader]() as db:
+        words = await chat.blocked_words(db)
+        reports = (await db.execute(
+            select(ChatReport, ChatMessage).join(ChatMessage, ChatReport.message_id == ChatMessage.id)
+            .order_by(ChatReport.id.desc()).limit(100))).all()
+    return render(request, "staff/chat.html", {"words": words, "reports": reports, "error": error}, status)
+
+
 @access(HOST)
 @page("host/index.html")
 async def host_index(request: web.Request) -> dict[str, Any]:
@@ -304,6 +346,7 @@ def register_pages(app: web.Application) -> None:
     r.add_get("/host", host_index, name="host_index")
     r.add_get("/host/broadcasts/{broadcast_id}", host_console, name="host_console")
     r.add_get("/staff", staff_index, name="staff_index")
+    r.add_route("*", "/staff/chat", staff_chat, name="staff_chat")
     from . import staff_pages
 
     staff_pages.register(app)

@@ -468,3 +468,19 @@ async def test_two_processes_one_room(config: Config, world: World, db: AsyncSes
     finally:
         for s in servers:
             await s.close()
+
+
+async def test_staff_keep_the_blocked_word_list(client: Any, world: World, db: AsyncSession) -> None:
+    token = await sign_in(client, "staff")
+    resp = await client.put("/api/v1/chat/blocked-words", json={"words": ["바보", " 바보 ", "spam"]},
+                            headers={"X-CSRF-Token": token})
+    assert resp.status == 200
+    assert (await resp.json())["words"] == ["spam", "바보"]
+    resp = await client.post("/staff/chat", data={"words": "광고\n바보", "csrf_token": token}, allow_redirects=False)
+    assert resp.status == 303
+    words = (await (await fresh(db)).scalars(select(BlockedWord.word).order_by(BlockedWord.word))).all()
+    assert list(words) == ["광고", "바보"]
+    assert "광고" in await (await client.get("/staff/chat")).text()
+    viewer_token = await sign_in(client, "viewer")
+    resp = await client.put("/api/v1/chat/blocked-words", json={"words": []}, headers={"X-CSRF-Token": viewer_token})
+    assert resp.status == 403

@@ -1,4 +1,5 @@
-/* The viewer's live sale page: join the broadcast's room and follow its state without a reload. */
+/* The viewer's live sale page: the broadcast's state without a reload, the room's chat (room.js),
+ * hearts over the video, the viewer count, and the product in the spotlight. */
 (function () {
   "use strict";
 
@@ -15,9 +16,17 @@
   var note = $("state-note");
   var statusEl = $("conn-status");
   var message = $("room-message");
-  var chat = $("chat");
   var video = document.querySelector(".player-video");
-  var joinedOnce = false;
+  var heartBtn = $("heart-btn");
+  var heartsLayer = $("hearts-layer");
+  var viewersFigure = $("viewers-figure");
+  var heartsFigure = $("hearts-figure");
+  var viewersCount = $("viewers-count");
+  var heartsCount = $("hearts-count");
+  var spot = $("spotlight");
+  var room = null;
+  var spotItem = null;
+  var hearts = { shown: 0, server: -1 };
 
   function showMessage(text) {
     if (!message) return;
@@ -25,16 +34,8 @@
     message.hidden = !text;
   }
 
-  function chatLine(text) {
-    if (!chat) return;
-    var li = document.createElement("li");
-    li.className = "chat-line chat-system";
-    li.textContent = text;
-    chat.appendChild(li);
-    chat.scrollTop = chat.scrollHeight;
-  }
-
   function apply(state) {
+    var changed = state !== b.state;
     b.state = state;
     if (page) page.setAttribute("data-state", state);
     LC.setBadge(badge, state);
@@ -45,38 +46,180 @@
       if (!open) endedLine.textContent = t(state === "ended" ? "ended_line" : "note_" + state);
     }
     if (note) note.textContent = t("note_" + state);
+    var inRoom = state === "lobby" || state === "live";
+    [heartBtn, viewersFigure, heartsFigure].forEach(function (el) { if (el) el.hidden = !inRoom; });
     if (video && state === "live" && video.paused) {
       var played = video.play();
       if (played && played.catch) played.catch(function () { /* autoplay refused: the controls remain */ });
     }
+    if (LC.buySheet && changed) LC.buySheet.setOpen(state === "live");
+    if (room) room.setState(state);
   }
+
+  // -- the spotlight ---------------------------------------------------------------------------
+
+  function showSpotlight(item) {
+    spotItem = item && item.product ? item : null;
+    if (!spot) return;
+    if (!spotItem) {
+      spot.hidden = true;
+      return;
+    }
+    var p = spotItem.product;
+    var img = $("spotlight-img");
+    if (img) {
+      img.src = p.image || img.getAttribute("src");
+      img.alt = LC.pick(p, "name");
+    }
+    $("spotlight-name").textContent = LC.pick(p, "name");
+    var usual = Number(p.price) || 0;
+    var live = Number(spotItem.live_price) || 0;
+    var off = usual > 0 && live < usual ? Math.floor((usual - live) * 100 / usual) : 0;
+    var usualEl = $("spotlight-usual");
+    usualEl.textContent = off > 0 ? LC.won(usual) : "";
+    usualEl.hidden = off <= 0;
+    var discount = $("spotlight-discount");
+    discount.textContent = off > 0 ? off + "%" : "";
+    discount.hidden = off <= 0;
+    $("spotlight-price").textContent = LC.won(live);
+    var unit = LC.pick(p, "unit");
+    $("spotlight-unit").textContent = unit ? "/ " + unit : "";
+    spot.hidden = false;
+    spot.classList.remove("is-new");
+    void spot.offsetWidth; // restart the entrance animation
+    spot.classList.add("is-new");
+  }
+
+  /** Open the buy sheet with the spotlighted product chosen (or the buy page when there is no sheet). */
+  function buySpotlight() {
+    if (!spotItem) return;
+    var pid = spotItem.product.id;
+    var details = $("buy-details");
+    if (!details) {
+      window.location.href = "/live/" + encodeURIComponent(b.id) + "/buy?product=" + encodeURIComponent(pid);
+      return;
+    }
+    details.open = true; // buy.js loads the units left and the payment methods on opening
+    var qty = $("buy-qty-" + pid);
+    if (qty && !(parseInt(qty.value, 10) > 0)) {
+      qty.value = "1";
+      qty.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+    var target = qty ? qty.closest(".buy-item") || details : details;
+    target.scrollIntoView({ behavior: "smooth", block: "center" });
+  }
+
+  var buyBtn = $("spotlight-buy");
+  if (buyBtn) buyBtn.addEventListener("click", buySpotlight);
+
+  // -- hearts and viewers ----------------------------------------------------------------------
+
+  function renderHearts() {
+    if (heartsCount) heartsCount.textContent = LC.compact(hearts.shown);
+    if (heartsFigure) heartsFigure.title = t("hearts_total", { n: LC.number(hearts.shown) });
+  }
+
+  function counts(c) {
+    if (!c) return;
+    if (viewersCount && typeof c.viewers === "number") {
+      viewersCount.textContent = LC.number(c.viewers);
+      if (viewersFigure) viewersFigure.title = t("viewers_now", { n: LC.number(c.viewers) });
+    }
+    if (typeof c.hearts === "number") {
+      // Taps show at once; the room's total catches up (and starts over if the server did).
+      hearts.shown = c.hearts < hearts.server ? c.hearts : Math.max(hearts.shown, c.hearts);
+      hearts.server = c.hearts;
+      renderHearts();
+    }
+  }
+
+  var floating = 0;
+  function floatHeart() {
+    if (!heartsLayer || floating >= 24) return;
+    floating += 1;
+    var h = document.createElement("span");
+    h.className = "heart-float heart-float-" + (1 + Math.floor(Math.random() * 4)) +
+      " heart-tone-" + (1 + Math.floor(Math.random() * 3));
+    h.textContent = "♥";
+    var done = function () {
+      if (!h.parentNode) return;
+      h.parentNode.removeChild(h);
+      floating -= 1;
+    };
+    h.addEventListener("animationend", done);
+    setTimeout(done, 2500); // reduced motion: no animationend
+    heartsLayer.appendChild(h);
+  }
+
+  if (heartBtn) {
+    heartBtn.addEventListener("click", function () {
+      floatHeart();
+      hearts.shown += 1;
+      renderHearts();
+      heartBtn.classList.remove("is-tapped");
+      void heartBtn.offsetWidth;
+      heartBtn.classList.add("is-tapped");
+      if (room) room.heart();
+    });
+  }
+
+  // -- the room --------------------------------------------------------------------------------
 
   if (!LC.isOpen(b.state)) {
     // The room of a finished broadcast is closed: nothing to connect to.
     if (statusEl) statusEl.hidden = true;
+    var chatNote = $("chat-note");
+    if (chatNote) chatNote.textContent = t("chat_closed");
     return;
   }
 
-  LC.liveSocket({
+  var signedIn = page && page.getAttribute("data-signed-in") === "1";
+
+  room = LC.room({
     broadcastId: b.id,
+    state: b.state,
     statusEl: statusEl,
-    onJoined: function (data) {
+    canWrite: signedIn,
+    ids: {
+      list: "chat", pill: "chat-pill", banner: "chat-banner", notice: "chat-notice", noticeText: "chat-notice-text",
+      note: "chat-note", slow: "chat-slow", form: "chat-form", input: "chat-input", send: "chat-send",
+      counter: "chat-counter", feedback: "chat-feedback"
+    },
+    actions: function (m, you) {
+      // Signed-in viewers may report others' messages (not the host's or staff's).
+      if (!signedIn || you.user_id == null || m.user_id === you.user_id) return [];
+      if (m.role === "host" || m.role === "staff") return [];
+      return [{
+        label: t("report"),
+        run: function (msg) {
+          var reason = window.prompt(t("report_prompt", { name: msg.name || "" }), "");
+          if (reason === null) return;
+          room.call("chat:report", { broadcast_id: b.id, message_id: msg.id, reason: reason.trim().slice(0, 200) },
+            function (ack) {
+              room.feedback(ack.ok ? t("reported_ok") : ack.error.message, ack.ok ? "ok" : "error");
+            });
+        }
+      }];
+    },
+    onSnapshot: function (snap) {
+      b.starts_at = snap.starts_at || b.starts_at;
+      b.ends_at = snap.ends_at || b.ends_at;
+      if (snap.state) apply(snap.state);
+    },
+    onJoined: function (data, how) {
       showMessage("");
-      var snap = data.broadcast;
-      if (snap) {
-        b.starts_at = snap.starts_at || b.starts_at;
-        b.ends_at = snap.ends_at || b.ends_at;
-        apply(snap.state || b.state);
-      }
-      if (!joinedOnce) {
+      if (how.first) {
         var name = data.you && data.you.name;
-        chatLine(name ? t("joined_as", { name: name }) : t("joined"));
-        joinedOnce = true;
+        room.systemLine(name ? t("joined_as", { name: name }) : t("joined"));
       }
     },
     onJoinError: function (error) {
       showMessage(error.message);
       LC.setStatus(statusEl, "error", t("not_in_room"));
+    },
+    onBanned: function (text) {
+      showMessage(text || t("you_banned"));
+      if (heartBtn) heartBtn.disabled = true;
     },
     onEnding: function (evt) {
       var el = $("ending-message");
@@ -87,7 +230,9 @@
     onState: function (evt) {
       if (evt.state === b.state) return;
       apply(evt.state);
-      chatLine(t("state_changed", { state: t("state_" + evt.state) }));
-    }
+      room.systemLine(t("state_changed", { state: t("state_" + evt.state) }));
+    },
+    onCounts: counts,
+    onSpotlight: showSpotlight
   });
 })();

@@ -280,7 +280,7 @@
       feedbackEl.textContent = text || "";
       feedbackEl.setAttribute("data-kind", kind || "error");
       feedbackEl.hidden = !text;
-      if (text && kind === "ok") {
+      if (text && kind && kind !== "error") {
         feedbackTimer = setTimeout(function () { feedbackEl.hidden = true; }, 4000);
       }
     }
