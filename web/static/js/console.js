@@ -160,8 +160,7 @@
     if (!tag) {
       tag = document.createElement("p");
       tag.className = "chat-report";
-      var line = li.querySelector(".chat-msg-line");
-      li.insertBefore(tag, line ? line.nextSibling : null);
+      li.insertBefore(tag, li.querySelector(".chat-actions")); // under the line, above the actions
     }
     var shown = reasons.filter(function (r) { return r; });
     tag.textContent = shown.length ? t("reported_reason", { n: reasons.length, reason: shown.join(" · ") })

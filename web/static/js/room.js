@@ -352,15 +352,16 @@
         var text = input.value.trim();
         if (!text) return;
         st.sending = true;
+        input.value = ""; // at once; given back if the server refuses it
         render();
         call("chat:send", { broadcast_id: id, text: text }, function (ack) {
           st.sending = false;
           if (ack.ok) {
-            input.value = "";
             feedback("");
             if (st.slow && !staffLike(st.you.role)) st.slowUntil = Date.now() + st.slow * 1000;
           } else {
             var e = ack.error;
+            if (!input.value) input.value = text;
             feedback(e.message, "error");
             if (e.code === "banned") banned(e.message);
             if (e.code === "muted" && !(st.mutedUntil > Date.now())) {
