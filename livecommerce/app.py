@@ -253,6 +253,11 @@ async def _close_sockets(app: web.Application) -> None:
             await asyncio.wait_for(inflight["idle"].wait(), app[AppKeys.config].server.shutdown_timeout)
         except TimeoutError:
             log.warning("shutdown with requests still running", extra={"count": inflight["count"]})
+    await close_sockets(app)
+    await app[AppKeys.sio].shutdown()
+
+
+async def close_sockets(app: web.Application) -> None:
     sio = app[AppKeys.sio]
     if sio.eio.sockets:
         # Every client on this process (they reconnect to another one). A socket whose peer already
@@ -261,7 +266,6 @@ async def _close_sockets(app: web.Application) -> None:
         _, pending = await asyncio.wait(closing, timeout=app[AppKeys.config].server.shutdown_timeout)
         for task in pending:
             task.cancel()
-    await sio.shutdown()
 
 
 def create_app(config: Config) -> web.Application:

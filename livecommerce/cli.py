@@ -76,6 +76,35 @@ def run_server(config: Config, banner: list[str] | None = None) -> None:
 
     app = create_app(config)
 
+    async def _signals(app_: web.Application) -> None:
+        # On SIGTERM/SIGINT: stop taking new sockets and tell the connected ones to go at once (they
+        # reconnect to another process and recover what they miss), then let aiohttp's graceful exit
+        # finish the in-flight requests and close the database and Redis.
+        import signal
+
+        from .app import close_sockets
+
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
+
+        def _exit() -> None:
+            raise web.GracefulExit()
+
+        async def _drain() -> None:
+            try:
+                await asyncio.wait_for(close_sockets(app_), timeout=5)
+            finally:
+                loop.call_soon(_exit)
+
+        def _on_signal() -> None:
+            if not tasks:
+                tasks.add(loop.create_task(_drain()))
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _on_signal)
+
+    app.on_startup.append(_signals)
+
     def _print(_: str) -> None:
         base = f"http://{config.server.host}:{config.server.port}"
         print(f"livecommerce serving on {base}  (Ctrl+C to stop)", flush=True)

@@ -257,17 +257,26 @@
 
     // -- notice, slow mode, the input ----------------------------------------------------------
 
+    /** Change what sits around the list without losing the bottom of the chat (the list may shrink). */
+    function keepBottom(change) {
+      var stick = atBottom();
+      change();
+      if (stick) toBottom();
+    }
+
     function setNotice(text) {
       text = text || "";
-      if (noticeText) noticeText.textContent = text;
-      if (noticeBox) noticeBox.hidden = !text;
+      keepBottom(function () {
+        if (noticeText) noticeText.textContent = text;
+        if (noticeBox) noticeBox.hidden = !text;
+      });
       if (opts.onNotice) opts.onNotice(text);
     }
 
     function setSlow(seconds) {
       st.slow = Math.max(0, Number(seconds) || 0);
       if (!st.slow) st.slowUntil = 0;
-      render();
+      keepBottom(render);
       if (opts.onSlowMode) opts.onSlowMode(st.slow);
     }
 
@@ -277,11 +286,13 @@
         return;
       }
       clearTimeout(feedbackTimer);
-      feedbackEl.textContent = text || "";
-      feedbackEl.setAttribute("data-kind", kind || "error");
-      feedbackEl.hidden = !text;
+      keepBottom(function () {
+        feedbackEl.textContent = text || "";
+        feedbackEl.setAttribute("data-kind", kind || "error");
+        feedbackEl.hidden = !text;
+      });
       if (text && kind && kind !== "error") {
-        feedbackTimer = setTimeout(function () { feedbackEl.hidden = true; }, 4000);
+        feedbackTimer = setTimeout(function () { keepBottom(function () { feedbackEl.hidden = true; }); }, 4000);
       }
     }
 
@@ -299,7 +310,7 @@
       var wait = exempt ? 0 : Math.max(0, Math.ceil((st.slowUntil - now) / 1000));
       var mutedFor = Math.max(0, Math.ceil((st.mutedUntil - now) / 60000));
       if (slowLine) {
-        var slowText = st.slow ? t("slow_mode_on", { seconds: st.slow }) : "";
+        var slowText = st.slow && !st.banned ? t("slow_mode_on", { seconds: st.slow }) : "";
         if (slowText && wait > 0) slowText += " · " + t("slow_wait", { seconds: wait });
         setText(slowLine, slowText);
         slowLine.hidden = !slowText;
@@ -307,7 +318,7 @@
       }
       if (note) {
         var noteText = "";
-        if (st.banned) noteText = t("chat_banned");
+        if (st.banned) noteText = "";
         else if (!st.everJoined) noteText = t("chat_connecting");
         else if (st.state === "scheduled") noteText = t("chat_opens_lobby");
         else if (!chatOpen()) noteText = t("chat_closed");
@@ -319,6 +330,7 @@
       var can = opts.canWrite && st.inRoom && chatOpen() && !st.banned && mutedFor === 0;
       if (input.disabled !== !can) input.disabled = !can;
       var placeholder = can ? t("chat_placeholder") : (chatOpen() || !st.everJoined ? t("chat_not_open") : t("chat_closed"));
+      if (st.everJoined && !st.inRoom && !st.banned) placeholder = t("reconnecting");
       if (st.banned) placeholder = t("chat_banned");
       else if (mutedFor > 0) placeholder = t("muted_for", { minutes: mutedFor });
       if (input.placeholder !== placeholder) input.placeholder = placeholder;
@@ -364,9 +376,6 @@
             if (!input.value) input.value = text;
             feedback(e.message, "error");
             if (e.code === "banned") banned(e.message);
-            if (e.code === "muted" && !(st.mutedUntil > Date.now())) {
-              st.mutedUntil = Date.now() + 60000; // the server says for how long; look again in a minute
-            }
           }
           render();
         });
@@ -427,7 +436,9 @@
           if (e.code === "banned") {
             banned(e.message);
           } else if (e.code === "timeout" || e.code === "internal") {
-            retryTimer = setTimeout(join, 3000);
+            retryTimer = setTimeout(join, 3000); // the banner stays: it tries again
+          } else {
+            showBanner(""); // refused for good: the page says why
           }
           if (opts.onJoinError) opts.onJoinError(e);
           return;
@@ -455,8 +466,8 @@
       } else {
         // The whole state: the chat as the server has it, the notice, slow mode, the spotlight.
         st.pos = pos ? { epoch: pos.epoch, offset: pos.offset } : null;
-        replaceChat(data.chat);
         if (b) snapshotRoom(b);
+        replaceChat(data.chat);
         if (since) {
           var why = data.reason ? t("reason_" + data.reason) : "";
           systemLine(t("not_recovered") + (why && why !== "reason_" + data.reason ? " (" + why + ")" : ""), "warning");
@@ -473,7 +484,7 @@
       st.inRoom = true;
       st.everJoined = true;
       showBanner("");
-      render();
+      keepBottom(render);
       flushHearts();
       if (opts.onJoined) opts.onJoined(data, { first: first, recovered: !!data.recovered });
     }
@@ -528,6 +539,7 @@
       if (st.banned) return;
       st.banned = true;
       st.inRoom = false;
+      showBanner("");
       feedback(message || t("chat_banned"), "error");
       if (socket && socket.connected) socket.emit("leave", { broadcast_id: id });
       LC.setStatus(opts.statusEl, "error", t("not_in_room"));
