@@ -338,3 +338,6 @@ async def publish(app: web.Application, broadcast_id: int, type_: str, data: Any
 
 def register(app: web.Application, sio: socketio.AsyncServer) -> None:
     sio.register_namespace(LiveNamespace(NAMESPACE, app))
+    from . import feed
+
+    feed.register(app)

@@ -21,6 +21,8 @@ SERVER_EVENTS: list[tuple[str, type[BaseModel] | None, str]] = [
     ("room", schemas.RoomEnvelope, "the room's members"),
     ("room:batch", schemas.RoomEnvelope, "the room's members (a list of envelopes, under load)"),
     ("counts", schemas.CountsOut, "the room's members"),
+    ("stock", schemas.StockOut, "the room's members"),
+    ("figures", None, "the console (after `host:watch`): the figures of `GET /api/v1/broadcasts/{id}/figures`"),
     ("broadcast:state", schemas.StateOut, "the room's members"),
     ("broadcast:ending", schemas.EndingOut, "the room's members"),
     ("schedule:state", schemas.StateOut, "sockets that sent `schedule:watch`"),

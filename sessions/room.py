@@ -87,6 +87,21 @@ class RoomRuntime:
         self._words: tuple[float, list[str]] = (0.0, [])
         self._task: asyncio.Task[None] | None = None
         self._locks: dict[int, asyncio.Lock] = {}
+        self._sales: dict[int, int] = {}  # memory mode: a version per broadcast, bumped by each sale
+        self._sales_seen: dict[int, int] = {}
+        self._sales_pushed_at: dict[int, float] = {}
+
+    async def sales_changed(self, broadcast_id: int) -> None:
+        """A purchase or a cancellation committed: every process will push the new stock."""
+        if self.redis is not None:
+            await self.redis.incr(f"{self.prefix}room:{broadcast_id}:sales")
+        else:
+            self._sales[broadcast_id] = self._sales.get(broadcast_id, 0) + 1
+
+    async def _sales_version(self, broadcast_id: int) -> int:
+        if self.redis is not None:
+            return int(await self.redis.get(f"{self.prefix}room:{broadcast_id}:sales") or 0)
+        return self._sales.get(broadcast_id, 0)
 
     def lock(self, broadcast_id: int) -> asyncio.Lock:
         lock = self._locks.get(broadcast_id)
@@ -162,6 +177,13 @@ class RoomRuntime:
                 self._pushed[bid] = (viewers, hearts)
                 manager.write_room("counts", {"broadcast_id": bid, "viewers": viewers, "hearts": hearts},
                                    NAMESPACE, f"{ROOM_PREFIX}{bid}")
+            version = await self._sales_version(bid)
+            if version != self._sales_seen.get(bid, 0) and time.monotonic() - self._sales_pushed_at.get(bid, 0) >= 1.0:
+                self._sales_seen[bid] = version
+                self._sales_pushed_at[bid] = time.monotonic()
+                from .feed import push_sales
+
+                await push_sales(self.app, self, bid, f"mods:{bid}")
             if viewers > self._peak.get(bid, 0) or hearts > self._hearts_saved.get(bid, 0) + 50:
                 self._peak[bid] = max(viewers, self._peak.get(bid, 0))
                 self._hearts_saved[bid] = hearts

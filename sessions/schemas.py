@@ -263,9 +263,11 @@ class RoomEnvelope(BaseModel):
 
     e: str = Field(description="the stream's epoch; it changes if the stream's storage was lost")
     o: int = Field(description="the event's offset: increasing by one per event in the room")
-    t: str = Field(description="chat | chat:deleted | notice | slow_mode | spotlight")
+    t: str = Field(description="chat | chat:deleted | notice | slow_mode | spotlight | purchase")
     d: dict[str, Any] = Field(description="chat: {id, user_id, name, role, text, at}; chat:deleted: {id}; "
-                                          "notice: {text}; slow_mode: {seconds}; spotlight: {product_id, item}")
+                                          "notice: {text}; slow_mode: {seconds}; spotlight: {product_id, item}; "
+                                          "purchase: {buyer (masked), lines: [{product_id, quantity, name_ko, "
+                                          "name_en}], at}")
     ts: float = Field(description="server time, seconds since the epoch")
 
 
@@ -317,3 +319,11 @@ class ReportedOut(BaseModel):
     broadcast_id: int
     message_id: int
     reason: str
+
+
+class StockOut(BaseModel):
+    """`stock`: units each line-up product can still sell (0: sold out), coalesced (about once a second at
+    most, after sales)."""
+
+    broadcast_id: int
+    left: dict[str, int] = Field(description="product id → units left")

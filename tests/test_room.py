@@ -484,3 +484,49 @@ async def test_staff_keep_the_blocked_word_list(client: Any, world: World, db: A
     viewer_token = await sign_in(client, "viewer")
     resp = await client.put("/api/v1/chat/blocked-words", json={"words": []}, headers={"X-CSRF-Token": viewer_token})
     assert resp.status == 403
+
+
+async def test_purchases_appear_in_the_room(server: TestServer, world: World) -> None:
+    """A purchase during the stream: the room's feed shows it with a masked name, viewers get the stock
+    left (coalesced), the console gets the figures."""
+    watcher = await viewer(server)
+    host = await signed_in(server, "host")
+    stock_events: list[dict[str, Any]] = []
+    figures: list[dict[str, Any]] = []
+
+    async def on_stock(data: dict[str, Any]) -> None:
+        stock_events.append(data)
+        watcher.arrived.set()
+
+    async def on_figures(data: dict[str, Any]) -> None:
+        figures.append(data)
+        host.arrived.set()
+
+    watcher.sio.on("stock", on_stock, namespace=NS)
+    host.sio.on("figures", on_figures, namespace=NS)
+    try:
+        await watcher.call("join", {"broadcast_id": world.live.id})
+        await host.call("join", {"broadcast_id": world.live.id})
+        await host.call("host:watch", {"broadcast_id": world.live.id})
+        async with _session(server) as http:
+            token = await csrf(http)  # type: ignore[arg-type]
+            resp = await http.post("/api/v1/auth/guest", json={"nickname": "김민지"}, headers={"X-CSRF-Token": token})
+            token = (await resp.json())["csrf_token"]
+            resp = await http.post(f"/api/v1/broadcasts/{world.live.id}/purchases", headers={
+                "X-CSRF-Token": token, "Idempotency-Key": "room-feed-1"}, json={
+                "lines": [{"product_id": world.products[0].id, "quantity": 2}], "name": "김민지",
+                "phone": "010-1234-5678", "postal_code": "04524", "address1": "서울 중구 세종대로 110",
+                "payment_method": "cod"})
+            assert resp.status == 201, await resp.text()
+        await watcher.wait_for(lambda: any(e["t"] == "purchase" for e in watcher.events))
+        feed = next(e["d"] for e in watcher.events if e["t"] == "purchase")
+        assert feed["buyer"] == "김**"
+        assert feed["lines"] == [{"product_id": world.products[0].id, "quantity": 2, "name_ko": "고기만두",
+                                  "name_en": "Pork dumplings"}]
+        await watcher.wait_for(lambda: bool(stock_events))
+        assert stock_events[-1]["left"][str(world.products[0].id)] == 28  # 30 set aside, 2 sold
+        await host.wait_for(lambda: bool(figures))
+        assert figures[-1]["orders"] == 1 and figures[-1]["units"] == 2
+    finally:
+        await watcher.sio.disconnect()
+        await host.sio.disconnect()
