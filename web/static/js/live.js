@@ -175,6 +175,17 @@
 
   var signedIn = page && page.getAttribute("data-signed-in") === "1";
 
+  function applyStock(left) {
+    // Units left, pushed after sales: the line-up cards and the buy sheet follow.
+    Object.keys(left || {}).forEach(function (pid) {
+      var el = document.querySelector('[data-stock-product="' + pid + '"]');
+      if (el) el.textContent = left[pid] > 0 ? t("left_n", { n: left[pid] }) : t("sold_out_live");
+      var card = document.querySelector('[data-card-product="' + pid + '"]');
+      if (card) card.classList.toggle("is-sold-out", left[pid] <= 0);
+    });
+    if (LC.buySheet && LC.buySheet.setStock) LC.buySheet.setStock(left);
+  }
+
   room = LC.room({
     broadcastId: b.id,
     state: b.state,
@@ -200,6 +211,14 @@
             });
         }
       }];
+    },
+    onEvent: function (env) {
+      // Social proof: "김** bought Sesame oil ×2", in the chat as a quiet line.
+      if (env.t !== "purchase" || !env.d) return;
+      var what = (env.d.lines || []).map(function (ln) {
+        return (LC.pick ? LC.pick(ln, "name") : ln.name_ko) + " ×" + ln.quantity;
+      }).join(", ");
+      room.systemLine(t("bought", { buyer: env.d.buyer || "", what: what }), "purchase");
     },
     onSnapshot: function (snap) {
       b.starts_at = snap.starts_at || b.starts_at;
@@ -234,5 +253,8 @@
     },
     onCounts: counts,
     onSpotlight: showSpotlight
+  });
+  room.on("stock", function (evt) {
+    if (evt && evt.broadcast_id === b.id) applyStock(evt.left);
   });
 })();
