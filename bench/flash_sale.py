@@ -54,6 +54,7 @@ from sessions.models import Broadcast, BroadcastState, LineupItem  # noqa: E402
 
 UNITS = 100
 HOST = "127.0.0.1"
+SECRET = secrets.token_urlsafe(40)  # one for every server process: any of them reads any cookie
 
 
 # -- the machine and its software -------------------------------------------------------------------
@@ -73,6 +74,15 @@ def versions() -> dict[str, str]:
 
     return {"Python": platform.python_version(), "aiohttp": aiohttp.__version__, "SQLAlchemy": sqlalchemy.__version__,
             "asyncpg": asyncpg.__version__, "aiosqlite": aiosqlite.__version__, "SQLite": sqlite3.sqlite_version}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU a process has used (Linux): the server's cost per answer, whatever else runs."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def free_port() -> int:
@@ -164,16 +174,16 @@ class Server:
     def __init__(self, workdir: Path, url: str, port: int, log_level: str) -> None:
         self.workdir = workdir
         self.port = port
-        self.config = workdir / "bench.toml"
+        self.config = workdir / f"bench-{port}.toml"
         self.config.write_text(
             "[server]\n"
-            f'secret_key = "{secrets.token_urlsafe(40)}"\n'
+            f'secret_key = "{SECRET}"\n'
             f'secret_key_file = "{workdir / "secret"}"\n'
             "[database]\n"
             f'url = "{url}"\n'
             "[logging]\n"
             f'level = "{log_level}"\n', encoding="utf-8")
-        self.log = workdir / "server.log"
+        self.log = workdir / f"server-{port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self, *args: str) -> list[str]:
@@ -252,11 +262,13 @@ class Outcome:
     sent_by: float = 0.0  # when the last attempt was sent, after the first
 
 
-async def flash_sale(base: str, s: Seeded, buyers: list[Buyer], attempts: int, rate: float,
+async def flash_sale(bases: list[str], s: Seeded, buyers: list[Buyer], attempts: int, rate: float,
                      concurrency: int) -> Outcome:
+    """Attempt k is sent at k/rate seconds (all within attempts/rate), by buyer k mod buyers, to
+    server k mod servers (a round-robin balancer)."""
     out = Outcome()
     sem = asyncio.Semaphore(concurrency)
-    url = f"{base}/api/v1/broadcasts/{s.broadcast_id}/purchases"
+    urls = [f"{base}/api/v1/broadcasts/{s.broadcast_id}/purchases" for base in bases]
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     timeout = aiohttp.ClientTimeout(total=60)
     body = {"lines": [{"product_id": s.product_id, "quantity": 1}], "name": "김민지", "phone": "010-1234-5678",
@@ -275,7 +287,7 @@ async def flash_sale(base: str, s: Seeded, buyers: list[Buyer], attempts: int, r
             start = time.perf_counter()
             sent.append(start)
             try:
-                async with http.post(url, data=payload, headers=headers) as resp:
+                async with http.post(urls[k % len(urls)], data=payload, headers=headers) as resp:
                     data = await resp.read()
                     end = time.perf_counter()
                     key = str(resp.status)
@@ -320,16 +332,22 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             await pg_admin(args.pg_url, f'CREATE DATABASE "{dbname}"')
             url = _with_db(args.pg_url, dbname)
             server_version = str(await pg_admin(url, "SHOW server_version"))
-        server = Server(workdir, url, free_port(), args.log_level)
-        server.upgrade()
+        servers = [Server(workdir, url, free_port(), args.log_level) for _ in range(args.processes)]
+        servers[0].upgrade()
         seeded = await seed(url)
-        await server.start()
-        base = f"http://{HOST}:{server.port}"
         try:
-            buyers = await sign_in_guests(base, args.buyers, min(args.concurrency, 50))
-            outcome = await flash_sale(base, seeded, buyers, args.attempts, args.rate, args.concurrency)
+            for server in servers:
+                await server.start()
+            bases = [f"http://{HOST}:{server.port}" for server in servers]
+            buyers = await sign_in_guests(bases[0], args.buyers, min(args.concurrency, 50))
+            before = [cpu_seconds(server.proc.pid) for server in servers if server.proc]
+            outcome = await flash_sale(bases, seeded, buyers, args.attempts, args.rate, args.concurrency)
+            after = [cpu_seconds(server.proc.pid) for server in servers if server.proc]
+            server_cpu = (sum(a - b for a, b in zip(after, before, strict=True))  # type: ignore[operator]
+                          if None not in before + after else None)
         finally:
-            server.stop()
+            for server in servers:
+                server.stop()
         checked = await check(url, seeded)
     finally:
         if dbname:
@@ -341,7 +359,8 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     accepted = outcome.statuses.get("201", 0)
     sold_out = outcome.statuses.get("409 sold_out", 0)
     return {
-        "backend": backend, "server": server_version, "attempts": args.attempts, "answered": answered,
+        "backend": backend, "server": server_version, "processes": args.processes, "attempts": args.attempts,
+        "answered": answered,
         "accepted": accepted, "sold_out": sold_out,
         "other": {k: v for k, v in outcome.statuses.items() if k not in ("201", "409 sold_out")},
         "lost": outcome.lost, "elapsed_s": elapsed, "sent_within_s": outcome.sent_by,
@@ -350,6 +369,7 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "max_ms": max(outcome.latencies) * 1000 if outcome.latencies else float("nan"),
         "mean_ms": statistics.fmean(outcome.latencies) * 1000 if outcome.latencies else float("nan"),
         "check": checked,
+        "server_cpu_ms": server_cpu * 1000 / answered if server_cpu is not None and answered else None,
         "exactly_100": (checked.sold == UNITS and checked.product_stock == 0 and checked.purchases == accepted == UNITS
                         and checked.units_in_lines == UNITS),
     }
@@ -361,25 +381,28 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"machine:  {cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}")
     print("versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
     print(f"settings: {args.attempts} attempts for {UNITS} units, {args.buyers} guest buyers, at most "
-          f"{args.concurrency} in flight, sent at {args.rate:.0f}/s; one `livecommerce serve` process, "
+          f"{args.concurrency} in flight, sent at {args.rate:.0f}/s; `livecommerce serve` "
+          "processes as in the table (round-robin), "
           f"logging.level={args.log_level}, other settings default (database.pool_size 10 + 10 overflow); "
           "client, server and database on this machine")
     print()
-    header = ("| backend | server | answered/s | p50 | p99 | max | accepted | sold out | other | lost "
+    header = ("| backend | server | processes | answered/s | p50 | p99 | max | accepted | sold out | other | lost "
               "| exactly 100 sold |")
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for r in results:
         c: Check = r["check"]
         other = ", ".join(f"{k}: {n}" for k, n in r["other"].items()) or "0"
-        print(f"| {r['backend']} | {r['server']} | {r['throughput']:.0f} | {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms "
+        print(f"| {r['backend']} | {r['server']} | {r['processes']} | {r['throughput']:.0f} | {r['p50_ms']:.0f} ms "
+              f"| {r['p99_ms']:.0f} ms "
               f"| {r['max_ms']:.0f} ms | {r['accepted']} | {r['sold_out']} | {other} | {r['lost']} "
               f"| {'yes' if r['exactly_100'] else 'NO'} (sold {c.sold}, stock left {c.product_stock}, "
               f"{c.purchases} purchases) |")
     print()
     for r in results:
+        cpu = f", server CPU {r['server_cpu_ms']:.2f} ms per answer" if r["server_cpu_ms"] is not None else ""
         print(f"{r['backend']}: {r['answered']} answers in {r['elapsed_s']:.2f} s "
-              f"(attempts sent within {r['sent_within_s']:.2f} s), mean {r['mean_ms']:.0f} ms")
+              f"(attempts sent within {r['sent_within_s']:.2f} s), mean {r['mean_ms']:.0f} ms{cpu}")
 
 
 def main() -> int:
@@ -393,12 +416,15 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=200)
     p.add_argument("--rate", type=float, default=5000.0, help="attempts sent per second")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--processes", type=int, default=1,
+                   help="server processes, as behind a load balancer (PostgreSQL; SQLite is one process)")
     args = p.parse_args()
     if not (1 <= args.attempts <= 100_000 and 1 <= args.buyers <= 10_000 and 1 <= args.concurrency <= 2000
-            and args.rate > 0):
-        p.error("attempts 1..100000, buyers 1..10000, concurrency 1..2000, rate > 0")
+            and args.rate > 0 and 1 <= args.processes <= 16):
+        p.error("attempts 1..100000, buyers 1..10000, concurrency 1..2000, rate > 0, processes 1..16")
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    results = [asyncio.run(run(b, args)) for b in backends]
+    results = [asyncio.run(run(b, args if b == "postgres" else argparse.Namespace(**{**vars(args), "processes": 1})))
+               for b in backends]
     report(results, args)
     return 0 if all(r["exactly_100"] and r["lost"] == 0 for r in results) else 1
 

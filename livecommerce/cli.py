@@ -105,15 +105,33 @@ def run_server(config: Config, banner: list[str] | None = None) -> None:
 
     app.on_startup.append(_signals)
 
+    async def _settle(app_: web.Application) -> None:
+        # What exists after start-up lives as long as the process: keep the collector from walking it
+        # again and again while a room is busy.
+        import gc
+
+        gc.collect()
+        gc.freeze()
+
+    app.on_startup.append(_settle)
+
     def _print(_: str) -> None:
         base = f"http://{config.server.host}:{config.server.port}"
         print(f"livecommerce serving on {base}  (Ctrl+C to stop)", flush=True)
         for line in banner or []:
             print(line.replace("{base}", base), flush=True)
 
+    loop = None
+    if config.server.event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - installed with the package on Linux and macOS
+            log.warning("uvloop is not installed: using asyncio's event loop")
+        else:
+            loop = uvloop.new_event_loop()
     web.run_app(app, host=config.server.host, port=config.server.port,
                 shutdown_timeout=config.server.shutdown_timeout, access_log=None, print=_print,
-                handle_signals=True)
+                handle_signals=True, loop=loop)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -45,6 +45,7 @@ class ServerConfig:
     max_body_bytes: int = 1_048_576
     shutdown_timeout: float = 10.0
     trust_proxy: bool = False
+    event_loop: str = "uvloop"
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,7 @@ def validate(c: Config) -> None:
         _check(origin != "*" and parts.scheme in ("http", "https") and bool(parts.netloc)
                and parts.path in ("", "/"), "server.allowed_origins",
                "origins like https://shop.example (never *)", origin)
+    _check(s.event_loop in ("uvloop", "asyncio"), "server.event_loop", "uvloop or asyncio", s.event_loop)
     _check(s.max_body_bytes >= 1024, "server.max_body_bytes", "at least 1024", s.max_body_bytes)
     _check(s.shutdown_timeout >= 0, "server.shutdown_timeout", "zero or more seconds", s.shutdown_timeout)
     _check(s.secret_key == "" or len(s.secret_key) >= 32, "server.secret_key",

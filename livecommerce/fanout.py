@@ -37,6 +37,8 @@ class RoomWebSocket(EngineIOWebSocket):
     """Engine.IO's aiohttp websocket, opened without per-message-deflate, and reachable from its
     Engine.IO socket so that the room path can write frames to it directly."""
 
+    transport: Any = None
+
     def __init__(self, handler: Any, server: Any) -> None:
         super().__init__(handler, server)
         eio_socket = getattr(handler, "__self__", None)
@@ -47,6 +49,8 @@ class RoomWebSocket(EngineIOWebSocket):
         request = environ["aiohttp.request"]
         self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
         await self._sock.prepare(request)
+        writer = getattr(self._sock, "_writer", None)
+        self.transport = getattr(writer, "transport", None)  # the room path writes frames here
         self.environ = environ
         await self.handler(self)
         return self._sock
@@ -111,22 +115,23 @@ class FastManager(socketio.AsyncManager):
         """Write one pre-encoded frame to every websocket of the room on this process."""
         frame = self.encode(event, data, namespace)
         slow: list[Any] = []
+        sockets = self.server.eio.sockets
+        written = 0
         for _sid, eio_sid in self.get_participants(namespace, room):
-            s = self.server.eio.sockets.get(eio_sid)
+            s = sockets.get(eio_sid)
             ws = getattr(s, "lc_ws", None)
-            sock = getattr(ws, "_sock", None)
-            transport = getattr(getattr(sock, "_writer", None), "transport", None)
-            if (frame is not None and s is not None and s.upgraded and not s.upgrading and not s.closed
-                    and sock is not None and not sock.closed and transport is not None
+            transport = ws.transport if ws is not None else None
+            if (frame is not None and transport is not None and s.upgraded and not s.upgrading and not s.closed
                     and not transport.is_closing()):
                 if transport.get_write_buffer_size() > MAX_BUFFER:
-                    slow.append(sock)
+                    slow.append(ws._sock)
                     continue
                 transport.write(frame)
-                self.frames_written += 1
+                written += 1
             else:  # long-polling or mid-upgrade: the ordinary way, through Engine.IO's queue
                 pkt = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data])
                 self._spawn(self.server._send_packet(eio_sid, pkt))
+        self.frames_written += written
         for sock in slow:
             log.warning("dropping a viewer that cannot keep up")
             self._spawn(_close(sock))

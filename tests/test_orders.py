@@ -31,9 +31,9 @@ from livecommerce.orders.models import (
 )
 from livecommerce.orders.payments import default_providers
 from livecommerce.orders.rules import PricedLine, Replay
-from livecommerce.orders.schemas import PurchaseIn
+from livecommerce.orders.schemas import PurchaseIn, SocketPurchaseIn
 from livecommerce.orders.services import PURCHASE_LISTENERS, PurchaseEvent
-from sessions.models import Broadcast, LineupItem
+from sessions.models import Broadcast, BroadcastState, LineupItem
 
 from .conftest import World, fresh, sign_in
 
@@ -279,17 +279,51 @@ async def test_a_stale_attempt_cannot_commit_after_a_retry_took_over(config: Con
         await engine.dispose()
 
 
-async def test_a_refusal_while_buying_is_kept_and_replayed(client: TestClient, world: World,
-                                                           db: AsyncSession) -> None:
-    """Bank transfer is not offered (no account): the order is refused once the purchase began, and
-    that answer is what a retry gets."""
+async def test_a_refusal_while_buying_is_kept_and_replayed(client: TestClient, world: World, db: AsyncSession,
+                                                           config: Config) -> None:
+    """A crashed attempt is retried after the lock, but the show ended meanwhile: the refusal is found
+    once the purchase began (the key was taken), so it is stored, and a further retry gets it again."""
     token = await sign_in(client, "viewer")
-    body = order(world, payment_method="bank_transfer")
+    body = order(world)
+    long_ago = utcnow() - timedelta(seconds=config.orders.idempotency_lock_seconds + 1)
+    db.add(IdempotencyKey(user_id=world.viewer.id, key="k-4", fingerprint=_fingerprint(world, body),
+                          state=KeyState.IN_PROGRESS, token="a" * 32, created_at=long_ago, started_at=long_ago))
+    b = await db.get(Broadcast, world.live.id)
+    assert b is not None
+    b.state = BroadcastState.ENDED
+    await db.commit()
     status, first, _ = await buy(client, token, world.live.id, body, "k-4")
-    assert status == 422 and first["error"]["code"] == "payment_method_unavailable"
+    assert status == 409 and first["error"]["code"] == "broadcast_not_live"
     status, again, headers = await buy(client, token, world.live.id, body, "k-4")
-    assert status == 422 and again == first and headers["Idempotent-Replayed"] == "true"
+    assert status == 409 and again == first and headers["Idempotent-Replayed"] == "true"
     assert await count(db, Purchase) == 0 and await sold(db, world.live.id, world.products[0].id) == 0
+
+
+async def test_an_unoffered_payment_method_is_refused_and_keeps_nothing(client: TestClient, world: World,
+                                                                      db: AsyncSession) -> None:
+    token = await sign_in(client, "viewer")
+    status, answer, _ = await buy(client, token, world.live.id, order(world, payment_method="bank_transfer"), "k-6")
+    assert status == 422 and answer["error"]["code"] == "payment_method_unavailable"
+    assert await count(db, IdempotencyKey) == 0
+    assert (await buy(client, token, world.live.id, order(world), "k-6"))[0] == 201  # the key was free
+
+
+async def test_a_socket_retry_of_an_http_purchase_is_the_same_purchase(app: web.Application, client: TestClient,
+                                                                      world: World, db: AsyncSession) -> None:
+    """The live room's socket event calls the same `purchase_once`; the fingerprint does not depend on
+    the transport, so a purchase sent over HTTP and retried over the socket (or the reverse) is one."""
+    token = await sign_in(client, "viewer")
+    status, first, _ = await buy(client, token, world.live.id, order(world), "k-7")
+    assert status == 201
+    payload = SocketPurchaseIn.model_validate({**order(world), "broadcast_id": world.live.id,
+                                               "idempotency_key": "k-7"})
+    viewer = await db.get(type(world.viewer), world.viewer.id)
+    assert viewer is not None
+    answer = await services.purchase_once(app, viewer, payload.broadcast_id, payload.order(), payload.idempotency_key)
+    assert answer.replayed and answer.status == 201 and json.loads(answer.body) == first
+    other = await services.purchase_once(app, viewer, world.live.id, payload.order(), "k-8")
+    assert other.status == 201 and not other.replayed and json.loads(other.body)["id"] != first["id"]
+    assert await count(db, Purchase) == 2
 
 
 async def test_old_keys_are_purged(db: AsyncSession, world: World) -> None:
@@ -450,6 +484,23 @@ async def test_the_delivery_quote_and_what_the_order_records(client: TestClient,
     await _settings(db, world, two_hour_cutoff="00:00", same_day_cutoff="00:00", next_day_fee=0)
     nxt = await (await client.get(url, params={"postal_code": "04524"})).json()
     assert nxt["option"] == "next_day" and nxt["fee"] == 0
+
+
+async def test_the_confirmed_delivery_option_must_still_hold(client: TestClient, world: World,
+                                                              db: AsyncSession) -> None:
+    await _settings(db, world, two_hour_cutoff="24:00", same_day_cutoff="24:00", two_hour_postal_prefixes="045")
+    token = await sign_in(client, "viewer")
+    status, answer, _ = await buy(client, token, world.live.id,
+                                  order(world, postal_code="48058", delivery_option="two_hour"))
+    assert status == 422 and answer["error"]["code"] == "outside_delivery_area"
+    assert "배송 지역" in answer["error"]["message"]
+    await _settings(db, world, two_hour_cutoff="00:00")  # the morning cut-off passed while the sheet was open
+    status, answer, _ = await buy(client, token, world.live.id, order(world, delivery_option="two_hour"))
+    assert status == 409 and answer["error"]["code"] == "delivery_option_changed"
+    assert await count(db, Purchase) == 0 and await count(db, IdempotencyKey) == 0
+    assert await sold(db, world.live.id, world.products[0].id) == 0
+    status, body, _ = await buy(client, token, world.live.id, order(world, delivery_option="same_day"))
+    assert status == 201 and body["delivery"]["option"] == "same_day"
 
 
 async def test_order_settings_are_checked(client: TestClient, world: World) -> None:

@@ -20,6 +20,7 @@ from livecommerce.orders.rules import (
     Wanted,
     allowed_moves,
     cancel_target,
+    check_delivery_choice,
     check_move,
     check_postal_code,
     decide_replay,
@@ -144,6 +145,20 @@ def test_all_day_and_never_cutoffs() -> None:
     assert quote_delivery(always, "04524", seoul(30, 23, 59), SEOUL).option is DeliveryOption.TWO_HOUR
     never = DeliveryRules(two_hour_cutoff="00:00", same_day_cutoff="00:00", two_hour_prefixes=("0",))
     assert quote_delivery(never, "04524", seoul(30, 0, 0), SEOUL).option is DeliveryOption.NEXT_DAY
+
+
+def test_the_option_the_buyer_confirmed_must_still_hold() -> None:
+    inside = quote_delivery(RULES, "04524", seoul(30, 10), SEOUL)
+    check_delivery_choice(None, inside)
+    check_delivery_choice(DeliveryOption.TWO_HOUR, inside)
+    outside = quote_delivery(RULES, "48058", seoul(30, 10), SEOUL)
+    with pytest.raises(RuleError) as info:
+        check_delivery_choice(DeliveryOption.TWO_HOUR, outside)
+    assert info.value.code == "outside_delivery_area"
+    too_late = quote_delivery(RULES, "04524", seoul(30, 11, 5), SEOUL)
+    with pytest.raises(RuleError) as info:
+        check_delivery_choice(DeliveryOption.TWO_HOUR, too_late)
+    assert info.value.code == "delivery_option_changed"
 
 
 @pytest.mark.parametrize(("value", "minutes"), [("00:00", 0), ("11:00", 660), ("23:59", 1439), ("24:00", 1440)])

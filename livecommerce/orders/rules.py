@@ -194,6 +194,19 @@ def quote_delivery(rules: DeliveryRules, postal_code: str | None, now: datetime,
     return DeliveryQuote(DeliveryOption.NEXT_DAY, end.astimezone(now.tzinfo), rules.next_day_fee, in_area)
 
 
+def check_delivery_choice(wanted: DeliveryOption | None, quote: DeliveryQuote) -> None:
+    """The buyer confirms the option they were shown; if it no longer holds (the address is outside
+    the two-hour area, or a cut-off passed meanwhile), refuse, so they see the new promise first."""
+    if wanted is None or wanted is quote.option:
+        return
+    if wanted is DeliveryOption.TWO_HOUR and not quote.in_area:
+        raise RuleError("outside_delivery_area",
+                        N_("Two-hour delivery does not reach this address: it is outside the market's delivery area."))
+    raise RuleError("delivery_option_changed",
+                    N_("The delivery option for an order placed now has changed. Check the new promise and "
+                       "confirm again."))
+
+
 # -- payment ------------------------------------------------------------------------------------
 
 COD = "cod"  # pay on delivery (만나서 결제): nothing is paid until the goods arrive

@@ -4,13 +4,16 @@ client made up is refused with 422) and generate the OpenAPI document."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from livecommerce import i18n
 from livecommerce.api import Strict
 
-from .models import DeliveryOption, OrderStatus
+from .models import DELIVERY_LABELS, DeliveryOption, MarketOrderSettings, OrderStatus, Purchase
+from .payments import METHOD_LABELS, instructions
 
 HHMM = r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$"
 
@@ -32,6 +35,21 @@ class PurchaseIn(Strict):
     address2: str = Field(default="", max_length=200, description="building, floor, door")
     note: str = Field(default="", max_length=200, description="for the courier")
     payment_method: str = Field(pattern=r"^[a-z_]{2,32}$", description="one of the checkout's payment_methods")
+    delivery_option: DeliveryOption | None = Field(
+        default=None, description="the option the buyer was quoted and confirms; if it no longer holds for this "
+                                  "address and time, the order is refused (409) so the buyer sees the new promise")
+
+
+class SocketPurchaseIn(PurchaseIn):
+    """The same order sent over the socket: the broadcast and the Idempotency-Key travel as fields.
+    `order()` is the part that is fingerprinted, so a retry over HTTP of a socket purchase (or the
+    reverse) with the same key is recognised."""
+
+    broadcast_id: int = Field(ge=1, le=2**53)
+    idempotency_key: str = Field(min_length=1, max_length=255)
+
+    def order(self) -> PurchaseIn:
+        return PurchaseIn.model_validate(self.model_dump(exclude={"broadcast_id", "idempotency_key"}))
 
 
 class PurchaseLineOut(BaseModel):
@@ -231,3 +249,39 @@ class OrderSettingsOut(BaseModel):
     bank_holder: str
     transfer_hours: int
     cod_enabled: bool
+
+
+# -- building answers ------------------------------------------------------------------------------
+
+Names = dict[int, tuple[str, str]]  # product id -> (Korean name, English name)
+
+
+def delivery_out(option: DeliveryOption, promise_at: datetime, fee: int, tz: ZoneInfo) -> DeliveryOut:
+    """The option and its promise as the buyer reads them, in their language, on the Seoul clock."""
+    if option is DeliveryOption.TWO_HOUR:
+        text = i18n.gettext("Arrives by %(time)s", time=i18n.format_time(promise_at, tz, "medium"))
+    else:
+        text = i18n.gettext("Arrives on %(date)s", date=i18n.format_time(promise_at, tz, "date"))
+    return DeliveryOut(option=option, label=i18n.gettext(DELIVERY_LABELS[option]), promise_at=promise_at,
+                       promise_text=text, fee=fee)
+
+
+def line_out(line: Any, names: Names) -> PurchaseLineOut:
+    ko, en = names.get(line.product_id, ("", ""))
+    return PurchaseLineOut(id=line.id, product_id=line.product_id, merchant_id=line.merchant_id, name_ko=ko,
+                           name_en=en, quantity=line.quantity, unit_price=line.unit_price,
+                           usual_price=line.usual_price, line_total=line.line_total, status=line.status)
+
+
+def purchase_out(p: Purchase, names: Names, settings: MarketOrderSettings | None, tz: ZoneInfo) -> PurchaseOut:
+    savings = sum(max(0, li.usual_price - li.unit_price) * li.quantity for li in p.lines)
+    return PurchaseOut(
+        id=p.id, broadcast_id=p.broadcast_id, status=p.status, stream_second=p.stream_second, placed_at=p.placed_at,
+        lines=[line_out(li, names) for li in p.lines], subtotal=p.subtotal, savings=savings, discount=p.discount,
+        coupon_code=p.coupon_code, delivery_fee=p.delivery_fee, total=p.total,
+        delivery=delivery_out(p.delivery_option, p.delivery_promise_at, p.delivery_fee, tz),
+        payment=PaymentOut(provider=p.payment_provider, method=p.payment_method,
+                           label=i18n.gettext(METHOD_LABELS.get(p.payment_method, p.payment_method)),
+                           pay_by=p.pay_by, paid_at=p.paid_at, instructions=instructions(p, settings)),
+        name=p.contact_name, phone=p.contact_phone, postal_code=p.postal_code, address1=p.address1,
+        address2=p.address2, note=p.note)

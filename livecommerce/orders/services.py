@@ -7,29 +7,34 @@ listeners called after each committed purchase, cancellation or refund."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from livecommerce import i18n
 from livecommerce.config import Config
 from livecommerce.db import utcnow
 from livecommerce.errors import N_, AppError, Conflict, Forbidden, NotFound, ValidationFailed
+from livecommerce.keys import AppKeys
 from livecommerce.models import Merchant, Product, Role, User
 from sessions.models import Broadcast, BroadcastState, LineupItem
 
 from . import rules
 from .models import (
+    DeliveryOption,
     IdempotencyKey,
     KeyState,
     LineupSale,
@@ -38,7 +43,7 @@ from .models import (
     Purchase,
     PurchaseLine,
 )
-from .payments import PaymentEvent, PaymentProvider, offered
+from .payments import PAYMENT_PROVIDERS, PaymentEvent, PaymentProvider, offered
 from .rules import (
     Basket,
     DeliveryQuote,
@@ -49,6 +54,7 @@ from .rules import (
     Wanted,
     masked_name,
 )
+from .schemas import PurchaseIn, purchase_out
 
 log = logging.getLogger("livecommerce.orders")
 
@@ -58,7 +64,8 @@ COUNTED = (S.PLACED, S.PAID, S.PACKED, S.DELIVERED)  # statuses that count as sa
 
 # -- errors ---------------------------------------------------------------------------------------
 
-_RULE_STATUS = {"sold_out": 409, "not_enough_stock": 409, "illegal_status_move": 409, "cannot_cancel": 409}
+_RULE_STATUS = {"sold_out": 409, "not_enough_stock": 409, "illegal_status_move": 409, "cannot_cancel": 409,
+                "delivery_option_changed": 409}
 
 
 def refused(exc: RuleError) -> AppError:
@@ -187,39 +194,79 @@ class OfferRow:
     sold: int
 
 
-async def read_broadcast(db: AsyncSession, broadcast_id: int) -> BroadcastInfo:
-    row = (await db.execute(select(Broadcast.id, Broadcast.market_id, Broadcast.state, Broadcast.started_at)
-                            .where(Broadcast.id == broadcast_id))).first()
-    if row is None:
+# Built once: a purchase attempt reads the broadcast, its market's order settings, its line-up with
+# what is sold, and whether the buyer's Idempotency-Key is known, in one statement (and, on
+# PostgreSQL, outside any transaction: see `quick_read`).
+_B, _LI, _P = Broadcast.__table__, LineupItem.__table__, Product.__table__  # type: ignore[attr-defined]
+_LS, _K = LineupSale.__table__, IdempotencyKey.__table__  # type: ignore[attr-defined]
+_MS = MarketOrderSettings.__table__  # type: ignore[attr-defined]
+_SETTING_COLUMNS = [c for c in _MS.c if c.name != "updated_at"]
+_LINEUP = (
+    select(_B.c.market_id, _B.c.state, _B.c.started_at, _LI.c.product_id, _LI.c.live_price, _LI.c.stock_reserved,
+           func.coalesce(_LS.c.sold, 0).label("sold"), _P.c.merchant_id, _P.c.price, _P.c.stock, _P.c.is_active,
+           _P.c.name_ko, _P.c.name_en, _P.c.image, _P.c.unit_ko, _P.c.unit_en,
+           *(c.label(f"ms_{c.name}") for c in _SETTING_COLUMNS))
+    .select_from(_B.outerjoin(_MS, _MS.c.market_id == _B.c.market_id)
+                 .outerjoin(_LI, _LI.c.broadcast_id == _B.c.id)
+                 .outerjoin(_P, _P.c.id == _LI.c.product_id)
+                 .outerjoin(_LS, and_(_LS.c.broadcast_id == _LI.c.broadcast_id, _LS.c.product_id == _LI.c.product_id)))
+    .where(_B.c.id == bindparam("broadcast_id"))
+    .order_by(_LI.c.position))
+_LINEUP_AND_KEY = _LINEUP.add_columns(
+    exists().where(_K.c.user_id == bindparam("user_id"), _K.c.key == bindparam("key")).label("has_key"))
+
+Reads = AsyncSession | AsyncConnection
+
+
+@dataclass(frozen=True)
+class Lineup:
+    info: BroadcastInfo
+    offers: dict[int, OfferRow]  # active products only, in running order
+    settings: MarketOrderSettings | None  # a detached copy; None: the market uses the defaults
+    has_key: bool = False  # the buyer's Idempotency-Key is already stored
+
+
+async def read_lineup(db: Reads, broadcast_id: int, *, user_id: int | None = None, key: str | None = None) -> Lineup:
+    """The broadcast, its line-up's live prices and what each product has left for the show."""
+    params: dict[str, Any] = {"broadcast_id": broadcast_id}
+    stmt = _LINEUP
+    if user_id is not None:
+        stmt, params["user_id"], params["key"] = _LINEUP_AND_KEY, user_id, key or ""
+    rows = (await db.execute(stmt, params)).all()
+    if not rows:
         raise NotFound("No broadcast with this id.", code="broadcast_not_found")
-    return BroadcastInfo(row.id, row.market_id, row.state, row.started_at)
-
-
-async def read_offers(db: AsyncSession, broadcast_id: int,
-                      product_ids: Iterable[int] | None = None) -> dict[int, OfferRow]:
-    """The line-up's active products with their live prices and what is left for the show."""
-    q = (select(LineupItem.product_id, LineupItem.live_price, LineupItem.stock_reserved,
-                func.coalesce(LineupSale.sold, 0).label("sold"), Product.merchant_id, Product.price, Product.stock,
-                Product.name_ko, Product.name_en, Product.image, Product.unit_ko, Product.unit_en)
-         .join(Product, Product.id == LineupItem.product_id)
-         .outerjoin(LineupSale, and_(LineupSale.broadcast_id == LineupItem.broadcast_id,
-                                     LineupSale.product_id == LineupItem.product_id))
-         .where(LineupItem.broadcast_id == broadcast_id, Product.is_active.is_(True))
-         .order_by(LineupItem.position))
-    if product_ids is not None:
-        q = q.where(LineupItem.product_id.in_(list(product_ids)))
-    out: dict[int, OfferRow] = {}
+    first = rows[0]
     loc = i18n.current_locale.get()
-    for r in (await db.execute(q)).all():
+    offers: dict[int, OfferRow] = {}
+    for r in rows:
+        if r.product_id is None or not r.is_active:
+            continue
         name = (r.name_en if loc == "en" else r.name_ko) or r.name_ko
-        offer = Offer(r.product_id, r.merchant_id, r.live_price, r.price,
-                      rules.stock_left(r.stock_reserved, r.sold, r.stock), name)
-        out[r.product_id] = OfferRow(offer, r.name_ko, r.name_en, r.image, r.unit_ko, r.unit_en, r.stock_reserved,
-                                     r.sold)
-    return out
+        offer = Offer(r.product_id, r.merchant_id, r.live_price, r.price, rules.stock_left(r.stock_reserved, r.sold,
+                                                                                          r.stock), name)
+        offers[r.product_id] = OfferRow(offer, r.name_ko, r.name_en, r.image, r.unit_ko, r.unit_en, r.stock_reserved,
+                                        r.sold)
+    info = BroadcastInfo(broadcast_id, first.market_id, BroadcastState(first.state), first.started_at)
+    settings = None
+    if first.ms_market_id is not None:
+        settings = MarketOrderSettings(**{c.name: getattr(first, f"ms_{c.name}") for c in _SETTING_COLUMNS})
+    return Lineup(info, offers, settings, bool(getattr(first, "has_key", False)))
 
 
-async def lineup_stock(db: AsyncSession, broadcast_id: int) -> dict[int, int]:
+async def read_broadcast(db: Reads, broadcast_id: int) -> BroadcastInfo:
+    return (await read_lineup(db, broadcast_id)).info
+
+
+async def read_offers(db: Reads, broadcast_id: int, product_ids: Iterable[int] | None = None) -> dict[int, OfferRow]:
+    """The line-up's active products with their live prices and what is left for the show."""
+    offers = (await read_lineup(db, broadcast_id)).offers
+    if product_ids is None:
+        return offers
+    wanted = set(product_ids)
+    return {pid: r for pid, r in offers.items() if pid in wanted}
+
+
+async def lineup_stock(db: Reads, broadcast_id: int) -> dict[int, int]:
     """product id -> units the show can still sell (0: sold out), for every product on the line-up."""
     return {pid: row.offer.left for pid, row in (await read_offers(db, broadcast_id)).items()}
 
@@ -236,6 +283,7 @@ class OrderInput:
     address2: str
     note: str
     payment_method: str
+    delivery_option: DeliveryOption | None = None  # what the buyer was quoted and confirms
 
 
 @dataclass(frozen=True)
@@ -283,28 +331,50 @@ class Placed:
     basket: Basket
     quote: DeliveryQuote
     event: PurchaseEvent
+    settings: MarketOrderSettings | None
     names: dict[int, tuple[str, str]] = field(default_factory=dict)  # product id -> (ko, en)
 
 
-def check_order(info: BroadcastInfo, offers: Mapping[int, OfferRow], order: OrderInput,
-                max_quantity: int) -> Basket:
-    """Refusals that need no write: the broadcast is not live, the basket is wrong, a product is sold
-    out as far as a read can tell (the conditional UPDATE decides for real)."""
-    if info.state is not BroadcastState.LIVE:
+@dataclass(frozen=True)
+class Checked:
+    basket: Basket  # priced from the line-up, with the delivery fee
+    quote: DeliveryQuote
+    provider: str  # the payment provider that offers the chosen method
+
+
+def check_order(lineup: Lineup, order: OrderInput, *, max_quantity: int,
+                providers: Mapping[str, PaymentProvider], now: datetime, tz: ZoneInfo) -> Checked:
+    """Everything a read can refuse: the broadcast is not live, the basket is wrong, a product is sold
+    out as far as the read can tell (the conditional UPDATE decides for real), the payment method is
+    not offered, the delivery option the buyer confirmed no longer holds."""
+    if lineup.info.state is not BroadcastState.LIVE:
         raise BroadcastNotLive()
+    methods = offered(providers, lineup.settings)
     try:
         rules.normalize_phone(order.phone)
         rules.check_postal_code(order.postal_code)
-        return rules.price_basket(order.lines, {pid: r.offer for pid, r in offers.items()},
-                                  max_quantity=max_quantity)
+        basket = rules.price_basket(order.lines, {pid: r.offer for pid, r in lineup.offers.items()},
+                                    max_quantity=max_quantity)
+        if order.payment_method not in methods:
+            raise ValidationFailed("This payment method is not offered here.", code="payment_method_unavailable")
+        quote = rules.quote_delivery(delivery_rules(lineup.settings), order.postal_code, now, tz)
+        rules.check_delivery_choice(order.delivery_option, quote)
     except RuleError as exc:
         raise refused(exc) from None
+    return Checked(Basket(basket.lines, basket.subtotal, basket.usual_total, 0, quote.fee), quote,
+                   methods[order.payment_method])
 
 
-async def precheck(db: AsyncSession, broadcast_id: int, order: OrderInput, max_quantity: int) -> None:
-    info = await read_broadcast(db, broadcast_id)
-    offers = await read_offers(db, broadcast_id, [w.product_id for w in order.lines])
-    check_order(info, offers, order, max_quantity)
+async def precheck(db: Reads, user_id: int, key: str, broadcast_id: int, order: OrderInput, *, config: Config,
+                   providers: Mapping[str, PaymentProvider], now: datetime) -> bool:
+    """Before anything is written: True when the key is already stored (a retry: the claim decides
+    what it gets); otherwise refuse what a read can refuse, recording nothing."""
+    lineup = await read_lineup(db, broadcast_id, user_id=user_id, key=key)
+    if lineup.has_key:
+        return True
+    check_order(lineup, order, max_quantity=config.orders.max_quantity_per_line, providers=providers, now=now,
+                tz=config.tz)
+    return False
 
 
 async def take_stock(db: AsyncSession, broadcast_id: int, lines: Sequence[rules.PricedLine],
@@ -354,24 +424,18 @@ async def place_purchase(db: AsyncSession, *, user: User, broadcast_id: int, ord
                          config: Config, providers: Mapping[str, PaymentProvider]) -> Placed:
     """Record one purchase made during a live stream: priced by the server from the line-up, its stock
     taken atomically, its delivery option decided now, its payment started. Raises an `AppError`
-    (and writes nothing) when it cannot be made."""
-    info = await read_broadcast(db, broadcast_id)
-    offers = await read_offers(db, broadcast_id, [w.product_id for w in order.lines])
-    basket = check_order(info, offers, order, config.orders.max_quantity_per_line)
-    settings = await order_settings(db, info.market_id)
-    methods = offered(providers, settings)
-    if order.payment_method not in methods:
-        raise ValidationFailed("This payment method is not offered here.", code="payment_method_unavailable")
-    quote = rules.quote_delivery(delivery_rules(settings), order.postal_code, now, config.tz)
-    basket = Basket(basket.lines, basket.subtotal, basket.usual_total, 0, quote.fee)
-    names = {pid: r.offer.name for pid, r in offers.items()}
-    await take_stock(db, broadcast_id, basket.lines, names)
+    (and the caller's transaction rolls back, so nothing is written) when it cannot be made."""
+    lineup = await read_lineup(db, broadcast_id)
+    checked = check_order(lineup, order, max_quantity=config.orders.max_quantity_per_line, providers=providers,
+                          now=now, tz=config.tz)
+    basket, quote, info = checked.basket, checked.quote, lineup.info
+    await take_stock(db, broadcast_id, basket.lines, {pid: r.offer.name for pid, r in lineup.offers.items()})
     purchase = Purchase(
         broadcast_id=broadcast_id, market_id=info.market_id, user_id=user.id,
         stream_second=rules.stream_second(now, info.started_at), status=S.PLACED, subtotal=basket.subtotal,
         discount=basket.discount, delivery_fee=basket.delivery_fee, total=basket.total,
         delivery_option=quote.option, delivery_promise_at=quote.promise_at,
-        payment_provider=methods[order.payment_method], payment_method=order.payment_method,
+        payment_provider=checked.provider, payment_method=order.payment_method,
         contact_name=order.name, contact_phone=rules.normalize_phone(order.phone), postal_code=order.postal_code,
         address1=order.address1, address2=order.address2, note=order.note, placed_at=now, updated_at=now,
         lines=[PurchaseLine(product_id=li.product_id, merchant_id=li.merchant_id, quantity=li.quantity,
@@ -379,14 +443,14 @@ async def place_purchase(db: AsyncSession, *, user: User, broadcast_id: int, ord
                             status=S.PLACED, updated_at=now) for li in basket.lines])
     db.add(purchase)
     await db.flush()
-    start = providers[purchase.payment_provider].start(purchase, settings, now)
+    start = providers[checked.provider].start(purchase, lineup.settings, now)
     purchase.pay_by = start.pay_by
     left = await _left_after(db, broadcast_id, [li.product_id for li in basket.lines])
     event = PurchaseEvent("placed", purchase.id, broadcast_id, user.id, masked_name(user.display_name),
                           tuple(EventLine(li.product_id, li.quantity, li.unit_price) for li in basket.lines),
                           purchase.total, purchase.stream_second, left, now)
-    return Placed(purchase, basket, quote, event,
-                  {pid: (r.name_ko, r.name_en) for pid, r in offers.items()})
+    return Placed(purchase, basket, quote, event, lineup.settings,
+                  {pid: (r.name_ko, r.name_en) for pid, r in lineup.offers.items()})
 
 
 async def _left_after(db: AsyncSession, broadcast_id: int, product_ids: Sequence[int]) -> dict[int, int]:
@@ -477,6 +541,120 @@ async def purge_keys(db: AsyncSession, now: datetime, retention_hours: int) -> i
     result = await db.execute(delete(IdempotencyKey).where(
         IdempotencyKey.created_at < now - timedelta(hours=retention_hours)))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# -- buying once, over HTTP or the socket -----------------------------------------------------------
+
+QUICK_READS = web.AppKey("orders_quick_reads", AsyncEngine)
+
+
+@contextlib.asynccontextmanager
+async def quick_read(app: web.Application) -> AsyncIterator[Reads]:
+    """For a read that is one statement: on PostgreSQL a connection in autocommit (no BEGIN and
+    ROLLBACK round trips: a flash sale reads once per attempt); on SQLite the usual reader."""
+    engine = app.get(QUICK_READS)
+    if engine is None:
+        async with app[AppKeys.reader]() as db:
+            yield db
+        return
+    async with engine.connect() as conn:
+        yield conn
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def error_body(exc: AppError) -> str:
+    """The same `{"error": {...}}` the HTTP middleware writes, so it can be stored and replayed as is."""
+    err: dict[str, Any] = {"code": exc.code, "message": i18n.gettext(exc.message, **exc.params)}
+    if exc.details is not None:
+        err["details"] = exc.details
+    return _dumps({"error": err})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A purchase attempt's answer: `body` is the JSON text, the same for every retry with the key."""
+
+    status: int
+    body: str
+    replayed: bool = False
+
+
+def order_input(body: PurchaseIn) -> OrderInput:
+    return OrderInput(lines=[Wanted(li.product_id, li.quantity) for li in body.lines], name=body.name,
+                      phone=body.phone, postal_code=body.postal_code, address1=body.address1, address2=body.address2,
+                      note=body.note, payment_method=body.payment_method, delivery_option=body.delivery_option)
+
+
+def purchase_fingerprint(broadcast_id: int, body: PurchaseIn) -> str:
+    """The same for an order sent over HTTP or the socket, so either can retry the other."""
+    return rules.fingerprint("POST", f"/api/v1/broadcasts/{broadcast_id}/purchases", body.model_dump(mode="json"))
+
+
+async def purchase_once(app: web.Application, user: User, broadcast_id: int, body: PurchaseIn,
+                        idempotency_key: str | None) -> Answer:
+    """Buy with an Idempotency-Key (IETF httpapi draft), for the HTTP route and the socket event alike.
+
+    1. One read (no transaction): is the key known? If not, refuse what a read can refuse — not live,
+       sold out, a wrong basket — by raising an `AppError`; nothing is recorded and the key stays free.
+    2. Its own transaction: insert the key "in progress"; the unique constraint decides who is first.
+       A finished key answers what it answered before (`replayed`); one in progress raises
+       `IdempotencyInFlight` (409); one used for another body raises `IdempotencyKeyReused` (422).
+    3. One transaction: the purchase (stock taken by conditional UPDATEs) and its stored answer. A
+       refusal found here (a race for the last units) is stored too, in a transaction of its own.
+    4. After the commit: the `PURCHASE_LISTENERS`.
+    A missing or malformed key raises `IdempotencyKeyMissing` (400)."""
+    config = app[AppKeys.config]
+    providers = app[PAYMENT_PROVIDERS]
+    key = rules.parse_idempotency_key(idempotency_key)
+    if key is None:
+        raise IdempotencyKeyMissing()
+    order = order_input(body)
+    fp = purchase_fingerprint(broadcast_id, body)
+    now = utcnow()
+    async with quick_read(app) as reads:
+        await precheck(reads, user.id, key, broadcast_id, order, config=config, providers=providers, now=now)
+
+    async with app[AppKeys.db].begin() as db:
+        claim = await claim_key(db, user.id, key, fp, now, config.orders.idempotency_lock_seconds)
+    if claim.outcome is Replay.REPLAY:
+        return Answer(claim.status_code or 200, claim.body or "{}", replayed=True)
+    if claim.outcome is Replay.MISMATCH:
+        raise IdempotencyKeyReused()
+    if claim.outcome is Replay.IN_FLIGHT:
+        raise IdempotencyInFlight()
+
+    placed: Placed | None = None
+    try:
+        try:
+            async with app[AppKeys.db].begin() as db:
+                placed = await place_purchase(db, user=user, broadcast_id=broadcast_id, order=order, now=now,
+                                              config=config, providers=providers)
+                status, text = 201, _dumps(purchase_out(placed.purchase, placed.names, placed.settings, config.tz)
+                                           .model_dump(mode="json"))
+                await complete_key(db, claim, status, text, placed.purchase.id)
+        except AppError as exc:  # refused while buying: nothing was bought; the answer is kept
+            placed = None
+            status, text = exc.status, error_body(exc)
+            async with app[AppKeys.db].begin() as db:
+                await complete_key(db, claim, status, text, None)
+    except KeyLost:
+        # A retry took the key over while this attempt was slow: this attempt's purchase rolled back.
+        async with app[AppKeys.reader]() as db:
+            answer = await stored_answer(db, claim.key_id)
+        if answer is None:
+            raise IdempotencyInFlight() from None
+        return Answer(answer.status_code or 200, answer.body or "{}", replayed=True)
+    except BaseException:
+        with contextlib.suppress(Exception):  # free the key so the buyer can retry at once
+            async with app[AppKeys.db].begin() as db:
+                await release_key(db, claim)
+        raise
+    if placed is not None:
+        await notify(app, placed.event)
+    return Answer(status, text)
 
 
 # -- reading purchases ----------------------------------------------------------------------------

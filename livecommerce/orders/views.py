@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import csv
 import io
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -28,10 +27,9 @@ from livecommerce.templating import render
 from sessions import services as broadcasts
 from sessions.models import Broadcast, BroadcastState
 
-from . import rules, services
+from . import rules, schemas, services
 from .models import DELIVERY_LABELS, STATUS_LABELS, DeliveryOption, MarketOrderSettings, OrderStatus, Purchase
-from .payments import METHOD_LABELS, PAYMENT_PROVIDERS, default_providers, instructions, offered
-from .rules import Replay, Wanted
+from .payments import METHOD_LABELS, PAYMENT_PROVIDERS, default_providers, offered
 from .schemas import (
     CheckoutItemOut,
     CheckoutOut,
@@ -43,9 +41,7 @@ from .schemas import (
     OrderSettingsIn,
     OrderSettingsOut,
     PaymentMethodOut,
-    PaymentOut,
     PurchaseIn,
-    PurchaseLineOut,
     PurchaseOut,
     PurchasesQuery,
     QuoteOut,
@@ -58,63 +54,21 @@ log = logging.getLogger("livecommerce.orders")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+def _json(answer: services.Answer) -> web.Response:
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return web.Response(status=answer.status, text=answer.body, content_type="application/json", headers=headers)
 
 
-def _json(status: int, body: str, replayed: bool = False) -> web.Response:
-    headers = {"Idempotent-Replayed": "true"} if replayed else None
-    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+def _tz(request: web.Request) -> Any:
+    return request.app[AppKeys.config].tz
 
-
-def error_body(exc: AppError) -> str:
-    """The same `{"error": {...}}` the middleware writes, so it can be stored and replayed as is."""
-    err: dict[str, Any] = {"code": exc.code, "message": i18n.gettext(exc.message, **exc.params)}
-    if exc.details is not None:
-        err["details"] = exc.details
-    return _dumps({"error": err})
-
-
-# -- what people read ------------------------------------------------------------------------------
 
 def delivery_out(request: web.Request, option: DeliveryOption, promise_at: datetime, fee: int) -> DeliveryOut:
-    tz = request.app[AppKeys.config].tz
-    if option is DeliveryOption.TWO_HOUR:
-        text = i18n.gettext("Arrives by %(time)s", time=i18n.format_time(promise_at, tz, "medium"))
-    else:
-        text = i18n.gettext("Arrives on %(date)s", date=i18n.format_time(promise_at, tz, "date"))
-    return DeliveryOut(option=option, label=i18n.gettext(DELIVERY_LABELS[option]), promise_at=promise_at,
-                       promise_text=text, fee=fee)
+    return schemas.delivery_out(option, promise_at, fee, _tz(request))
 
 
-Names = dict[int, tuple[str, str]]  # product id -> (Korean name, English name)
-
-
-def names_of(products: dict[int, Product]) -> Names:
+def names_of(products: dict[int, Product]) -> schemas.Names:
     return {pid: (p.name_ko, p.name_en) for pid, p in products.items()}
-
-
-def line_out(line: Any, names: Names) -> PurchaseLineOut:
-    ko, en = names.get(line.product_id, ("", ""))
-    return PurchaseLineOut(id=line.id, product_id=line.product_id, merchant_id=line.merchant_id,
-                           name_ko=ko, name_en=en, quantity=line.quantity,
-                           unit_price=line.unit_price, usual_price=line.usual_price, line_total=line.line_total,
-                           status=line.status)
-
-
-def purchase_out(request: web.Request, p: Purchase, names: Names,
-                 settings: MarketOrderSettings | None) -> PurchaseOut:
-    savings = sum(max(0, li.usual_price - li.unit_price) * li.quantity for li in p.lines)
-    return PurchaseOut(
-        id=p.id, broadcast_id=p.broadcast_id, status=p.status, stream_second=p.stream_second, placed_at=p.placed_at,
-        lines=[line_out(li, names) for li in p.lines], subtotal=p.subtotal, savings=savings, discount=p.discount,
-        coupon_code=p.coupon_code, delivery_fee=p.delivery_fee, total=p.total,
-        delivery=delivery_out(request, p.delivery_option, p.delivery_promise_at, p.delivery_fee),
-        payment=PaymentOut(provider=p.payment_provider, method=p.payment_method,
-                           label=i18n.gettext(METHOD_LABELS.get(p.payment_method, p.payment_method)),
-                           pay_by=p.pay_by, paid_at=p.paid_at, instructions=instructions(p, settings)),
-        name=p.contact_name, phone=p.contact_phone, postal_code=p.postal_code, address1=p.address1,
-        address2=p.address2, note=p.note)
 
 
 def _user(request: web.Request) -> User:
@@ -132,80 +86,18 @@ def _id(request: web.Request, name: str) -> int:
 
 # -- buying ----------------------------------------------------------------------------------------
 
-def order_input(body: PurchaseIn) -> services.OrderInput:
-    return services.OrderInput(lines=[Wanted(li.product_id, li.quantity) for li in body.lines], name=body.name,
-                               phone=body.phone, postal_code=body.postal_code, address1=body.address1,
-                               address2=body.address2, note=body.note, payment_method=body.payment_method)
-
-
 async def purchase_create(call: Call[PurchaseIn, None]) -> web.StreamResponse:
-    """POST a purchase. With the Idempotency-Key draft: the key row is inserted first in its own
-    transaction (the unique constraint decides who is first); then the purchase and its stored answer
-    commit together. Refusals found by reading alone (not live, sold out, a wrong basket) record
-    nothing, so the same key may be sent again; refusals found while buying are stored and replayed."""
-    app = call.app
-    config = app[AppKeys.config]
-    user: User = call.user
-    broadcast_id = call.param("broadcast_id")
-    key = rules.parse_idempotency_key(call.request.headers.get(IDEMPOTENCY_HEADER))
-    if key is None:
-        raise services.IdempotencyKeyMissing()
-    order = order_input(call.body)
-    fp = rules.fingerprint("POST", call.request.path, call.body.model_dump(mode="json"))
-    now = utcnow()
-
-    async with app[AppKeys.reader]() as db:
-        if await services.find_key(db, user.id, key) is None:
-            await services.precheck(db, broadcast_id, order, config.orders.max_quantity_per_line)
-
-    async with app[AppKeys.db].begin() as db:
-        claim = await services.claim_key(db, user.id, key, fp, now, config.orders.idempotency_lock_seconds)
-    if claim.outcome is Replay.REPLAY:
-        return _json(claim.status_code or 200, claim.body or "{}", replayed=True)
-    if claim.outcome is Replay.MISMATCH:
-        raise services.IdempotencyKeyReused()
-    if claim.outcome is Replay.IN_FLIGHT:
-        raise services.IdempotencyInFlight()
-
-    placed: services.Placed | None = None
-    try:
-        try:
-            async with app[AppKeys.db].begin() as db:
-                placed = await services.place_purchase(db, user=user, broadcast_id=broadcast_id, order=order, now=now,
-                                                       config=config, providers=app[PAYMENT_PROVIDERS])
-                settings = await services.order_settings(db, placed.purchase.market_id)
-                status, body = 201, _dumps(purchase_out(call.request, placed.purchase, placed.names, settings)
-                                           .model_dump(mode="json"))
-                await services.complete_key(db, claim, status, body, placed.purchase.id)
-        except AppError as exc:  # refused while buying: nothing was bought; the answer is kept
-            placed = None
-            status, body = exc.status, error_body(exc)
-            async with app[AppKeys.db].begin() as db:
-                await services.complete_key(db, claim, status, body, None)
-    except services.KeyLost:
-        # A retry took the key over while this attempt was slow: this purchase rolled back.
-        async with app[AppKeys.reader]() as db:
-            answer = await services.stored_answer(db, claim.key_id)
-        if answer is None:
-            raise services.IdempotencyInFlight() from None
-        return _json(answer.status_code or 200, answer.body or "{}", replayed=True)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            async with app[AppKeys.db].begin() as db:
-                await services.release_key(db, claim)
-        raise
-    if placed is not None:
-        await services.notify(app, placed.event)
-    return _json(status, body)
+    """POST a purchase with an Idempotency-Key header: see `services.purchase_once`."""
+    return _json(await services.purchase_once(call.app, call.user, call.param("broadcast_id"), call.body,
+                                              call.request.headers.get(IDEMPOTENCY_HEADER)))
 
 
 async def purchase_checkout(call: Call[None, None]) -> CheckoutOut:
     broadcast_id = call.param("broadcast_id")
-    async with call.app[AppKeys.reader]() as db:
-        info = await services.read_broadcast(db, broadcast_id)
-        offers = await services.read_offers(db, broadcast_id)
-        settings = await services.order_settings(db, info.market_id)
-    methods = offered(call.app[PAYMENT_PROVIDERS], settings)
+    async with services.quick_read(call.app) as db:
+        lineup = await services.read_lineup(db, broadcast_id)
+    info, offers = lineup.info, lineup.offers
+    methods = offered(call.app[PAYMENT_PROVIDERS], lineup.settings)
     return CheckoutOut(
         broadcast_id=broadcast_id, state=info.state.value, open=info.state is BroadcastState.LIVE,
         items=[CheckoutItemOut(product_id=pid, name_ko=r.name_ko, name_en=r.name_en, image=r.image, unit_ko=r.unit_ko,
@@ -217,9 +109,8 @@ async def purchase_checkout(call: Call[None, None]) -> CheckoutOut:
 
 async def delivery_quote(call: Call[None, QuoteQuery]) -> QuoteOut:
     broadcast_id = call.param("broadcast_id")
-    async with call.app[AppKeys.reader]() as db:
-        info = await services.read_broadcast(db, broadcast_id)
-        settings = await services.order_settings(db, info.market_id)
+    async with services.quick_read(call.app) as db:
+        settings = (await services.read_lineup(db, broadcast_id)).settings
     q = rules.quote_delivery(services.delivery_rules(settings), call.query.postal_code, utcnow(),
                              call.app[AppKeys.config].tz)
     d = delivery_out(call.request, q.option, q.promise_at, q.fee)
@@ -246,8 +137,7 @@ def register_api(api: Api) -> None:
                errors=[404], summary="Units each product on the line-up can still sell")
     async def lineup_stock_get(call: Call[None, None]) -> list[StockItemOut]:
         broadcast_id = call.param("broadcast_id")
-        async with call.app[AppKeys.reader]() as db:
-            await services.read_broadcast(db, broadcast_id)
+        async with services.quick_read(call.app) as db:
             left = await services.lineup_stock(db, broadcast_id)
         return [StockItemOut(product_id=pid, left=n) for pid, n in left.items()]
 
@@ -363,13 +253,14 @@ async def _outs(request: web.Request, db: Any, rows: Sequence[Purchase]) -> list
     for p in rows:
         if p.market_id not in settings:
             settings[p.market_id] = await services.order_settings(db, p.market_id)
-    return [purchase_out(request, p, names, settings[p.market_id]) for p in rows]
+    return [schemas.purchase_out(p, names, settings[p.market_id], _tz(request)) for p in rows]
 
 
 def _merchant_line_out(request: web.Request, r: services.MerchantLine) -> MerchantLineOut:
     p = r.purchase
     return MerchantLineOut(
-        line=line_out(r.line, names_of({r.product.id: r.product})), purchase_id=p.id, broadcast_id=p.broadcast_id,
+        line=schemas.line_out(r.line, names_of({r.product.id: r.product})), purchase_id=p.id,
+        broadcast_id=p.broadcast_id,
         placed_at=p.placed_at, purchase_status=p.status, payment_method=p.payment_method,
         delivery=delivery_out(request, p.delivery_option, p.delivery_promise_at, p.delivery_fee),
         name=p.contact_name, phone=p.contact_phone, postal_code=p.postal_code, address1=p.address1,
@@ -620,9 +511,13 @@ async def figures_page(request: web.Request) -> web.Response:
 
 # -- wiring ----------------------------------------------------------------------------------------
 
-async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Each process deletes expired idempotency keys every `orders.purge_interval_minutes`."""
+async def orders_ctx(app: web.Application) -> AsyncIterator[None]:
+    """On startup (after the database is open): the autocommit reads for PostgreSQL. Then each process
+    deletes expired idempotency keys every `orders.purge_interval_minutes`."""
     cfg = app[AppKeys.config].orders
+    engine = app[AppKeys.engine]
+    if engine.dialect.name == "postgresql":
+        app[services.QUICK_READS] = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def loop() -> None:
         while True:
@@ -659,4 +554,4 @@ def register(app: web.Application, api: Api) -> None:
     r.add_get("/staff/orders.csv", staff_csv, name="orders_staff_csv")
     r.add_post(r"/staff/orders/{purchase_id:\d+}/{action:paid|cancel}", staff_action, name="orders_staff_action")
     r.add_get(r"/host/broadcasts/{broadcast_id:\d+}/figures", figures_page, name="orders_figures")
-    app.cleanup_ctx.append(purge_ctx)
+    app.cleanup_ctx.append(orders_ctx)

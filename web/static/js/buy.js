@@ -44,7 +44,8 @@
   var postal = $("buy-postal");
   var items = Array.prototype.slice.call(root.querySelectorAll(".buy-item"));
   var state = { open: root.getAttribute("data-state") === "live", left: {}, fee: 0, key: null, busy: false,
-                max: 10, methods: [], unanswered: false };
+                max: 10, methods: [], unanswered: false,
+                quoted: null /* {postal, option}: the promise shown, which the order confirms */ };
 
   function newKey() {
     if (window.crypto && window.crypto.randomUUID) return window.crypto.randomUUID();
@@ -168,6 +169,7 @@
       if (seq !== quoteSeq) return; // an older answer arriving late
       if (r.status === 200 && r.data) {
         state.fee = r.data.fee;
+        state.quoted = /^\d{5}$/.test(code) ? { postal: code, option: r.data.option } : null;
         deliveryBox.textContent = r.data.label + " · " + r.data.promise_text + " · " +
           (r.data.fee > 0 ? won(r.data.fee) : t("fee_free"));
       } else {
@@ -187,11 +189,14 @@
       if (q > 0) lines.push({ product_id: pid, quantity: q });
     });
     var method = form.querySelector("input[name=payment_method]:checked");
-    return {
+    var body = {
       lines: lines, name: value("buy-name"), phone: value("buy-phone"), postal_code: value("buy-postal"),
       address1: value("buy-address1"), address2: value("buy-address2"), note: value("buy-note"),
       payment_method: method ? method.value : ""
     };
+    // The buyer confirms the promise they were shown; if it no longer holds, the server says so.
+    if (state.quoted && state.quoted.postal === body.postal_code) body.delivery_option = state.quoted.option;
+    return body;
   }
 
   function paymentText(p) {
@@ -240,6 +245,7 @@
         state.key = null; // a definitive refusal: fixing it makes a new order
         showError((error && error.message) || t("network"));
         if (error && error.details && error.details.product_id) loadCheckout();
+        if (error && (error.code === "delivery_option_changed" || error.code === "outside_delivery_area")) quote();
       }
       render();
     }).catch(function () {
