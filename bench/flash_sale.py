@@ -49,7 +49,7 @@ from sqlalchemy import func, select  # noqa: E402
 from livecommerce.config import build_config  # noqa: E402
 from livecommerce.db import make_engine, make_sessionmaker, utcnow  # noqa: E402
 from livecommerce.models import Market, Merchant, Product  # noqa: E402
-from livecommerce.orders.models import LineupSale, Purchase, PurchaseLine  # noqa: E402
+from livecommerce.orders.models import IdempotencyKey, LineupSale, PurchaseLine  # noqa: E402
 from sessions.models import Broadcast, BroadcastState, LineupItem  # noqa: E402
 
 UNITS = 100
@@ -112,6 +112,7 @@ async def pg_admin(url: str, sql: str) -> Any:
 class Seeded:
     broadcast_id: int
     product_id: int
+    warmup_product_id: int  # plenty of stock: for warming the server up before the sale
 
 
 async def seed(url: str) -> Seeded:
@@ -128,16 +129,19 @@ async def seed(url: str) -> Seeded:
             await db.flush()
             product = Product(merchant_id=merchant.id, name_ko="고기만두", name_en="Pork dumplings", price=12900,
                               stock=UNITS)
-            db.add(product)
+            warm = Product(merchant_id=merchant.id, name_ko="김치만두", name_en="Kimchi dumplings", price=12900,
+                           stock=1_000_000)
+            db.add_all([product, warm])
             await db.flush()
             now = utcnow()
             b = Broadcast(market_id=market.id, title_ko="플래시 세일", title_en="Flash sale", state=BroadcastState.LIVE,
                           starts_at=now - timedelta(minutes=1), ends_at=now + timedelta(minutes=59),
                           started_at=now - timedelta(minutes=1), lineup=[], hosts=[], partners=[])
             b.lineup.append(LineupItem(product_id=product.id, position=0, live_price=9900, stock_reserved=UNITS))
+            b.lineup.append(LineupItem(product_id=warm.id, position=1, live_price=9900, stock_reserved=1_000_000))
             db.add(b)
             await db.flush()
-            return Seeded(b.id, product.id)
+            return Seeded(b.id, product.id, warm.id)
     finally:
         await engine.dispose()
 
@@ -148,6 +152,7 @@ class Check:
     product_stock: int
     purchases: int
     units_in_lines: int
+    keys: int  # attempts that got past the read-only checks and took an Idempotency-Key
 
 
 async def check(url: str, s: Seeded) -> Check:
@@ -158,12 +163,12 @@ async def check(url: str, s: Seeded) -> Check:
             sold = await db.scalar(select(LineupSale.sold).where(LineupSale.broadcast_id == s.broadcast_id,
                                                                  LineupSale.product_id == s.product_id))
             stock = await db.scalar(select(Product.stock).where(Product.id == s.product_id))
-            purchases = await db.scalar(select(func.count()).select_from(Purchase)
-                                        .where(Purchase.broadcast_id == s.broadcast_id))
+            purchases = await db.scalar(select(func.count(func.distinct(PurchaseLine.purchase_id)))
+                                        .where(PurchaseLine.product_id == s.product_id))
             units = await db.scalar(select(func.coalesce(func.sum(PurchaseLine.quantity), 0))
-                                    .join(Purchase, Purchase.id == PurchaseLine.purchase_id)
-                                    .where(Purchase.broadcast_id == s.broadcast_id))
-            return Check(int(sold or 0), int(stock or 0), int(purchases or 0), int(units or 0))
+                                    .where(PurchaseLine.product_id == s.product_id))
+            keys = await db.scalar(select(func.count()).select_from(IdempotencyKey))
+            return Check(int(sold or 0), int(stock or 0), int(purchases or 0), int(units or 0), int(keys or 0))
     finally:
         await engine.dispose()
 
@@ -259,11 +264,12 @@ class Outcome:
     latencies: list[float] = field(default_factory=list)
     first_sent: float = 0.0
     last_answer: float = 0.0
+    last_accepted: float = 0.0  # when the last unit was sold
     sent_by: float = 0.0  # when the last attempt was sent, after the first
 
 
 async def flash_sale(bases: list[str], s: Seeded, buyers: list[Buyer], attempts: int, rate: float,
-                     concurrency: int) -> Outcome:
+                     concurrency: int, product_id: int | None = None) -> Outcome:
     """Attempt k is sent at k/rate seconds (all within attempts/rate), by buyer k mod buyers, to
     server k mod servers (a round-robin balancer)."""
     out = Outcome()
@@ -271,7 +277,8 @@ async def flash_sale(bases: list[str], s: Seeded, buyers: list[Buyer], attempts:
     urls = [f"{base}/api/v1/broadcasts/{s.broadcast_id}/purchases" for base in bases]
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     timeout = aiohttp.ClientTimeout(total=60)
-    body = {"lines": [{"product_id": s.product_id, "quantity": 1}], "name": "김민지", "phone": "010-1234-5678",
+    body = {"lines": [{"product_id": product_id or s.product_id, "quantity": 1}], "name": "김민지",
+            "phone": "010-1234-5678",
             "postal_code": "04524", "address1": "서울 중구 세종대로 110", "payment_method": "cod"}
     payload = json.dumps(body, ensure_ascii=False).encode()
     sent: list[float] = []
@@ -298,6 +305,8 @@ async def flash_sale(bases: list[str], s: Seeded, buyers: list[Buyer], attempts:
                 out.lost += 1
                 return
         out.statuses[key] = out.statuses.get(key, 0) + 1
+        if resp.status == 201:
+            out.last_accepted = max(out.last_accepted, end)
         out.latencies.append(end - start)
         out.last_answer = max(out.last_answer, end)
 
@@ -340,6 +349,11 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 await server.start()
             bases = [f"http://{HOST}:{server.port}" for server in servers]
             buyers = await sign_in_guests(bases[0], args.buyers, min(args.concurrency, 50))
+            keys_before = 0
+            if args.warmup:  # the server as it is when a show is on: pools open, statements prepared
+                await flash_sale(bases, seeded, buyers, args.warmup, args.rate, args.concurrency,
+                                 seeded.warmup_product_id)
+                keys_before = (await check(url, seeded)).keys
             before = [cpu_seconds(server.proc.pid) for server in servers if server.proc]
             outcome = await flash_sale(bases, seeded, buyers, args.attempts, args.rate, args.concurrency)
             after = [cpu_seconds(server.proc.pid) for server in servers if server.proc]
@@ -349,6 +363,7 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             for server in servers:
                 server.stop()
         checked = await check(url, seeded)
+        checked.keys -= keys_before
     finally:
         if dbname:
             with contextlib.suppress(Exception):
@@ -359,11 +374,13 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     accepted = outcome.statuses.get("201", 0)
     sold_out = outcome.statuses.get("409 sold_out", 0)
     return {
-        "backend": backend, "server": server_version, "processes": args.processes, "attempts": args.attempts,
+        "backend": backend, "server": server_version, "processes": args.processes, "warmup": args.warmup,
+        "attempts": args.attempts,
         "answered": answered,
         "accepted": accepted, "sold_out": sold_out,
         "other": {k: v for k, v in outcome.statuses.items() if k not in ("201", "409 sold_out")},
         "lost": outcome.lost, "elapsed_s": elapsed, "sent_within_s": outcome.sent_by,
+        "sold_out_after_s": outcome.last_accepted - outcome.first_sent if outcome.last_accepted else float("nan"),
         "throughput": answered / elapsed if answered and elapsed > 0 else 0.0,
         "p50_ms": percentile(outcome.latencies, 50) * 1000, "p99_ms": percentile(outcome.latencies, 99) * 1000,
         "max_ms": max(outcome.latencies) * 1000 if outcome.latencies else float("nan"),
@@ -386,14 +403,15 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
           f"logging.level={args.log_level}, other settings default (database.pool_size 10 + 10 overflow); "
           "client, server and database on this machine")
     print()
-    header = ("| backend | server | processes | answered/s | p50 | p99 | max | accepted | sold out | other | lost "
-              "| exactly 100 sold |")
+    header = ("| backend | server | processes | warm-up | answered/s | p50 | p99 | max | accepted | sold out | other "
+              "| lost | exactly 100 sold |")
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for r in results:
         c: Check = r["check"]
         other = ", ".join(f"{k}: {n}" for k, n in r["other"].items()) or "0"
-        print(f"| {r['backend']} | {r['server']} | {r['processes']} | {r['throughput']:.0f} | {r['p50_ms']:.0f} ms "
+        print(f"| {r['backend']} | {r['server']} | {r['processes']} | {r['warmup']} | {r['throughput']:.0f} "
+              f"| {r['p50_ms']:.0f} ms "
               f"| {r['p99_ms']:.0f} ms "
               f"| {r['max_ms']:.0f} ms | {r['accepted']} | {r['sold_out']} | {other} | {r['lost']} "
               f"| {'yes' if r['exactly_100'] else 'NO'} (sold {c.sold}, stock left {c.product_stock}, "
@@ -402,7 +420,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     for r in results:
         cpu = f", server CPU {r['server_cpu_ms']:.2f} ms per answer" if r["server_cpu_ms"] is not None else ""
         print(f"{r['backend']}: {r['answered']} answers in {r['elapsed_s']:.2f} s "
-              f"(attempts sent within {r['sent_within_s']:.2f} s), mean {r['mean_ms']:.0f} ms{cpu}")
+              f"(attempts sent within {r['sent_within_s']:.2f} s), mean {r['mean_ms']:.0f} ms{cpu}; "
+              f"the last unit sold {r['sold_out_after_s']:.2f} s after the first attempt; "
+              f"{r['check'].keys} attempts got past the read-only checks")
 
 
 def main() -> int:
@@ -416,12 +436,15 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=200)
     p.add_argument("--rate", type=float, default=5000.0, help="attempts sent per second")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--warmup", type=int, default=0,
+                   help="purchases of another product sent first (not counted), so pools and statements are warm")
     p.add_argument("--processes", type=int, default=1,
                    help="server processes, as behind a load balancer (PostgreSQL; SQLite is one process)")
     args = p.parse_args()
     if not (1 <= args.attempts <= 100_000 and 1 <= args.buyers <= 10_000 and 1 <= args.concurrency <= 2000
-            and args.rate > 0 and 1 <= args.processes <= 16):
-        p.error("attempts 1..100000, buyers 1..10000, concurrency 1..2000, rate > 0, processes 1..16")
+            and args.rate > 0 and 1 <= args.processes <= 16 and 0 <= args.warmup <= 100_000):
+        p.error("attempts 1..100000, buyers 1..10000, concurrency 1..2000, rate > 0, processes 1..16, "
+                "warmup 0..100000")
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     results = [asyncio.run(run(b, args if b == "postgres" else argparse.Namespace(**{**vars(args), "processes": 1})))
                for b in backends]

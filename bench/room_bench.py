@@ -237,7 +237,7 @@ async def main() -> int:
     ap.add_argument("--redis", default=os.environ.get("LIVECOMMERCE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     ap.add_argument("--database", default=os.environ.get("LIVECOMMERCE_BENCH_DATABASE_URL", ""),
                     help="database for the servers (default: a SQLite file per run)")
-    ap.add_argument("--only", default="", help="comma-separated run names to keep")
+    ap.add_argument("--only", default="", help="run names to keep, separated by semicolons")
     args = ap.parse_args()
     if not shutil.which("node") or not shutil.which("npm"):
         print("node and npm are needed for the reference server and the load generator", file=sys.stderr)
@@ -270,7 +270,7 @@ async def main() -> int:
                 ("livecommerce, 2 processes + Redis", {"kind": "ours", "viewers": 3000, "rate": 20,
                                                        "processes": 2, "batch_ms": 0, "redis_url": args.redis}),
             ]
-        only = {x.strip() for x in args.only.split(",") if x.strip()}
+        only = {x.strip() for x in args.only.split(";") if x.strip()}
         results = []
         for name, kw in plan:
             if only and name not in only:

@@ -5,11 +5,14 @@ answer the same and buy nothing more, and the live room's hook hears each commit
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from aiohttp import ClientSession, CookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, update
@@ -17,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.config import Config
 from livecommerce.db import make_engine, make_sessionmaker, utcnow
+from livecommerce.errors import AppError
 from livecommerce.models import Product
 from livecommerce.orders import rules, services
 from livecommerce.orders.models import (
@@ -29,7 +33,13 @@ from livecommerce.orders.models import (
     Purchase,
     PurchaseLine,
 )
-from livecommerce.orders.payments import default_providers
+from livecommerce.orders.payments import (
+    PAYMENT_PROVIDERS,
+    InvalidWebhook,
+    PaymentEvent,
+    PaymentStart,
+    default_providers,
+)
 from livecommerce.orders.rules import PricedLine, Replay
 from livecommerce.orders.schemas import PurchaseIn, SocketPurchaseIn
 from livecommerce.orders.services import PURCHASE_LISTENERS, PurchaseEvent
@@ -620,6 +630,61 @@ async def test_a_viewer_sees_and_cancels_only_their_own_orders(server: TestServe
         await b.close()
     p = await (await fresh(db)).get(Purchase, body["id"])
     assert p is not None and p.status is OrderStatus.PLACED
+
+
+class SignedGateway:
+    """A card gateway as docs/payments.md describes one: it offers "card" and signs its webhooks."""
+
+    name = "testpay"
+    secret = b"shared-secret"
+
+    def methods(self, settings: Any) -> list[str]:
+        return ["card"]
+
+    def start(self, purchase: Purchase, settings: Any, now: Any) -> PaymentStart:
+        return PaymentStart(self.name, "card", now + timedelta(minutes=30), redirect_url=f"/pay/{purchase.id}")
+
+    def verify_webhook(self, headers: Any, body: bytes) -> PaymentEvent:
+        sent = headers.get("X-Signature", "")
+        if not hmac.compare_digest(sent, hmac.new(self.secret, body, hashlib.sha256).hexdigest()):
+            raise InvalidWebhook("bad signature")
+        data = json.loads(body)
+        return PaymentEvent(self.name, int(data["orderId"]), data["paymentKey"], int(data["amount"]), data["status"])
+
+
+async def test_a_gateway_pays_through_its_webhook_once(app: web.Application, client: TestClient, world: World,
+                                                        db: AsyncSession) -> None:
+    gateway = SignedGateway()
+    app[PAYMENT_PROVIDERS][gateway.name] = gateway
+    token = await sign_in(client, "viewer")
+    checkout = await (await client.get(f"/api/v1/broadcasts/{world.live.id}/checkout")).json()
+    assert "card" in [m["method"] for m in checkout["payment_methods"]]
+    status, body, _ = await buy(client, token, world.live.id, order(world, payment_method="card"))
+    assert status == 201 and body["payment"]["provider"] == "testpay" and body["payment"]["pay_by"]
+
+    def webhook(amount: int, status: str = "paid", secret: bytes = gateway.secret) -> tuple[dict[str, str], bytes]:
+        raw = json.dumps({"orderId": body["id"], "paymentKey": "pk_1", "amount": amount, "status": status}).encode()
+        return {"X-Signature": hmac.new(secret, raw, hashlib.sha256).hexdigest()}, raw
+
+    with pytest.raises(InvalidWebhook):
+        gateway.verify_webhook(*webhook(body["total"], secret=b"forged"))
+    assert await services.apply_payment_event(db, gateway.verify_webhook(*webhook(body["total"], "failed")),
+                                              utcnow()) is None
+    with pytest.raises(AppError) as info:
+        await services.apply_payment_event(db, gateway.verify_webhook(*webhook(body["total"] - 1)), utcnow())
+    assert info.value.code == "amount_mismatch"
+    await db.rollback()
+    offline = PaymentEvent("offline", body["id"], "x", body["total"], "paid")
+    with pytest.raises(AppError) as info:
+        await services.apply_payment_event(db, offline, utcnow())
+    assert info.value.code == "wrong_provider"
+    await db.rollback()
+    for _ in range(2):  # a webhook delivered twice pays once
+        paid = await services.apply_payment_event(db, gateway.verify_webhook(*webhook(body["total"])), utcnow())
+        await db.commit()
+        assert paid is not None and paid.status is OrderStatus.PAID and paid.payment_ref == "pk_1"
+    p = await (await fresh(db)).get(Purchase, body["id"])
+    assert p is not None and p.status is OrderStatus.PAID and p.paid_at is not None
 
 
 # -- figures ---------------------------------------------------------------------------------------

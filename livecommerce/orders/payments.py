@@ -87,11 +87,9 @@ class OfflineProvider:
 
     def start(self, purchase: Purchase, settings: MarketOrderSettings | None, now: datetime) -> PaymentStart:
         if purchase.payment_method == BANK_TRANSFER and settings is not None:
-            pay_by = now + timedelta(hours=settings.transfer_hours)
-            return PaymentStart(self.name, BANK_TRANSFER, pay_by, {
-                "bank": settings.bank_name, "account": settings.bank_account, "holder": settings.bank_holder,
-                "amount": purchase.total})
-        return PaymentStart(self.name, COD, None, {"amount": purchase.total})
+            return PaymentStart(self.name, BANK_TRANSFER, now + timedelta(hours=settings.transfer_hours),
+                                instructions(purchase, settings))
+        return PaymentStart(self.name, COD, None, instructions(purchase, settings))
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
         raise InvalidWebhook("the offline provider has no webhook: staff confirm transfers")

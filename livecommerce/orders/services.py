@@ -12,7 +12,7 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -325,16 +325,6 @@ async def notify(app: web.Application, event: PurchaseEvent) -> None:
                                                              "broadcast": event.broadcast_id})
 
 
-@dataclass
-class Placed:
-    purchase: Purchase
-    basket: Basket
-    quote: DeliveryQuote
-    event: PurchaseEvent
-    settings: MarketOrderSettings | None
-    names: dict[int, tuple[str, str]] = field(default_factory=dict)  # product id -> (ko, en)
-
-
 @dataclass(frozen=True)
 class Checked:
     basket: Basket  # priced from the line-up, with the delivery fee
@@ -378,33 +368,42 @@ async def precheck(db: Reads, user_id: int, key: str, broadcast_id: int, order: 
 
 
 async def take_stock(db: AsyncSession, broadcast_id: int, lines: Sequence[rules.PricedLine],
-                     names: Mapping[int, str]) -> None:
+                     names: Mapping[int, str], reserved: Mapping[int, int] | None = None) -> dict[int, int]:
     """Take every line's units from the show's allowance and from the product's stock, by conditional
-    UPDATEs (the row count says whether they were there). Rows are locked in one order everywhere
+    UPDATEs (a row comes back only if the units were there). Rows are locked in one order everywhere
     (show counters by product id, then products by id) so two purchases cannot deadlock. On a
-    refusal the caller's transaction rolls back: a multi-line order takes all its lines or none."""
+    refusal the caller's transaction rolls back: a multi-line order takes all its lines or none.
+    Returns what each product has left for the show (when `reserved` is given)."""
     ins = _insert(db)
+    sold: dict[int, int] = {}
+    stock: dict[int, int] = {}
     for line in lines:
-        reserved = (select(LineupItem.stock_reserved)
-                    .where(LineupItem.broadcast_id == broadcast_id, LineupItem.product_id == line.product_id)
-                    .scalar_subquery())
+        allowance = (select(LineupItem.stock_reserved)
+                     .where(LineupItem.broadcast_id == broadcast_id, LineupItem.product_id == line.product_id)
+                     .scalar_subquery())
         stmt = (update(LineupSale)
                 .where(LineupSale.broadcast_id == broadcast_id, LineupSale.product_id == line.product_id,
-                       LineupSale.sold + line.quantity <= reserved)
-                .values(sold=LineupSale.sold + line.quantity)
+                       LineupSale.sold + line.quantity <= allowance)
+                .values(sold=LineupSale.sold + line.quantity).returning(LineupSale.sold)
                 .execution_options(synchronize_session=False))
-        if (await db.execute(stmt)).rowcount == 1:  # type: ignore[attr-defined]
-            continue
-        # the show's first sale of this product makes its counter row
-        await db.execute(ins(LineupSale).values(broadcast_id=broadcast_id, product_id=line.product_id, sold=0)
-                         .on_conflict_do_nothing(index_elements=["broadcast_id", "product_id"]))
-        if (await db.execute(stmt)).rowcount != 1:  # type: ignore[attr-defined]
+        row = (await db.execute(stmt)).first()
+        if row is None:  # the show's first sale of this product makes its counter row
+            await db.execute(ins(LineupSale).values(broadcast_id=broadcast_id, product_id=line.product_id, sold=0)
+                             .on_conflict_do_nothing(index_elements=["broadcast_id", "product_id"]))
+            row = (await db.execute(stmt)).first()
+        if row is None:
             raise SoldOut(product=names.get(line.product_id, "?"), details={"product_id": line.product_id})
+        sold[line.product_id] = row[0]
     for line in lines:
-        stmt = (update(Product).where(Product.id == line.product_id, Product.stock >= line.quantity)
-                .values(stock=Product.stock - line.quantity).execution_options(synchronize_session=False))
-        if (await db.execute(stmt)).rowcount != 1:  # type: ignore[attr-defined]
+        row = (await db.execute(update(Product).where(Product.id == line.product_id, Product.stock >= line.quantity)
+                                .values(stock=Product.stock - line.quantity).returning(Product.stock)
+                                .execution_options(synchronize_session=False))).first()
+        if row is None:
             raise SoldOut(product=names.get(line.product_id, "?"), details={"product_id": line.product_id})
+        stock[line.product_id] = row[0]
+    if reserved is None:
+        return {}
+    return {pid: rules.stock_left(reserved.get(pid, 0), sold[pid], stock[pid]) for pid in sold}
 
 
 async def give_back(db: AsyncSession, broadcast_id: int, items: Iterable[tuple[int, int]]) -> None:
@@ -420,16 +419,31 @@ async def give_back(db: AsyncSession, broadcast_id: int, items: Iterable[tuple[i
                          .execution_options(synchronize_session=False))
 
 
+@dataclass
+class Placed:
+    purchase: Purchase
+    basket: Basket
+    quote: DeliveryQuote
+    settings: MarketOrderSettings | None
+    names: dict[int, tuple[str, str]]  # product id -> (ko, en)
+    reserved: dict[int, int]  # product id -> units the show set aside
+    event: PurchaseEvent | None = None  # once the stock is taken
+
+
 async def place_purchase(db: AsyncSession, *, user: User, broadcast_id: int, order: OrderInput, now: datetime,
-                         config: Config, providers: Mapping[str, PaymentProvider]) -> Placed:
-    """Record one purchase made during a live stream: priced by the server from the line-up, its stock
-    taken atomically, its delivery option decided now, its payment started. Raises an `AppError`
-    (and the caller's transaction rolls back, so nothing is written) when it cannot be made."""
+                         config: Config, providers: Mapping[str, PaymentProvider],
+                         answer: Callable[[Placed], Awaitable[None]] | None = None) -> Placed:
+    """Record one purchase made during a live stream: priced by the server from the line-up, its
+    delivery option decided now, its payment started, its stock taken atomically. Raises an
+    `AppError` (and the caller's transaction rolls back, so nothing is written) when it cannot be made.
+
+    The purchase rows are written first and the stock taken last, with `answer` (storing the response)
+    in between the two and the commit right after: the product's hot rows stay locked for as few
+    round trips as possible, which is what a flash sale's buyers queue on."""
     lineup = await read_lineup(db, broadcast_id)
     checked = check_order(lineup, order, max_quantity=config.orders.max_quantity_per_line, providers=providers,
                           now=now, tz=config.tz)
     basket, quote, info = checked.basket, checked.quote, lineup.info
-    await take_stock(db, broadcast_id, basket.lines, {pid: r.offer.name for pid, r in lineup.offers.items()})
     purchase = Purchase(
         broadcast_id=broadcast_id, market_id=info.market_id, user_id=user.id,
         stream_second=rules.stream_second(now, info.started_at), status=S.PLACED, subtotal=basket.subtotal,
@@ -444,13 +458,20 @@ async def place_purchase(db: AsyncSession, *, user: User, broadcast_id: int, ord
     db.add(purchase)
     await db.flush()
     start = providers[checked.provider].start(purchase, lineup.settings, now)
-    purchase.pay_by = start.pay_by
-    left = await _left_after(db, broadcast_id, [li.product_id for li in basket.lines])
-    event = PurchaseEvent("placed", purchase.id, broadcast_id, user.id, masked_name(user.display_name),
-                          tuple(EventLine(li.product_id, li.quantity, li.unit_price) for li in basket.lines),
-                          purchase.total, purchase.stream_second, left, now)
-    return Placed(purchase, basket, quote, event, lineup.settings,
-                  {pid: (r.name_ko, r.name_en) for pid, r in lineup.offers.items()})
+    if start.pay_by is not None:
+        purchase.pay_by = start.pay_by
+        await db.flush()
+    placed = Placed(purchase, basket, quote, lineup.settings,
+                    {pid: (r.name_ko, r.name_en) for pid, r in lineup.offers.items()},
+                    {pid: r.reserved for pid, r in lineup.offers.items()})
+    if answer is not None:
+        await answer(placed)
+    left = await take_stock(db, broadcast_id, basket.lines, {pid: r.offer.name for pid, r in lineup.offers.items()},
+                            placed.reserved)
+    placed.event = PurchaseEvent("placed", purchase.id, broadcast_id, user.id, masked_name(user.display_name),
+                                 tuple(EventLine(li.product_id, li.quantity, li.unit_price) for li in basket.lines),
+                                 purchase.total, purchase.stream_second, left, now)
+    return placed
 
 
 async def _left_after(db: AsyncSession, broadcast_id: int, product_ids: Sequence[int]) -> dict[int, int]:
@@ -467,11 +488,6 @@ class Claim:
     token: str
     status_code: int | None = None
     body: str | None = None
-
-
-async def find_key(db: AsyncSession, user_id: int, key: str) -> IdempotencyKey | None:
-    return await db.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id,
-                                                        IdempotencyKey.key == key))
 
 
 async def claim_key(db: AsyncSession, user_id: int, key: str, fingerprint: str, now: datetime,
@@ -612,11 +628,11 @@ async def purchase_once(app: web.Application, user: User, broadcast_id: int, bod
     if key is None:
         raise IdempotencyKeyMissing()
     order = order_input(body)
-    fp = purchase_fingerprint(broadcast_id, body)
     now = utcnow()
     async with quick_read(app) as reads:
         await precheck(reads, user.id, key, broadcast_id, order, config=config, providers=providers, now=now)
 
+    fp = purchase_fingerprint(broadcast_id, body)
     async with app[AppKeys.db].begin() as db:
         claim = await claim_key(db, user.id, key, fp, now, config.orders.idempotency_lock_seconds)
     if claim.outcome is Replay.REPLAY:
@@ -630,11 +646,15 @@ async def purchase_once(app: web.Application, user: User, broadcast_id: int, bod
     try:
         try:
             async with app[AppKeys.db].begin() as db:
+                async def store(p: Placed) -> None:  # the answer commits with the purchase, or not at all
+                    nonlocal text
+                    text = _dumps(purchase_out(p.purchase, p.names, p.settings, config.tz).model_dump(mode="json"))
+                    await complete_key(db, claim, 201, text, p.purchase.id)
+
+                text = ""
                 placed = await place_purchase(db, user=user, broadcast_id=broadcast_id, order=order, now=now,
-                                              config=config, providers=providers)
-                status, text = 201, _dumps(purchase_out(placed.purchase, placed.names, placed.settings, config.tz)
-                                           .model_dump(mode="json"))
-                await complete_key(db, claim, status, text, placed.purchase.id)
+                                              config=config, providers=providers, answer=store)
+                status = 201
         except AppError as exc:  # refused while buying: nothing was bought; the answer is kept
             placed = None
             status, text = exc.status, error_body(exc)
@@ -652,7 +672,7 @@ async def purchase_once(app: web.Application, user: User, broadcast_id: int, bod
             async with app[AppKeys.db].begin() as db:
                 await release_key(db, claim)
         raise
-    if placed is not None:
+    if placed is not None and placed.event is not None:
         await notify(app, placed.event)
     return Answer(status, text)
 

@@ -64,8 +64,8 @@
   function qtyInput(pid) { return $("buy-qty-" + pid); }
 
   function quantity(pid) {
-    var input = qtyInput(pid);
-    var n = input ? parseInt(input.value, 10) : 0;
+    var out = qtyInput(pid);
+    var n = out ? parseInt(out.textContent, 10) : 0;
     return isNaN(n) || n < 0 ? 0 : n;
   }
 
@@ -75,9 +75,9 @@
   }
 
   function setQuantity(pid, n) {
-    var input = qtyInput(pid);
-    if (!input) return;
-    input.value = String(Math.max(0, Math.min(limit(pid), n)));
+    var out = qtyInput(pid);
+    if (!out) return;
+    out.textContent = String(Math.max(0, Math.min(limit(pid), n)));
     render();
   }
 
@@ -88,9 +88,8 @@
       var pid = li.getAttribute("data-product");
       var left = limit(pid);
       var q = Math.min(quantity(pid), left);
-      var input = qtyInput(pid);
-      if (input && String(q) !== input.value) input.value = String(q);
-      if (input) input.max = String(left);
+      var out = qtyInput(pid);
+      if (out && String(q) !== out.textContent) out.textContent = String(q);
       var leftEl = $("buy-left-" + pid);
       if (leftEl && Object.prototype.hasOwnProperty.call(state.left, pid)) {
         leftEl.textContent = state.left[pid] > 0 ? t("left", { n: state.left[pid] }) : t("sold_out");
@@ -261,9 +260,6 @@
     if (!btn) return;
     var pid = btn.getAttribute("data-for");
     setQuantity(pid, quantity(pid) + Number(btn.getAttribute("data-step")));
-  });
-  root.addEventListener("input", function (evt) {
-    if (evt.target.classList && evt.target.classList.contains("buy-qty")) render();
   });
   if (postal) {
     postal.addEventListener("input", function () {
