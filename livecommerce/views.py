@@ -49,7 +49,7 @@ def sign_out(request: web.Request) -> None:
 
 
 def home_for(user: User) -> str:
-    return {Role.STAFF: "/staff", Role.HOST: "/host", Role.MERCHANT: "/"}.get(user.role, "/")
+    return {Role.STAFF: "/staff", Role.HOST: "/host", Role.MERCHANT: "/merchant/orders"}.get(user.role, "/")
 
 
 def safe_next(value: str | None, default: str = "/") -> str:
