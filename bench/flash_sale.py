@@ -48,6 +48,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from livecommerce.config import build_config  # noqa: E402
 from livecommerce.db import make_engine, make_sessionmaker, utcnow  # noqa: E402
+from livecommerce.loadtest import cpu_seconds  # noqa: E402
 from livecommerce.models import Market, Merchant, Product  # noqa: E402
 from livecommerce.orders.models import IdempotencyKey, LineupSale, PurchaseLine  # noqa: E402
 from sessions.models import Broadcast, BroadcastState, LineupItem  # noqa: E402
@@ -74,15 +75,6 @@ def versions() -> dict[str, str]:
 
     return {"Python": platform.python_version(), "aiohttp": aiohttp.__version__, "SQLAlchemy": sqlalchemy.__version__,
             "asyncpg": asyncpg.__version__, "aiosqlite": aiosqlite.__version__, "SQLite": sqlite3.sqlite_version}
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU a process has used (Linux): the server's cost per answer, whatever else runs."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def free_port() -> int:

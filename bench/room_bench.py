@@ -32,21 +32,16 @@ from typing import Any
 
 import aiohttp
 
+from livecommerce.loadtest import cpu_seconds
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its threads, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def machine() -> dict[str, str]:
@@ -93,9 +88,9 @@ async def run_loadgen(workdir: Path, cfg: dict[str, Any], server_pids: list[int]
     async for raw in proc.stdout:
         line = json.loads(raw)
         if line.get("mark") == "start":
-            start_cpu = sum(cpu_seconds(p) for p in server_pids)
+            start_cpu = sum(cpu_seconds(p) or 0.0 for p in server_pids)
         elif line.get("mark") == "end":
-            end_cpu = sum(cpu_seconds(p) for p in server_pids)
+            end_cpu = sum(cpu_seconds(p) or 0.0 for p in server_pids)
         elif line.get("result"):
             result = line
     await asyncio.wait_for(proc.wait(), 60)

@@ -14,7 +14,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import models_json_schema
 
 from .auth import PUBLIC, Access, access
-from .errors import BadRequest, ValidationFailed
+from .errors import BadRequest, NotFound, ValidationFailed
 
 PREFIX = "/api/v1"
 
@@ -36,6 +36,14 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+def path_id(request: web.Request, name: str, message: str | None = None, code: str | None = None) -> int:
+    """A path parameter that names a row by id; anything else is a 404 (the row cannot exist)."""
+    raw = request.match_info[name]
+    if not raw.isdecimal() or len(raw) > 18:
+        raise NotFound(message, code=code)
+    return int(raw)
 
 
 @dataclass
@@ -140,7 +148,7 @@ class Api:
             if result is None:
                 return web.Response(status=204)
             payload = adapter.dump_python(result, mode="json") if adapter else result
-            return web.json_response(payload, status=ep.status, dumps=_dumps)
+            return web.json_response(payload, status=ep.status, dumps=json_dumps)
 
         access(ep.access)(handler)
         handler.__name__ = ep.handler.__name__
@@ -149,7 +157,7 @@ class Api:
     def _openapi_handler(self) -> Callable[[web.Request], Awaitable[web.Response]]:
         @access(PUBLIC)
         async def openapi(request: web.Request) -> web.Response:
-            return web.json_response(self.openapi(), dumps=_dumps)
+            return web.json_response(self.openapi(), dumps=json_dumps)
 
         return openapi
 
@@ -232,5 +240,5 @@ _STATUS_TEXT = {400: "Bad request", 401: "Not signed in", 403: "Not allowed, or 
                 415: "Not JSON", 422: "Validation failed"}
 
 
-def _dumps(obj: Any) -> str:
+def json_dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 import web as web_assets
 
 from . import i18n
+from .api import json_dumps
 from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secure
 from .config import Config
 from .db import make_engine, make_sessionmaker
@@ -52,13 +53,13 @@ def is_exempt(request: web.Request) -> bool:
 
 
 def error_response(request: web.Request, status: int, code: str, message: str, details: Any = None) -> web.Response:
-    text_ = i18n.gettext(message)
+    """`message` is already in the person's language."""
+    text_ = message
     if wants_json(request):
         body: dict[str, Any] = {"code": code, "message": text_}
         if details is not None:
             body["details"] = details
-        return web.json_response({"error": body}, status=status,
-                                 dumps=lambda o: __import__("json").dumps(o, ensure_ascii=False))
+        return web.json_response({"error": body}, status=status, dumps=json_dumps)
     try:
         resp = render(request, "error.html", {"status": status, "code": code, "message": text_, "details": details})
     except Exception:  # the error page itself must never fail
@@ -100,13 +101,14 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             if exc.status < 400:
                 raise
             code, message = _HTTP_ERRORS.get(exc.status, ("http_error", exc.reason or "Error"))
-            resp = error_response(request, exc.status, code, message)
+            resp = error_response(request, exc.status, code, i18n.gettext(message))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("request failed", extra={"request_id": request_id, "path": request.path})
             code = "internal"
-            resp = error_response(request, 500, "internal", N_("Something went wrong on our side. Please try again."))
+            resp = error_response(request, 500, "internal",
+                                  i18n.gettext(N_("Something went wrong on our side. Please try again.")))
     except web.HTTPException as exc:  # redirects
         resp = exc
     finally:

@@ -117,6 +117,7 @@ class FastManager(socketio.AsyncManager):
         slow: list[Any] = []
         sockets = self.server.eio.sockets
         written = 0
+        fallback = None
         for _sid, eio_sid in self.get_participants(namespace, room):
             s = sockets.get(eio_sid)
             ws = getattr(s, "lc_ws", None)
@@ -129,8 +130,9 @@ class FastManager(socketio.AsyncManager):
                 transport.write(frame)
                 written += 1
             else:  # long-polling or mid-upgrade: the ordinary way, through Engine.IO's queue
-                pkt = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data])
-                self._spawn(self.server._send_packet(eio_sid, pkt))
+                if fallback is None:
+                    fallback = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data])
+                self._spawn(self.server._send_packet(eio_sid, fallback))
         self.frames_written += written
         for sock in slow:
             log.warning("dropping a viewer that cannot keep up")

@@ -51,3 +51,10 @@ def state(request: web.Request) -> RequestState:
         st = RequestState()
         request[STATE] = st
     return st
+
+
+def signed_in_user(request: web.Request) -> User:
+    """The request's user, on a route whose access rule lets only signed-in users through."""
+    user = state(request).user
+    assert user is not None
+    return user

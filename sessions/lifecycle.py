@@ -25,9 +25,9 @@ from livecommerce.config import Config
 from livecommerce.db import utcnow
 from livecommerce.keys import AppKeys
 
-from . import planning
+from . import planning, services
 from .models import Broadcast, BroadcastState, Series
-from .schedule import ACTION_STATE, Action, Slot, Timing, allowed_from, step, wake_at
+from .schedule import ACTION_STATE, Action, Slot, Timing, step, wake_at
 
 log = logging.getLogger("livecommerce.scheduler")
 S = BroadcastState
@@ -67,18 +67,13 @@ def slot_of(b: Broadcast) -> Slot:
 
 async def apply(db: AsyncSession, broadcast_id: int, action: Action, at: datetime) -> bool:
     """Make one move if nobody has made it yet; True if this call made it."""
-    q = update(Broadcast).where(Broadcast.id == broadcast_id)
-    if action is Action.WARN:
-        q = q.where(Broadcast.state == S.LIVE, Broadcast.warned_at.is_(None)).values(warned_at=at)
-    else:
-        wanted = ACTION_STATE[action]
-        values: dict[str, object] = {"state": wanted}
-        if wanted is S.LIVE:
-            values["started_at"] = at
-        if wanted is S.ENDED:
-            values["ended_at"] = at
-        q = q.where(Broadcast.state.in_(allowed_from(wanted))).values(**values)
-    result = await db.execute(q.execution_options(synchronize_session=False))
+    if action is not Action.WARN:
+        return await services.move(db, broadcast_id, ACTION_STATE[action], at)
+    result = await db.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast_id, Broadcast.state == S.LIVE, Broadcast.warned_at.is_(None))
+        .values(warned_at=at)
+        .execution_options(synchronize_session=False))
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 

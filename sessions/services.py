@@ -17,7 +17,7 @@ from livecommerce.errors import Conflict, Forbidden, NotFound
 from livecommerce.models import Role, User
 
 from .models import STATE_LABELS, Broadcast, BroadcastHost, BroadcastState, LineupItem
-from .schedule import LEGAL, IllegalTransition, Slot, Timing, check_transition, may_go_live
+from .schedule import IllegalTransition, Slot, Timing, allowed_from, check_transition, may_go_live
 
 OPEN_STATES = (BroadcastState.SCHEDULED, BroadcastState.LOBBY, BroadcastState.LIVE)
 
@@ -71,6 +71,23 @@ class Transition:
     at: datetime
 
 
+async def move(db: AsyncSession, broadcast_id: int, wanted: BroadcastState, at: datetime) -> bool:
+    """The conditional UPDATE behind every lifecycle move (by a host, staff or the scheduler): its WHERE
+    names the states `wanted` may come from, so of several racing processes exactly one makes it.
+    True if this call made it; records the real start and end."""
+    values: dict[str, object] = {"state": wanted}
+    if wanted is BroadcastState.LIVE:
+        values["started_at"] = at
+    if wanted is BroadcastState.ENDED:
+        values["ended_at"] = at
+    result = await db.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast_id, Broadcast.state.in_(allowed_from(wanted)))
+        .values(**values)
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
 async def transition(db: AsyncSession, broadcast_id: int, wanted: BroadcastState, at: datetime) -> Transition:
     """Move a broadcast to `wanted` if its current state allows it. The UPDATE's WHERE carries the
     legal previous states, so two processes racing for the same move cannot both make it."""
@@ -80,18 +97,7 @@ async def transition(db: AsyncSession, broadcast_id: int, wanted: BroadcastState
     except IllegalTransition as exc:
         raise Conflict("A broadcast that is %(current)s cannot become %(wanted)s.", code="illegal_transition",
                        current=STATE_LABELS[exc.current], wanted=STATE_LABELS[exc.wanted]) from None
-    allowed_from = [s for s, nxt in LEGAL.items() if wanted in nxt]
-    values: dict[str, object] = {"state": wanted}
-    if wanted is BroadcastState.LIVE:
-        values["started_at"] = at
-    if wanted is BroadcastState.ENDED:
-        values["ended_at"] = at
-    result = await db.execute(
-        update(Broadcast)
-        .where(Broadcast.id == broadcast_id, Broadcast.state.in_(allowed_from))
-        .values(**values)
-        .execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not await move(db, broadcast_id, wanted, at):
         await db.refresh(b)
         raise Conflict("Someone else changed this broadcast first; it is now %(state)s.",
                        code="transition_lost", state=STATE_LABELS[b.state])

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from livecommerce import i18n
+from livecommerce.api import path_id
 from livecommerce.auth import STAFF, access
 from livecommerce.config import Config
 from livecommerce.db import utcnow
@@ -155,19 +156,12 @@ def _message(exc: AppError) -> str:
 
 # -- small lookups ------------------------------------------------------------------------------
 
-def _path_id(request: web.Request, name: str, message: str, code: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdecimal() or len(raw) > 18:
-        raise NotFound(message, code=code)
-    return int(raw)
-
-
 def _series_id(request: web.Request) -> int:
-    return _path_id(request, "series_id", N_("No series with this id."), "series_not_found")
+    return path_id(request, "series_id", N_("No series with this id."), "series_not_found")
 
 
 def _broadcast_id(request: web.Request) -> int:
-    return _path_id(request, "broadcast_id", N_("No broadcast with this id."), "broadcast_not_found")
+    return path_id(request, "broadcast_id", N_("No broadcast with this id."), "broadcast_not_found")
 
 
 async def _markets(db: AsyncSession) -> Sequence[Market]:

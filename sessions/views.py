@@ -11,11 +11,11 @@ from aiohttp import web
 from sqlalchemy import select
 
 from livecommerce import i18n
-from livecommerce.api import Api, Call
+from livecommerce.api import Api, Call, path_id
 from livecommerce.auth import HOST, PUBLIC, SIGNED_IN, STAFF, access, request_origin
 from livecommerce.db import utcnow
-from livecommerce.errors import AppError, NotFound
-from livecommerce.keys import AppKeys, state
+from livecommerce.errors import N_, AppError
+from livecommerce.keys import AppKeys, signed_in_user, state
 from livecommerce.models import Market, User
 from livecommerce.templating import page, render
 
@@ -200,17 +200,8 @@ def _poke(app: web.Application) -> None:
         scheduler.poke()
 
 
-def _user(request: web.Request) -> User:
-    user = state(request).user
-    assert user is not None  # the access rule let only signed-in users through
-    return user
-
-
 def _broadcast_id(request: web.Request) -> int:
-    raw = request.match_info["broadcast_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound("No broadcast with this id.", code="broadcast_not_found")
-    return int(raw)
+    return path_id(request, "broadcast_id", N_("No broadcast with this id."), "broadcast_not_found")
 
 
 @access(PUBLIC)
@@ -314,14 +305,14 @@ async def staff_chat(request: web.Request) -> web.Response:
 @page("host/index.html")
 async def host_index(request: web.Request) -> dict[str, Any]:
     async with request.app[AppKeys.reader]() as db:
-        rows = await services.host_broadcasts(db, _user(request))
+        rows = await services.host_broadcasts(db, signed_in_user(request))
     return {"broadcasts": rows}
 
 
 @access(HOST)
 @page("host/console.html")
 async def host_console(request: web.Request) -> dict[str, Any]:
-    user = _user(request)
+    user = signed_in_user(request)
     broadcast_id = _broadcast_id(request)
     async with request.app[AppKeys.reader]() as db:
         b = await services.get_broadcast(db, broadcast_id, full=True)

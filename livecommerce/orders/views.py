@@ -17,11 +17,11 @@ from aiohttp import web
 from yarl import URL
 
 from livecommerce import i18n
-from livecommerce.api import Api, Call
+from livecommerce.api import Api, Call, path_id
 from livecommerce.auth import HOST, MERCHANT, PUBLIC, SIGNED_IN, STAFF, access
 from livecommerce.db import utcnow
 from livecommerce.errors import N_, AppError, NotFound, ValidationFailed
-from livecommerce.keys import AppKeys, state
+from livecommerce.keys import AppKeys, signed_in_user, state
 from livecommerce.models import Product, Role, User
 from livecommerce.templating import render
 from sessions import services as broadcasts
@@ -71,17 +71,6 @@ def names_of(products: dict[int, Product]) -> schemas.Names:
     return {pid: (p.name_ko, p.name_en) for pid, p in products.items()}
 
 
-def _user(request: web.Request) -> User:
-    user = state(request).user
-    assert user is not None  # the access rule let only signed-in people through
-    return user
-
-
-def _id(request: web.Request, name: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound()
-    return int(raw)
 
 
 # -- buying ----------------------------------------------------------------------------------------
@@ -270,7 +259,7 @@ def _merchant_line_out(request: web.Request, r: services.MerchantLine) -> Mercha
 async def _cancel(request: web.Request, purchase_id: int) -> PurchaseOut:
     now = utcnow()
     async with request.app[AppKeys.db].begin() as db:
-        p = await services.cancel_purchase(db, _user(request), purchase_id, now)
+        p = await services.cancel_purchase(db, signed_in_user(request), purchase_id, now)
         out = (await _outs(request, db, [p]))[0]
         event = await services.cancelled_event(db, p, now)
     await services.notify(request.app, event)
@@ -303,13 +292,13 @@ def _int_arg(value: str | None) -> int | None:
 async def buy_page(request: web.Request) -> web.Response:
     """The buy sheet on its own page (the live page includes the same fragment)."""
     async with request.app[AppKeys.reader]() as db:
-        b = await broadcasts.get_broadcast(db, _id(request, "broadcast_id"), full=True)
+        b = await broadcasts.get_broadcast(db, path_id(request, "broadcast_id"), full=True)
     return render(request, "orders/buy.html", {"b": b})
 
 
 @access(SIGNED_IN)
 async def my_orders_page(request: web.Request) -> web.Response:
-    user = _user(request)
+    user = signed_in_user(request)
     async with request.app[AppKeys.reader]() as db:
         rows = await services.my_purchases(db, user.id)
         outs = await _outs(request, db, rows)
@@ -321,10 +310,10 @@ async def my_orders_page(request: web.Request) -> web.Response:
 @access(SIGNED_IN)
 async def my_order_cancel(request: web.Request) -> web.StreamResponse:
     try:
-        await _cancel(request, _id(request, "purchase_id"))
+        await _cancel(request, path_id(request, "purchase_id"))
     except AppError as exc:
         async with request.app[AppKeys.reader]() as db:
-            rows = await services.my_purchases(db, _user(request).id)
+            rows = await services.my_purchases(db, signed_in_user(request).id)
             outs = await _outs(request, db, rows)
             titles = await _titles(db, {p.broadcast_id for p in rows})
         return render(request, "orders/mine.html", {
@@ -366,14 +355,14 @@ async def _merchant_context(request: web.Request, user: User) -> dict[str, Any]:
 
 @access(MERCHANT)
 async def merchant_page(request: web.Request) -> web.Response:
-    user = _user(request)
+    user = signed_in_user(request)
     ctx = await _merchant_context(request, user)
     return render(request, "orders/merchant.html", {**ctx, "error": None})
 
 
 @access(MERCHANT)
 async def merchant_line_post(request: web.Request) -> web.StreamResponse:
-    user = _user(request)
+    user = signed_in_user(request)
     form = await request.post()
     wanted = _status_arg(str(form.get("status", "")))
     back = str(form.get("back", ""))
@@ -382,7 +371,7 @@ async def merchant_line_post(request: web.Request) -> web.StreamResponse:
         if wanted is None or wanted not in services.MERCHANT_MOVES:
             raise ValidationFailed("Choose packed or delivered.", code="invalid_status")
         async with request.app[AppKeys.db].begin() as db:
-            await services.move_line(db, user, _id(request, "line_id"), wanted, utcnow())
+            await services.move_line(db, user, path_id(request, "line_id"), wanted, utcnow())
     except AppError as exc:
         ctx = await _merchant_context(request, user)
         return render(request, "orders/merchant.html", {**ctx, "error": i18n.gettext(exc.message, **exc.params)},
@@ -424,7 +413,7 @@ async def staff_page(request: web.Request) -> web.Response:
 
 @access(STAFF)
 async def staff_action(request: web.Request) -> web.StreamResponse:
-    purchase_id = _id(request, "purchase_id")
+    purchase_id = path_id(request, "purchase_id")
     action = request.match_info["action"]
     form = await request.post()
     back = str(form.get("back", ""))
@@ -499,8 +488,8 @@ async def staff_csv(request: web.Request) -> web.StreamResponse:
 
 @access(HOST)
 async def figures_page(request: web.Request) -> web.Response:
-    user = _user(request)
-    broadcast_id = _id(request, "broadcast_id")
+    user = signed_in_user(request)
+    broadcast_id = path_id(request, "broadcast_id")
     async with request.app[AppKeys.reader]() as db:
         b = await broadcasts.get_broadcast(db, broadcast_id, full=True)
         await broadcasts.check_host(db, broadcast_id, user.id, user.role)
