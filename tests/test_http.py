@@ -27,8 +27,6 @@ async def test_healthz_names_the_failing_part(client: TestClient, app: web.Appli
     # Point the app at a database that cannot be opened.
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from livecommerce.db import make_sessionmaker
-
     broken = create_async_engine("sqlite+aiosqlite:////nonexistent-dir/x.db")
     app[AppKeys.reader].configure(bind=broken)
     try:
@@ -39,7 +37,6 @@ async def test_healthz_names_the_failing_part(client: TestClient, app: web.Appli
         assert body["database"].startswith("error")
     finally:
         await broken.dispose()
-    assert make_sessionmaker  # imported for the same factory the app uses
 
 
 async def test_metrics_in_prometheus_text_format(client: TestClient) -> None:
