@@ -260,51 +260,102 @@ class Outcome:
     sent_by: float = 0.0  # when the last attempt was sent, after the first
 
 
+class Conn:
+    """One keep-alive HTTP/1.1 connection, written by hand: the load generator shares the machine's
+    cores with the server and the database, so it spends as little CPU per attempt as it can."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        try:
+            self.writer.write(raw)
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length, close = 0, False
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
+            body = await self.reader.readexactly(length) if length else b""
+        except BaseException:
+            self.close()
+            raise
+        if close:
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 async def flash_sale(bases: list[str], s: Seeded, buyers: list[Buyer], attempts: int, rate: float,
                      concurrency: int, product_id: int | None = None) -> Outcome:
-    """Attempt k is sent at k/rate seconds (all within attempts/rate), by buyer k mod buyers, to
-    server k mod servers (a round-robin balancer)."""
+    """Attempt k is due at k/rate seconds (all within attempts/rate), by buyer k mod buyers, to
+    server k mod servers (a round-robin balancer); at most `concurrency` are in flight, each on its
+    own keep-alive connection to each server."""
     out = Outcome()
-    sem = asyncio.Semaphore(concurrency)
-    urls = [f"{base}/api/v1/broadcasts/{s.broadcast_id}/purchases" for base in bases]
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    timeout = aiohttp.ClientTimeout(total=60)
     body = {"lines": [{"product_id": product_id or s.product_id, "quantity": 1}], "name": "김민지",
             "phone": "010-1234-5678",
             "postal_code": "04524", "address1": "서울 중구 세종대로 110", "payment_method": "cod"}
     payload = json.dumps(body, ensure_ascii=False).encode()
+    targets = [urlsplit(base) for base in bases]
+    path = f"/api/v1/broadcasts/{s.broadcast_id}/purchases"
     sent: list[float] = []
+    next_k = 0
 
-    async def attempt(k: int, http: aiohttp.ClientSession, t0: float) -> None:
-        delay = t0 + k / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    def request(k: int) -> bytes:
         b = buyers[k % len(buyers)]
-        headers = {"Cookie": f"lc_session={b.cookie}", "X-CSRF-Token": b.csrf, "Content-Type": "application/json",
-                   "Idempotency-Key": f'"{uuid.uuid4()}"'}
-        async with sem:
+        return (f"POST {path} HTTP/1.1\r\nHost: {targets[k % len(targets)].netloc}\r\n"
+                f"Cookie: lc_session={b.cookie}\r\nX-CSRF-Token: {b.csrf}\r\n"
+                f"Content-Type: application/json\r\nIdempotency-Key: \"{uuid.uuid4()}\"\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+
+    async def worker(conns: list[Conn], t0: float) -> None:
+        nonlocal next_k
+        while next_k < attempts:
+            k = next_k
+            next_k += 1
+            delay = t0 + k / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            raw = request(k)
             start = time.perf_counter()
             sent.append(start)
             try:
-                async with http.post(urls[k % len(urls)], data=payload, headers=headers) as resp:
-                    data = await resp.read()
-                    end = time.perf_counter()
-                    key = str(resp.status)
-                    if resp.status == 409:
-                        with contextlib.suppress(ValueError, KeyError):
-                            key = "409 " + json.loads(data)["error"]["code"]
-            except (aiohttp.ClientError, TimeoutError):
+                status, data = await asyncio.wait_for(conns[k % len(conns)].request(raw), 60)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, TimeoutError):
                 out.lost += 1
-                return
-        out.statuses[key] = out.statuses.get(key, 0) + 1
-        if resp.status == 201:
-            out.last_accepted = max(out.last_accepted, end)
-        out.latencies.append(end - start)
-        out.last_answer = max(out.last_answer, end)
+                continue
+            end = time.perf_counter()
+            key = str(status)
+            if status == 409:
+                with contextlib.suppress(ValueError, KeyError):
+                    key = "409 " + json.loads(data)["error"]["code"]
+            out.statuses[key] = out.statuses.get(key, 0) + 1
+            if status == 201:
+                out.last_accepted = max(out.last_accepted, end)
+            out.latencies.append(end - start)
+            out.last_answer = max(out.last_answer, end)
 
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as http:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(attempt(k, http, t0) for k in range(attempts)))
+    pools = [[Conn(t.hostname or HOST, t.port or 80) for t in targets] for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    try:
+        await asyncio.gather(*(worker(conns, t0) for conns in pools))
+    finally:
+        for conns in pools:
+            for c in conns:
+                c.close()
     out.first_sent = min(sent) if sent else 0.0
     out.sent_by = (max(sent) - out.first_sent) if sent else 0.0
     return out
@@ -347,7 +398,9 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                                  seeded.warmup_product_id)
                 keys_before = (await check(url, seeded)).keys
             before = [cpu_seconds(server.proc.pid) for server in servers if server.proc]
+            client_before = time.process_time()
             outcome = await flash_sale(bases, seeded, buyers, args.attempts, args.rate, args.concurrency)
+            client_cpu = time.process_time() - client_before
             after = [cpu_seconds(server.proc.pid) for server in servers if server.proc]
             server_cpu = (sum(a - b for a, b in zip(after, before, strict=True))  # type: ignore[operator]
                           if None not in before + after else None)
@@ -379,6 +432,7 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "mean_ms": statistics.fmean(outcome.latencies) * 1000 if outcome.latencies else float("nan"),
         "check": checked,
         "server_cpu_ms": server_cpu * 1000 / answered if server_cpu is not None and answered else None,
+        "client_cpu_ms": client_cpu * 1000 / answered if answered else None,
         "exactly_100": (checked.sold == UNITS and checked.product_stock == 0 and checked.purchases == accepted == UNITS
                         and checked.units_in_lines == UNITS),
     }
@@ -411,6 +465,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print()
     for r in results:
         cpu = f", server CPU {r['server_cpu_ms']:.2f} ms per answer" if r["server_cpu_ms"] is not None else ""
+        if r["client_cpu_ms"] is not None:
+            cpu += f" (the load generator's {r['client_cpu_ms']:.2f} ms)"
         print(f"{r['backend']}: {r['answered']} answers in {r['elapsed_s']:.2f} s "
               f"(attempts sent within {r['sent_within_s']:.2f} s), mean {r['mean_ms']:.0f} ms{cpu}; "
               f"the last unit sold {r['sold_out_after_s']:.2f} s after the first attempt; "

@@ -1,16 +1,21 @@
-"""Account services: create accounts, sign in, join as a guest."""
+"""Account services: create accounts, sign in, join as a guest; the signed-in account per request."""
 
 from __future__ import annotations
 
 import re
 import secrets
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth import hash_password, verify_password
 from .errors import Conflict, InvalidCredentials, ValidationFailed
+from .hotreads import HotReads
 from .models import Role, User
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -86,3 +91,51 @@ async def set_password(db: AsyncSession, user: User, password: str, min_password
     user.password_hash = hash_password(password)
     user.session_epoch += 1  # every other signed-in browser is signed out
     await db.flush()
+
+
+# -- the signed-in account, per request -------------------------------------------------------------
+
+_CACHES: weakref.WeakSet[AccountCache] = weakref.WeakSet()
+
+
+class AccountCache:
+    """Accounts as last read from the database, kept `ttl` seconds, so that a request or a socket
+    from a signed-in person does not read the account again each time. Any change to an account
+    flushed through this process forgets it at once (see `_forget_changed`); a change made by another
+    process is seen within `ttl`. `ttl` 0 reads on every call."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._users: dict[int, tuple[float, User]] = {}
+        _CACHES.add(self)
+
+    async def get(self, reads: HotReads, user_id: int, epoch: int) -> User | None:
+        """The active account `user_id` if the cookie's `epoch` is still its own, else None."""
+        now = self.clock()
+        hit = self._users.get(user_id)
+        if hit is not None and hit[0] > now:
+            user = hit[1]
+        else:
+            user = await reads.account(user_id)
+            if user is None:
+                self._users.pop(user_id, None)
+                return None
+            if self.ttl > 0:
+                if len(self._users) >= 100_000:  # bounded: drop what has expired, or everything
+                    self._users = {k: v for k, v in self._users.items() if v[0] > now}
+                    if len(self._users) >= 100_000:
+                        self._users.clear()
+                self._users[user_id] = (now + self.ttl, user)
+        if not user.is_active or user.session_epoch != epoch:
+            return None
+        return user
+
+    def forget(self, user_id: int) -> None:
+        self._users.pop(user_id, None)
+
+
+@event.listens_for(User, "after_update")
+def _forget_changed(_mapper: Any, _conn: Any, target: User) -> None:
+    for cache in list(_CACHES):
+        cache.forget(target.id)

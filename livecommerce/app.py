@@ -18,11 +18,13 @@ from redis.asyncio import Redis
 import web as web_assets
 
 from . import i18n
+from .accounts import AccountCache
 from .api import json_dumps
 from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secure
 from .config import Config
 from .db import make_engine, make_sessionmaker
 from .errors import N_, AppError, NotFound
+from .hotreads import HotReads
 from .keys import AppKeys, state
 from .metrics import make_metrics
 from .models import User
@@ -153,10 +155,8 @@ async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
         session = Session()
     user: User | None = None
     if session.user_id is not None:
-        async with app[AppKeys.reader]() as db:
-            user = await db.get(User, session.user_id)
-        if user is None or not user.is_active or user.session_epoch != session.epoch:
-            user = None
+        user = await app[AppKeys.accounts].get(app[AppKeys.hot], session.user_id, session.epoch)
+        if user is None:
             session = Session(locale=session.locale)
             fresh = True
     lang = request.query.get("lang")
@@ -227,7 +227,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[AppKeys.engine] = engine
     app[AppKeys.db] = make_sessionmaker(engine)
     app[AppKeys.reader] = make_sessionmaker(engine, write=False)
+    hot = app[AppKeys.hot] = HotReads(engine, app[AppKeys.reader])
+    await hot.start(app[AppKeys.config].database.pool_size)
     yield
+    await hot.close()
     await engine.dispose()
 
 
@@ -278,6 +281,7 @@ def create_app(config: Config) -> web.Application:
     app[AppKeys.catalogues] = i18n.load_catalogues(config.i18n.locales)
     app[AppKeys.codec] = SessionCodec(load_or_create_secret(config), config.security.session_max_age_hours * 3600)
     app[AppKeys.inflight] = {"count": 0, "idle": asyncio.Event()}
+    app[AppKeys.accounts] = AccountCache(config.security.account_cache_seconds)
     setup_templates(app)
 
     sio = make_sio(config)

@@ -52,6 +52,8 @@ class ServerConfig:
 class DatabaseConfig:
     url: str = "sqlite+aiosqlite:///livecommerce.db"
     pool_size: int = 10
+    pool_pre_ping: bool = False
+    pool_recycle_seconds: int = 1800
     sqlite_busy_timeout_ms: int = 5000
     echo: bool = False
 
@@ -100,6 +102,7 @@ class SecurityConfig:
     session_max_age_hours: int = 168
     cookie_secure: str = "auto"
     password_min_length: int = 8
+    account_cache_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class OrdersConfig:
     idempotency_retention_hours: int = 24
     idempotency_lock_seconds: int = 60
     purge_interval_minutes: int = 60
+    lineup_cache_seconds: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -277,6 +281,7 @@ def validate(c: Config) -> None:
     _check(d.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")), "database.url",
            "a sqlite+aiosqlite:// or postgresql+asyncpg:// URL", d.url)
     _check(d.pool_size >= 1, "database.pool_size", "at least 1", d.pool_size)
+    _check(d.pool_recycle_seconds >= 60, "database.pool_recycle_seconds", "at least 60", d.pool_recycle_seconds)
     _check(d.sqlite_busy_timeout_ms >= 0, "database.sqlite_busy_timeout_ms", "zero or more", d.sqlite_busy_timeout_ms)
 
     r = c.redis
@@ -326,6 +331,7 @@ def validate(c: Config) -> None:
     _check(se.cookie_secure in ("auto", "always", "never"), "security.cookie_secure",
            "auto, always or never", se.cookie_secure)
     _check(8 <= se.password_min_length <= 128, "security.password_min_length", "8 to 128", se.password_min_length)
+    _check(0 <= se.account_cache_seconds <= 60, "security.account_cache_seconds", "0 to 60", se.account_cache_seconds)
 
     o = c.orders
     _check(1 <= o.max_quantity_per_line <= 999, "orders.max_quantity_per_line", "1 to 999", o.max_quantity_per_line)
@@ -335,6 +341,7 @@ def validate(c: Config) -> None:
            o.idempotency_lock_seconds)
     _check(0 <= o.purge_interval_minutes <= 24 * 60, "orders.purge_interval_minutes", "0 (never) to 1440",
            o.purge_interval_minutes)
+    _check(0 <= o.lineup_cache_seconds <= 5, "orders.lineup_cache_seconds", "0 to 5", o.lineup_cache_seconds)
 
     lg = c.logging
     _check(lg.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",

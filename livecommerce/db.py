@@ -65,7 +65,8 @@ def make_engine(cfg: DatabaseConfig) -> AsyncEngine:
     else:
         kwargs["pool_size"] = cfg.pool_size
         kwargs["max_overflow"] = cfg.pool_size
-        kwargs["pool_pre_ping"] = True
+        kwargs["pool_pre_ping"] = cfg.pool_pre_ping
+        kwargs["pool_recycle"] = cfg.pool_recycle_seconds
     engine = create_async_engine(cfg.url, **kwargs)
     if engine.dialect.name == "sqlite":
         busy = cfg.sqlite_busy_timeout_ms

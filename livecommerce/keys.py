@@ -11,8 +11,10 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from .accounts import AccountCache
 from .auth import Session, SessionCodec
 from .config import Config
+from .hotreads import HotReads
 from .metrics import Metrics
 from .models import User
 
@@ -22,12 +24,14 @@ class AppKeys:
     engine = web.AppKey("engine", AsyncEngine)
     db = web.AppKey("db", async_sessionmaker[AsyncSession])  # units of work that write
     reader = web.AppKey("reader", async_sessionmaker[AsyncSession])  # units of work that only read
+    hot = web.AppKey("hot", HotReads)  # the reads made on nearly every request
     redis = web.AppKey("redis", Redis)  # absent when redis.url is empty
     sio = web.AppKey("sio", socketio.AsyncServer)
     metrics = web.AppKey("metrics", Metrics)
     catalogues = web.AppKey("catalogues", dict[str, gettext.NullTranslations])
     codec = web.AppKey("codec", SessionCodec)
     inflight = web.AppKey("inflight", dict[str, Any])
+    accounts = web.AppKey("accounts", AccountCache)  # signed-in accounts, read at most every few seconds
 
 
 @dataclass

@@ -26,7 +26,7 @@ from .auth import COOKIE, Access
 from .config import Config
 from .errors import AppError, Forbidden, Unauthenticated, ValidationFailed
 from .keys import AppKeys
-from .models import Role, User
+from .models import Role
 
 log = logging.getLogger("livecommerce.socket")
 
@@ -165,9 +165,8 @@ class Namespace(socketio.AsyncNamespace):
         locale = (session.locale if session and session.locale else None) or config.i18n.default_locale
         who = SocketUser(None, None, "", locale)
         if session is not None and session.user_id is not None:
-            async with self.app[AppKeys.reader]() as db:
-                user = await db.get(User, session.user_id)
-            if user is not None and user.is_active and user.session_epoch == session.epoch:
+            user = await self.app[AppKeys.accounts].get(self.app[AppKeys.hot], session.user_id, session.epoch)
+            if user is not None:
                 who = SocketUser(user.id, user.role, user.display_name, locale)
         await self.save_session(sid, who.as_session())
         self.app[AppKeys.metrics].sockets_connected.inc()

@@ -9,7 +9,6 @@ from typing import Any
 from aiohttp import web
 
 from livecommerce.keys import AppKeys
-from livecommerce.models import Product
 from livecommerce.orders import services as orders
 from livecommerce.orders.schemas import FiguresOut
 
@@ -24,11 +23,7 @@ async def on_purchase(app: web.Application, event: orders.PurchaseEvent) -> None
     await rt.sales_changed(event.broadcast_id)
     if event.kind != "placed":
         return
-    async with app[AppKeys.reader]() as db:
-        names = {p.id: (p.name_ko, p.name_en) for p in
-                 [await db.get(Product, line.product_id) for line in event.lines] if p is not None}
-    lines = [{"product_id": ln.product_id, "quantity": ln.quantity,
-              "name_ko": names.get(ln.product_id, ("", ""))[0], "name_en": names.get(ln.product_id, ("", ""))[1]}
+    lines = [{"product_id": ln.product_id, "quantity": ln.quantity, "name_ko": ln.name_ko, "name_en": ln.name_en}
              for ln in event.lines]
     await publish(app, event.broadcast_id, "purchase", {"buyer": event.buyer, "lines": lines,
                                                         "at": event.at.isoformat()})

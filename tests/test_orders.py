@@ -447,7 +447,8 @@ async def test_listeners_hear_each_committed_purchase_and_cancellation(app: web.
     e = heard[0]
     assert (e.kind, e.purchase_id, e.broadcast_id, e.user_id, e.buyer) == (
         "placed", body["id"], world.live.id, world.viewer.id, "시**")
-    assert e.lines == (services.EventLine(world.products[0].id, 2, 9900),)
+    assert e.lines == (services.EventLine(world.products[0].id, 2, 9900, world.products[0].name_ko,
+                                          world.products[0].name_en),)
     assert e.stock_left == {world.products[0].id: 28} and e.total == body["total"]
     status, _, _ = await buy(client, token, world.live.id, order(world, payment_method="bank_transfer"))
     assert status == 422 and len(heard) == 1  # a refusal is not a purchase

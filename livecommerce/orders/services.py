@@ -7,10 +7,13 @@ listeners called after each committed purchase, cancellation or refund."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import secrets
+import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,16 +21,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from sqlalchemy import and_, bindparam, delete, exists, func, select, update
+from sqlalchemy import and_, bindparam, delete, event, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import ORMExecuteState, selectinload
+from sqlalchemy.orm import Session as OrmSession
 
 from livecommerce import i18n
 from livecommerce.config import Config
 from livecommerce.db import utcnow
 from livecommerce.errors import N_, AppError, Conflict, Forbidden, NotFound, ValidationFailed
+from livecommerce.hotreads import Unavailable
 from livecommerce.keys import AppKeys
 from livecommerce.models import Merchant, Product, Role, User
 from sessions.models import Broadcast, BroadcastState, LineupItem
@@ -194,9 +199,8 @@ class OfferRow:
     sold: int
 
 
-# Built once: a purchase attempt reads the broadcast, its market's order settings, its line-up with
-# what is sold, and whether the buyer's Idempotency-Key is known, in one statement (and, on
-# PostgreSQL, outside any transaction: see `quick_read`).
+# Built once: the broadcast, its market's order settings and its line-up with what is sold, in one
+# statement (and, on PostgreSQL, outside any transaction: see `quick_read`).
 _B, _LI, _P = Broadcast.__table__, LineupItem.__table__, Product.__table__  # type: ignore[attr-defined]
 _LS, _K = LineupSale.__table__, IdempotencyKey.__table__  # type: ignore[attr-defined]
 _MS = MarketOrderSettings.__table__  # type: ignore[attr-defined]
@@ -212,9 +216,6 @@ _LINEUP = (
                  .outerjoin(_LS, and_(_LS.c.broadcast_id == _LI.c.broadcast_id, _LS.c.product_id == _LI.c.product_id)))
     .where(_B.c.id == bindparam("broadcast_id"))
     .order_by(_LI.c.position))
-_LINEUP_AND_KEY = _LINEUP.add_columns(
-    exists().where(_K.c.user_id == bindparam("user_id"), _K.c.key == bindparam("key")).label("has_key"))
-
 Reads = AsyncSession | AsyncConnection
 
 
@@ -223,16 +224,11 @@ class Lineup:
     info: BroadcastInfo
     offers: dict[int, OfferRow]  # active products only, in running order
     settings: MarketOrderSettings | None  # a detached copy; None: the market uses the defaults
-    has_key: bool = False  # the buyer's Idempotency-Key is already stored
 
 
-async def read_lineup(db: Reads, broadcast_id: int, *, user_id: int | None = None, key: str | None = None) -> Lineup:
+async def read_lineup(db: Reads, broadcast_id: int) -> Lineup:
     """The broadcast, its line-up's live prices and what each product has left for the show."""
-    params: dict[str, Any] = {"broadcast_id": broadcast_id}
-    stmt = _LINEUP
-    if user_id is not None:
-        stmt, params["user_id"], params["key"] = _LINEUP_AND_KEY, user_id, key or ""
-    rows = (await db.execute(stmt, params)).all()
+    rows = (await db.execute(_LINEUP, {"broadcast_id": broadcast_id})).all()
     if not rows:
         raise NotFound("No broadcast with this id.", code="broadcast_not_found")
     first = rows[0]
@@ -250,7 +246,7 @@ async def read_lineup(db: Reads, broadcast_id: int, *, user_id: int | None = Non
     settings = None
     if first.ms_market_id is not None:
         settings = MarketOrderSettings(**{c.name: getattr(first, f"ms_{c.name}") for c in _SETTING_COLUMNS})
-    return Lineup(info, offers, settings, bool(getattr(first, "has_key", False)))
+    return Lineup(info, offers, settings)
 
 
 async def read_broadcast(db: Reads, broadcast_id: int) -> BroadcastInfo:
@@ -291,6 +287,8 @@ class EventLine:
     product_id: int
     quantity: int
     unit_price: int
+    name_ko: str = ""  # on a "placed" event: for the room's feed, with no read of its own
+    name_en: str = ""
 
 
 @dataclass(frozen=True)
@@ -355,16 +353,34 @@ def check_order(lineup: Lineup, order: OrderInput, *, max_quantity: int,
                    methods[order.payment_method])
 
 
-async def precheck(db: Reads, user_id: int, key: str, broadcast_id: int, order: OrderInput, *, config: Config,
-                   providers: Mapping[str, PaymentProvider], now: datetime) -> bool:
-    """Before anything is written: True when the key is already stored (a retry: the claim decides
-    what it gets); otherwise refuse what a read can refuse, recording nothing."""
-    lineup = await read_lineup(db, broadcast_id, user_id=user_id, key=key)
-    if lineup.has_key:
-        return True
-    check_order(lineup, order, max_quantity=config.orders.max_quantity_per_line, providers=providers, now=now,
-                tz=config.tz)
-    return False
+_KEY_KNOWN = select(exists().where(_K.c.user_id == bindparam("user_id"), _K.c.key == bindparam("key")))
+
+
+async def key_known(app: web.Application, user_id: int, key: str) -> bool:
+    """Whether the buyer's Idempotency-Key is already stored (one indexed read)."""
+    params = {"user_id": user_id, "key": key}
+    try:
+        row = await app[AppKeys.hot].fetchrow(_KEY_KNOWN, params)
+        return bool(row is not None and row[0])
+    except Unavailable:
+        async with quick_read(app) as db:
+            return bool((await db.execute(_KEY_KNOWN, params)).scalar())
+
+
+async def precheck(app: web.Application, user_id: int, key: str, broadcast_id: int, order: OrderInput, *,
+                   config: Config, providers: Mapping[str, PaymentProvider], now: datetime) -> None:
+    """Before anything is written, refuse what the line-up refuses (not live, sold out, a wrong basket),
+    recording nothing, unless the key is already stored (a retry: the claim decides what it gets).
+    The line-up comes from `LINEUPS`: during a flash sale most attempts are refused with a single
+    indexed read of their key."""
+    lineup = await app[LINEUPS].get(app, broadcast_id)
+    try:
+        check_order(lineup, order, max_quantity=config.orders.max_quantity_per_line, providers=providers, now=now,
+                    tz=config.tz)
+    except AppError:
+        if await key_known(app, user_id, key):
+            return
+        raise
 
 
 async def take_stock(db: AsyncSession, broadcast_id: int, lines: Sequence[rules.PricedLine],
@@ -469,7 +485,8 @@ async def place_purchase(db: AsyncSession, *, user: User, broadcast_id: int, ord
     left = await take_stock(db, broadcast_id, basket.lines, {pid: r.offer.name for pid, r in lineup.offers.items()},
                             placed.reserved)
     placed.event = PurchaseEvent("placed", purchase.id, broadcast_id, user.id, masked_name(user.display_name),
-                                 tuple(EventLine(li.product_id, li.quantity, li.unit_price) for li in basket.lines),
+                                 tuple(EventLine(li.product_id, li.quantity, li.unit_price,
+                                                 *placed.names.get(li.product_id, ("", ""))) for li in basket.lines),
                                  purchase.total, purchase.stream_second, left, now)
     return placed
 
@@ -577,6 +594,87 @@ async def quick_read(app: web.Application) -> AsyncIterator[Reads]:
         yield conn
 
 
+class LineupCache:
+    """Each broadcast's line-up as read at most `ttl` seconds ago, per language, for refusing purchase
+    attempts without a read of their own. An attempt it lets through is checked again inside its own
+    transaction, so a stale entry can only refuse, for at most `ttl`, what has just become possible
+    on another process (units given back, the show going live, a new line-up). Concurrent callers
+    share one read. Every commit on this process that touches a broadcast, a line-up, a product, the
+    show's sales or a market's order settings empties every cache at once (see `_note_change`)."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: dict[tuple[int, str], tuple[float, Lineup]] = {}
+        self._reading: dict[tuple[int, str], asyncio.Task[Lineup]] = {}
+        self._generation = 0
+        _LINEUP_CACHES.add(self)
+
+    async def get(self, app: web.Application, broadcast_id: int) -> Lineup:
+        if self.ttl <= 0:
+            async with quick_read(app) as db:
+                return await read_lineup(db, broadcast_id)
+        k = (broadcast_id, i18n.current_locale.get())
+        hit = self._entries.get(k)
+        if hit is not None and hit[0] > self.clock():
+            return hit[1]
+        task = self._reading.get(k)
+        if task is None:
+            task = asyncio.ensure_future(self._read(app, k))
+            self._reading[k] = task
+        return await asyncio.shield(task)
+
+    async def _read(self, app: web.Application, k: tuple[int, str]) -> Lineup:
+        generation = self._generation
+        try:
+            async with quick_read(app) as db:
+                lineup = await read_lineup(db, k[0])
+            if self._generation == generation:  # nothing was committed here meanwhile
+                if len(self._entries) >= 10_000:
+                    self._entries.clear()
+                self._entries[k] = (self.clock() + self.ttl, lineup)
+            return lineup
+        finally:
+            self._reading.pop(k, None)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+
+
+_LINEUP_CACHES: weakref.WeakSet[LineupCache] = weakref.WeakSet()
+_SHAPES_A_LINEUP = frozenset({Broadcast, LineupItem, LineupSale, Product, MarketOrderSettings})
+_CHANGED = "lineups_changed"
+
+
+@event.listens_for(OrmSession, "after_flush")
+def _note_flush(session: OrmSession, _ctx: Any) -> None:
+    if any(type(o) in _SHAPES_A_LINEUP for o in (*session.new, *session.dirty, *session.deleted)):
+        session.info[_CHANGED] = True
+
+
+@event.listens_for(OrmSession, "do_orm_execute")
+def _note_statement(state: ORMExecuteState) -> None:
+    if ((state.is_update or state.is_delete or state.is_insert) and state.bind_mapper is not None
+            and state.bind_mapper.class_ in _SHAPES_A_LINEUP):
+        state.session.info[_CHANGED] = True
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _note_change(session: OrmSession) -> None:
+    if session.info.pop(_CHANGED, False):
+        for cache in list(_LINEUP_CACHES):
+            cache.clear()
+
+
+@event.listens_for(OrmSession, "after_rollback")
+def _forget_change(session: OrmSession) -> None:
+    session.info.pop(_CHANGED, None)
+
+
+LINEUPS = web.AppKey("orders_lineups", LineupCache)
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
@@ -613,8 +711,9 @@ async def purchase_once(app: web.Application, user: User, broadcast_id: int, bod
                         idempotency_key: str | None) -> Answer:
     """Buy with an Idempotency-Key (IETF httpapi draft), for the HTTP route and the socket event alike.
 
-    1. One read (no transaction): is the key known? If not, refuse what a read can refuse — not live,
-       sold out, a wrong basket — by raising an `AppError`; nothing is recorded and the key stays free.
+    1. Against the line-up as recently read (`LINEUPS`), refuse what a read can refuse — not live,
+       sold out, a wrong basket — by raising an `AppError`, unless the key is already stored; nothing
+       is recorded and the key stays free.
     2. Its own transaction: insert the key "in progress"; the unique constraint decides who is first.
        A finished key answers what it answered before (`replayed`); one in progress raises
        `IdempotencyInFlight` (409); one used for another body raises `IdempotencyKeyReused` (422).
@@ -629,8 +728,7 @@ async def purchase_once(app: web.Application, user: User, broadcast_id: int, bod
         raise IdempotencyKeyMissing()
     order = order_input(body)
     now = utcnow()
-    async with quick_read(app) as reads:
-        await precheck(reads, user.id, key, broadcast_id, order, config=config, providers=providers, now=now)
+    await precheck(app, user.id, key, broadcast_id, order, config=config, providers=providers, now=now)
 
     fp = purchase_fingerprint(broadcast_id, body)
     async with app[AppKeys.db].begin() as db:

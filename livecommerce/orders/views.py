@@ -532,6 +532,7 @@ def register(app: web.Application, api: Api) -> None:
     purchase listeners (empty: the live room adds its own) and the key purge."""
     app[PAYMENT_PROVIDERS] = default_providers()
     app[services.PURCHASE_LISTENERS] = []
+    app[services.LINEUPS] = services.LineupCache(app[AppKeys.config].orders.lineup_cache_seconds)
     register_api(api)
     r = app.router
     r.add_get(r"/live/{broadcast_id:\d+}/buy", buy_page, name="orders_buy")
