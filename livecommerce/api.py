@@ -126,6 +126,11 @@ class Api:
                     raise BadRequest("Send a JSON body (Content-Type: application/json).", code="json_required",
                                      status=415)
                 raw = await request.read()
+                try:  # the usual case, in one pass; anything wrong is explained by the steps below
+                    body = ep.body.model_validate_json(raw)
+                except PydanticValidationError:
+                    body = None
+            if ep.body is not None and body is None:
                 try:
                     data = json.loads(raw or b"null")
                 except (json.JSONDecodeError, UnicodeDecodeError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 import web as web_assets
 
-from . import i18n
+from . import i18n, logs
 from .accounts import AccountCache
 from .api import json_dumps
 from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secure
@@ -84,7 +84,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
     metrics = app[AppKeys.metrics]
     started = time.perf_counter()
-    request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
+    request_id = request.headers.get("X-Request-ID", "")[:64] or os.urandom(8).hex()
     state(request).request_id = request_id
     i18n.activate(app[AppKeys.config].i18n.default_locale,
                   app[AppKeys.catalogues][app[AppKeys.config].i18n.default_locale])
@@ -122,8 +122,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         metrics.errors.labels(code).inc()
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     elapsed = time.perf_counter() - started
-    metrics.requests.labels(request.method, route, str(resp.status)).inc()
-    metrics.request_seconds.labels(route).observe(elapsed)
+    metrics.answered(request.method, route, resp.status, elapsed)
     headers = resp.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
@@ -132,7 +131,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     headers["X-Request-ID"] = request_id
     user = state(request).user
     if not request.path.startswith("/static/"):
-        log.info("request", extra={
+        logs.access(log, "request", {
             "request_id": request_id, "method": request.method, "path": request.path, "status": resp.status,
             "ms": round(elapsed * 1000, 2), "user": user.id if user else None,
             "broadcast": request.match_info.get("broadcast_id"), "code": code or None})
@@ -288,6 +287,7 @@ def create_app(config: Config) -> web.Application:
     sio.attach(app)
     app[AppKeys.sio] = sio
 
+    app.cleanup_ctx.append(logs.flush_periodically)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
     from sessions.lifecycle import scheduler_ctx

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,6 +61,9 @@ class Session:
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     locale: str | None = None
 
+    def copy(self) -> Session:
+        return Session(self.user_id, self.epoch, self.csrf, self.locale)
+
     def dump(self) -> dict[str, Any]:
         return {"u": self.user_id, "e": self.epoch, "c": self.csrf, "l": self.locale}
 
@@ -77,17 +81,30 @@ class SessionCodec:
     def __init__(self, secret: str, max_age_seconds: int) -> None:
         self._s = URLSafeTimedSerializer(secret, salt="livecommerce.session")
         self.max_age = max_age_seconds
+        self._verified: dict[str, tuple[float, Session]] = {}  # cookie -> (expires at, what it carries)
 
     def encode(self, session: Session) -> str:
         return self._s.dumps(session.dump())
 
     def decode(self, value: str | None) -> Session | None:
+        """The session a cookie carries, if its signature holds and it has not expired. A cookie already
+        verified is remembered until it expires (a browser sends the same one on every request)."""
         if not value:
             return None
+        hit = self._verified.get(value)
+        if hit is not None and hit[0] > time.time():
+            return hit[1].copy()
         try:
-            return Session.load(self._s.loads(value, max_age=self.max_age))
+            data, signed_at = self._s.loads(value, max_age=self.max_age, return_timestamp=True)
         except BadSignature:
             return None
+        session = Session.load(data)
+        if session is None:
+            return None
+        if len(self._verified) >= 50_000:
+            self._verified.clear()
+        self._verified[value] = (signed_at.timestamp() + self.max_age, session)
+        return session.copy()
 
 
 # -- access rules -------------------------------------------------------------------------

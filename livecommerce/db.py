@@ -92,12 +92,17 @@ def make_engine(cfg: DatabaseConfig) -> AsyncEngine:
     return engine
 
 
+def writer(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for transactions that write: on SQLite each takes the write lock when it begins."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(sqlite_begin="IMMEDIATE")
+    return engine
+
+
 def make_sessionmaker(engine: AsyncEngine, *, write: bool = True) -> async_sessionmaker[AsyncSession]:
     """Sessions for one unit of work. `write=True` (the default): on SQLite each transaction takes the
     write lock when it begins; use `write=False` for units of work that only read."""
-    if write and engine.dialect.name == "sqlite":
-        engine = engine.execution_options(sqlite_begin="IMMEDIATE")
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(writer(engine) if write else engine, expire_on_commit=False)
 
 
 def _alembic_config(url: str) -> Any:

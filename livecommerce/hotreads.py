@@ -59,7 +59,7 @@ class HotReads:
         if self.engine.dialect.name != "postgresql":
             return
         dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size)
+        self.pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, reset=_keep_session)
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -87,6 +87,17 @@ class HotReads:
             raise Unavailable() from exc
         return row
 
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """Every row of `sql` (asyncpg's $n placeholders). Raises `Unavailable` like `fetchrow`."""
+        if self.pool is None:
+            raise Unavailable()
+        try:
+            async with self.pool.acquire() as conn:
+                return list(await conn.fetch(sql, *args))
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            log.warning("fast read failed; reading the usual way", extra={"error": str(exc)})
+            raise Unavailable() from exc
+
     async def account(self, user_id: int) -> User | None:
         """The account as stored (detached, as if read by a session that has closed), or None."""
         try:
@@ -101,6 +112,12 @@ class HotReads:
         user = User(**values)
         make_transient_to_detached(user)
         return user
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """These connections only run plain reads and never change their session (no SET, LISTEN, cursor
+    or advisory lock), so a connection goes back to the pool as it is, without asyncpg's reset round
+    trip (an open transaction is still rolled back)."""
 
 
 class Unavailable(Exception):

@@ -1,30 +1,47 @@
-"""Structured logs: one JSON object per line, so an operator can filter by request, user or broadcast."""
+"""Structured logs: one JSON object per line, so an operator can filter by request, user or broadcast.
+
+The server writes a line per request, thousands a second under load, so the lines go to a buffered
+stream: warnings and errors are flushed at once, the rest by `flush` (the app calls it a few times a
+second, see `flush_periodically`) and when the process exits. The per-request line (`access`) is written
+straight to that stream, in the same shape as every other line, without building a `LogRecord`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from .config import LoggingConfig
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
 
+def _ts(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
+        out = {"ts": _ts(record.created), "level": record.levelname.lower(), "logger": record.name,
+               "msg": record.getMessage()}
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False, default=str)
+
+    def line(self, logger: str, level: str, msg: str, fields: Mapping[str, Any], created: float) -> str:
+        return json.dumps({"ts": _ts(created), "level": level, "logger": logger, "msg": msg, **fields},
+                          ensure_ascii=False, default=str)
 
 
 class TextFormatter(logging.Formatter):
@@ -33,16 +50,94 @@ class TextFormatter(logging.Formatter):
         extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_"))
         return f"{base} {extra}" if extra else base
 
+    def line(self, logger: str, level: str, msg: str, fields: Mapping[str, Any], created: float) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)) + f",{int(created * 1000) % 1000:03d}"
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        return f"{when} {level.upper()} {logger} {msg} {extra}"
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each line to a buffered stream; flushes at once only from WARNING up."""
+
+    def __init__(self, stream: TextIO, formatter: JsonFormatter | TextFormatter) -> None:
+        super().__init__(stream)
+        self.setFormatter(formatter)
+        self.lines = formatter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + "\n")
+            if record.levelno >= logging.WARNING:
+                self.flush()
+        except Exception:
+            self.handleError(record)
+
+    def write_line(self, logger: str, level: str, msg: str, fields: Mapping[str, Any]) -> None:
+        try:
+            self.stream.write(self.lines.line(logger, level, msg, fields, time.time()) + "\n")
+        except Exception:
+            self.handleError(logging.LogRecord(logger, logging.INFO, "", 0, msg, None, None))
+
+
+_installed: LineHandler | None = None
+
 
 def setup_logging(cfg: LoggingConfig) -> None:
-    handler = logging.StreamHandler()
-    if cfg.format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    global _installed
+    formatter: JsonFormatter | TextFormatter = (
+        JsonFormatter() if cfg.format == "json" else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler = LineHandler(_buffered_stderr(), formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(cfg.level.upper())
+    _installed = handler
     # aiohttp's own access log would print a second, unstructured line per request.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Nothing in a line needs the thread, the process or the caller's frame.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
+def _buffered_stderr() -> TextIO:
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return sys.stderr
+    return open(os.dup(fd), "w", buffering=1 << 16, encoding="utf-8", errors="backslashreplace")
+
+
+def access(logger: logging.Logger, msg: str, fields: Mapping[str, Any]) -> None:
+    """An INFO line with `fields`, as `logger.info(msg, extra=fields)` would write it, for less."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _installed
+    if handler is None or logger.handlers or not logger.propagate or logging.getLogger().handlers != [handler]:
+        logger.info(msg, extra=dict(fields))
+        return
+    handler.write_line(logger.name, "info", msg, fields)
+
+
+def flush() -> None:
+    if _installed is not None:
+        _installed.flush()
+
+
+FLUSH_SECONDS = 0.25
+
+
+async def flush_periodically(_app: object) -> AsyncIterator[None]:
+    """For `app.cleanup_ctx`: flush the log lines every `FLUSH_SECONDS` while the app runs, and at the end."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            flush()
+
+    task = asyncio.ensure_future(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        flush()

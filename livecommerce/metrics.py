@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -15,6 +16,18 @@ class Metrics:
     sockets_connected: Gauge
     socket_events: Counter
     errors: Counter
+    _children: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
+
+    def answered(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP answer and its time (the labelled series are looked up once each)."""
+        key = (method, route, status)
+        pair = self._children.get(key)
+        if pair is None:
+            pair = (self.requests.labels(method, route, str(status)), self.request_seconds.labels(route))
+            if len(self._children) < 10_000:
+                self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
 
 
 def make_metrics() -> Metrics:

@@ -19,7 +19,7 @@ from yarl import URL
 from livecommerce import i18n
 from livecommerce.api import Api, Call, path_id
 from livecommerce.auth import HOST, MERCHANT, PUBLIC, SIGNED_IN, STAFF, access
-from livecommerce.db import utcnow
+from livecommerce.db import utcnow, writer
 from livecommerce.errors import N_, AppError, NotFound, ValidationFailed
 from livecommerce.keys import AppKeys, signed_in_user, state
 from livecommerce.models import Product, Role, User
@@ -505,8 +505,11 @@ async def orders_ctx(app: web.Application) -> AsyncIterator[None]:
     deletes expired idempotency keys every `orders.purge_interval_minutes`."""
     cfg = app[AppKeys.config].orders
     engine = app[AppKeys.engine]
+    app[services.WRITES] = writer(engine)
     if engine.dialect.name == "postgresql":
         app[services.QUICK_READS] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    if app[AppKeys.hot].native:
+        app[services.KEY_CHECKS] = services.KeyChecks(app[AppKeys.hot])
 
     async def loop() -> None:
         while True:
@@ -533,6 +536,7 @@ def register(app: web.Application, api: Api) -> None:
     app[PAYMENT_PROVIDERS] = default_providers()
     app[services.PURCHASE_LISTENERS] = []
     app[services.LINEUPS] = services.LineupCache(app[AppKeys.config].orders.lineup_cache_seconds)
+    app[services.ADMISSION] = services.Admission()
     register_api(api)
     r = app.router
     r.add_get(r"/live/{broadcast_id:\d+}/buy", buy_page, name="orders_buy")
