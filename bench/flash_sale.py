@@ -349,6 +349,9 @@ async def flash_sale(bases: list[str], s: Seeded, buyers: list[Buyer], attempts:
             out.last_answer = max(out.last_answer, end)
 
     pools = [[Conn(t.hostname or HOST, t.port or 80) for t in targets] for _ in range(concurrency)]
+    for conns in pools:  # the buyers are already on the sale page: their connections are open
+        for c in conns:
+            c.reader, c.writer = await asyncio.open_connection(c.host, c.port)
     t0 = time.perf_counter()
     try:
         await asyncio.gather(*(worker(conns, t0) for conns in pools))

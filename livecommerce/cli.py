@@ -130,8 +130,8 @@ def run_server(config: Config, banner: list[str] | None = None) -> None:
         else:
             loop = uvloop.new_event_loop()
     web.run_app(app, host=config.server.host, port=config.server.port,
-                shutdown_timeout=config.server.shutdown_timeout, access_log=None, print=_print,
-                handle_signals=True, loop=loop)
+                shutdown_timeout=config.server.shutdown_timeout, backlog=config.server.backlog, access_log=None,
+                print=_print, handle_signals=True, loop=loop)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -46,6 +46,7 @@ class ServerConfig:
     shutdown_timeout: float = 10.0
     trust_proxy: bool = False
     event_loop: str = "uvloop"
+    backlog: int = 1024
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,7 @@ def validate(c: Config) -> None:
                and parts.path in ("", "/"), "server.allowed_origins",
                "origins like https://shop.example (never *)", origin)
     _check(s.event_loop in ("uvloop", "asyncio"), "server.event_loop", "uvloop or asyncio", s.event_loop)
+    _check(16 <= s.backlog <= 65535, "server.backlog", "16 to 65535", s.backlog)
     _check(s.max_body_bytes >= 1024, "server.max_body_bytes", "at least 1024", s.max_body_bytes)
     _check(s.shutdown_timeout >= 0, "server.shutdown_timeout", "zero or more seconds", s.shutdown_timeout)
     _check(s.secret_key == "" or len(s.secret_key) >= 32, "server.secret_key",
