@@ -119,6 +119,7 @@ class OrdersConfig:
     idempotency_lock_seconds: int = 60
     purge_interval_minutes: int = 60
     lineup_cache_seconds: float = 0.25
+    expire_interval_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -344,6 +345,8 @@ def validate(c: Config) -> None:
     _check(0 <= o.purge_interval_minutes <= 24 * 60, "orders.purge_interval_minutes", "0 (never) to 1440",
            o.purge_interval_minutes)
     _check(0 <= o.lineup_cache_seconds <= 5, "orders.lineup_cache_seconds", "0 to 5", o.lineup_cache_seconds)
+    _check(0 <= o.expire_interval_seconds <= 3600, "orders.expire_interval_seconds", "0 (never) to 3600",
+           o.expire_interval_seconds)
 
     lg = c.logging
     _check(lg.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",

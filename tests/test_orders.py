@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -117,17 +117,23 @@ async def test_a_viewer_buys_at_the_live_price(client: TestClient, world: World,
                                                                        world.products[1].id: 20}
 
 
-async def test_a_price_sent_by_the_client_is_refused(client: TestClient, world: World, db: AsyncSession) -> None:
-    """Prices are the server's: the request model has no price field, so sending one is a 422."""
+async def test_a_price_sent_by_the_client_is_ignored(client: TestClient, world: World, db: AsyncSession) -> None:
+    """Prices are the server's: a price in the request changes nothing, not even the request an
+    Idempotency-Key stands for."""
     token = await sign_in(client, "viewer")
-    cheap = order(world, lines=[{"product_id": world.products[0].id, "quantity": 2, "unit_price": 1}])
-    status, body, _ = await buy(client, token, world.live.id, cheap)
-    assert status == 422
-    assert {d["field"] for d in body["error"]["details"]} == {"lines.0.unit_price"}
-    status, body, _ = await buy(client, token, world.live.id, order(world, total=100))
-    assert status == 422 and body["error"]["details"][0]["field"] == "total"
-    assert await count(db, Purchase) == 0 and await count(db, IdempotencyKey) == 0
-    assert await sold(db, world.live.id, world.products[0].id) == 0
+    key = str(uuid.uuid4())
+    cheap = order(world, lines=[{"product_id": world.products[0].id, "quantity": 2, "unit_price": 1, "price": 1}],
+                  total=100, subtotal=100)
+    status, body, _ = await buy(client, token, world.live.id, cheap, key)
+    assert status == 201
+    assert body["lines"][0]["unit_price"] == 9900 and body["subtotal"] == 19800 and body["total"] == 19800
+    p = await (await fresh(db)).get(Purchase, body["id"])
+    assert p is not None and p.total == 19800
+    status, again, headers = await buy(client, token, world.live.id, order(world, total="free"), key)
+    assert status == 201 and again == body and headers["Idempotent-Replayed"] == "true"
+    status, other, _ = await buy(client, token, world.live.id, order(world, totally="free"))
+    assert status == 422 and other["error"]["details"][0]["field"] == "totally"  # other unknown fields: refused
+    assert await count(db, Purchase) == 1 and await sold(db, world.live.id, world.products[0].id) == 2
 
 
 async def test_what_cannot_be_bought(client: TestClient, world: World, db: AsyncSession) -> None:
@@ -720,3 +726,42 @@ async def test_the_hosts_figures(server: TestServer, world: World, db: AsyncSess
     assert len(f["minutes"]) >= minute + 1 and [m["minute"] for m in f["minutes"]] == list(range(len(f["minutes"])))
     assert sum(m["orders"] for m in f["minutes"]) == 2 and sum(m["revenue"] for m in f["minutes"]) == f["revenue"]
     assert f["minutes"][minute]["orders"] >= 1
+
+
+async def test_a_transfer_unpaid_after_its_deadline_is_cancelled_and_its_units_come_back(
+        app: web.Application, client: TestClient, world: World, db: AsyncSession) -> None:
+    await services.seed_demo_order_settings(db, world.market.id)
+    await db.commit()
+    heard: list[PurchaseEvent] = []
+
+    async def listener(_app: web.Application, event: PurchaseEvent) -> None:
+        heard.append(event)
+
+    app[PURCHASE_LISTENERS].append(listener)
+    token = await sign_in(client, "viewer")
+    status, late, _ = await buy(client, token, world.live.id, order(world, payment_method="bank_transfer"))
+    assert status == 201
+    status, paid, _ = await buy(client, token, world.live.id, order(world, payment_method="bank_transfer"))
+    assert status == 201
+    status, cod, _ = await buy(client, token, world.live.id, order(world))
+    assert status == 201
+    resp = await client.post(f"/api/v1/purchases/{paid['id']}/paid", headers={"X-CSRF-Token": token})
+    assert resp.status == 403  # a viewer cannot say it is paid
+    staff = await sign_in(client, "staff")
+    assert (await client.post(f"/api/v1/purchases/{paid['id']}/paid", headers={"X-CSRF-Token": staff})).status == 200
+    assert await sold(db, world.live.id, world.products[0].id) == 6
+    pay_by = datetime.fromisoformat(late["payment"]["pay_by"])
+    assert await services.expire_overdue(app, pay_by - timedelta(seconds=1)) == 0  # not yet
+    heard.clear()
+    after = pay_by + timedelta(seconds=1)
+    assert await services.expire_overdue(app, after) == 1
+    assert await services.expire_overdue(app, after) == 0  # once
+    p = await (await fresh(db)).get(Purchase, late["id"])
+    assert p is not None and p.status is OrderStatus.CANCELLED
+    for other in (paid, cod):
+        o = await db.get(Purchase, other["id"])
+        assert o is not None and o.status is not OrderStatus.CANCELLED
+    assert await sold(db, world.live.id, world.products[0].id) == 4
+    assert await stock(db, world.products[0].id) == 96
+    assert [(e.kind, e.purchase_id, e.stock_left) for e in heard] == [
+        ("cancelled", late["id"], {world.products[0].id: 26})]

@@ -34,7 +34,7 @@ class PaymentStart:
 
     provider: str
     method: str
-    pay_by: datetime | None = None  # unpaid by then: staff may cancel it
+    pay_by: datetime | None = None  # unpaid by then: cancelled (`services.expire_overdue`), units given back
     instructions: dict[str, str | int] = field(default_factory=dict)  # shown to the buyer
     redirect_url: str | None = None  # a gateway's checkout page, if the buyer must go there
 

@@ -18,16 +18,24 @@ from .payments import METHOD_LABELS, instructions
 HHMM = r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$"
 
 
+IGNORED = "ignored: the server charges the line-up's live price, whatever is sent here"
+
+
 class OrderLineIn(Strict):
     product_id: int = Field(ge=1, le=2**53)
     quantity: int = Field(ge=1, le=999, description="units; the server prices them at the live price")
+    unit_price: Any = Field(default=None, exclude=True, description=IGNORED)
+    price: Any = Field(default=None, exclude=True, description=IGNORED)
 
 
 class PurchaseIn(Strict):
-    """An order. There is no price anywhere: the server charges the line-up's live price, and a
-    request that sends one (`unit_price`, `price`, `total`…) is refused as an unknown field."""
+    """An order. The server prices every line from the line-up: a price a client sends (`unit_price`
+    or `price` on a line, `subtotal` or `total` on the order) is ignored, and is not part of the
+    request an Idempotency-Key is compared with."""
 
     lines: list[OrderLineIn] = Field(min_length=1, max_length=50)
+    subtotal: Any = Field(default=None, exclude=True, description=IGNORED)
+    total: Any = Field(default=None, exclude=True, description=IGNORED)
     name: str = Field(min_length=1, max_length=40, description="who receives the order")
     phone: str = Field(min_length=9, max_length=20, description="a Korean mobile number, 010-1234-5678")
     postal_code: str = Field(pattern=r"^\d{5}$", description="5-digit postal code (decides two-hour delivery)")

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from sqlalchemy import and_, bindparam, delete, event, exists, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, event, exists, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -33,7 +33,7 @@ from livecommerce import i18n
 from livecommerce.config import Config
 from livecommerce.db import utcnow
 from livecommerce.errors import N_, AppError, Conflict, Forbidden, NotFound, ValidationFailed
-from livecommerce.hotreads import HotReads, Unavailable
+from livecommerce.hotreads import Unavailable
 from livecommerce.keys import AppKeys
 from livecommerce.models import Merchant, Product, Role, User
 from sessions.models import Broadcast, BroadcastState, LineupItem
@@ -365,14 +365,17 @@ _KEY_KNOWN = select(exists().where(_K.c.user_id == bindparam("user_id"), _K.c.ke
 
 
 async def key_known(app: web.Application, user_id: int, key: str) -> bool:
-    """Whether the buyer's Idempotency-Key is already stored: on PostgreSQL through `KeyChecks` (one
-    query for the attempts that ask at the same moment), elsewhere by one indexed read."""
+    """Whether the buyer's Idempotency-Key is already stored, through `KeyChecks` (one query for the
+    attempts that ask at the same moment)."""
     checks = app.get(KEY_CHECKS)
     if checks is not None:
-        with contextlib.suppress(Unavailable):
-            return await checks.known(user_id, key)
+        return await checks.known(user_id, key)
     async with quick_read(app) as db:
         return bool((await db.execute(_KEY_KNOWN, {"user_id": user_id, "key": key})).scalar())
+
+
+_KEYS_KNOWN = select(_K.c.user_id, _K.c.key).where(
+    tuple_(_K.c.user_id, _K.c.key).in_(bindparam("pairs", expanding=True)))
 
 
 class KeyChecks:
@@ -382,12 +385,13 @@ class KeyChecks:
     `BATCH`) in one round trip. No attempt waits for a timer."""
 
     PARALLEL = 2
-    BATCH = 500
+    BATCH = 400  # two parameters each: under SQLite's oldest limit of 999
     SQL = (f"SELECT k.user_id, k.key FROM {_K.name} AS k "
            "JOIN unnest($1::integer[], $2::varchar[]) AS q(user_id, key) ON k.user_id = q.user_id AND k.key = q.key")
 
-    def __init__(self, hot: HotReads) -> None:
-        self.hot = hot
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.hot = app[AppKeys.hot]
         self._queue: list[tuple[int, str, asyncio.Future[bool]]] = []
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -408,21 +412,29 @@ class KeyChecks:
 
     async def _run(self, batch: list[tuple[int, str, asyncio.Future[bool]]]) -> None:
         try:
-            rows = await self.hot.fetch(self.SQL, [u for u, _, _ in batch], [k for _, k, _ in batch])
-            found = {(r[0], r[1]) for r in rows}
+            found = await self._found([(u, k) for u, k, _ in batch])
             for u, k, fut in batch:
                 if not fut.done():
                     fut.set_result((u, k) in found)
         except BaseException as exc:
             for _, _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Unavailable | Exception) else Unavailable())
+                    fut.set_exception(exc if isinstance(exc, Exception) else Unavailable())
             if not isinstance(exc, Exception):
                 raise
         finally:
             self._running -= 1
             if self._queue and self._running < self.PARALLEL:
                 self._next()
+
+
+    async def _found(self, pairs: list[tuple[int, str]]) -> set[tuple[int, str]]:
+        if self.hot.native:
+            with contextlib.suppress(Unavailable):
+                rows = await self.hot.fetch(self.SQL, [u for u, _ in pairs], [k for _, k in pairs])
+                return {(r[0], r[1]) for r in rows}
+        async with quick_read(self.app) as db:
+            return {(r[0], r[1]) for r in await db.execute(_KEYS_KNOWN, {"pairs": pairs})}
 
 
 KEY_CHECKS = web.AppKey("orders_key_checks", KeyChecks)
@@ -1172,6 +1184,47 @@ async def cancel_purchase(db: AsyncSession, actor: User, purchase_id: int, now: 
     await give_back(db, purchase.broadcast_id, [(li.product_id, li.quantity) for li in purchase.lines])
     await _after_lines_moved(db, purchase, now)
     return purchase
+
+
+async def overdue_transfers(db: AsyncSession, now: datetime, limit: int = 100) -> list[int]:
+    """Bank-transfer orders still waiting for their money after their `pay_by`, oldest first."""
+    rows = await db.scalars(select(Purchase.id).where(Purchase.status == S.PLACED, Purchase.pay_by.is_not(None),
+                                                      Purchase.pay_by < now)
+                            .order_by(Purchase.pay_by, Purchase.id).limit(limit))
+    return list(rows)
+
+
+async def expire_transfer(db: AsyncSession, purchase_id: int, now: datetime) -> Purchase | None:
+    """Cancel one overdue transfer, giving its units back; None if it was paid or changed meanwhile.
+    Each line moves by a conditional UPDATE, so two processes sweeping at once cancel it once."""
+    purchase = await get_purchase(db, purchase_id)
+    if purchase.status is not S.PLACED or purchase.pay_by is None or purchase.pay_by >= now:
+        return None
+    for line in sorted(purchase.lines, key=lambda li: li.product_id):
+        await _set_line(db, line, S.CANCELLED, now)
+    await give_back(db, purchase.broadcast_id, [(li.product_id, li.quantity) for li in purchase.lines])
+    await _after_lines_moved(db, purchase, now)
+    return purchase
+
+
+async def expire_overdue(app: web.Application, now: datetime) -> int:
+    """One sweep: cancel the overdue transfers (each in its own transaction) and tell the room that
+    their units are back. Returns how many were cancelled here."""
+    async with app[AppKeys.reader]() as db:
+        ids = await overdue_transfers(db, now)
+    done = 0
+    for purchase_id in ids:
+        try:
+            async with app[AppKeys.db].begin() as db:
+                purchase = await expire_transfer(db, purchase_id, now)
+                event = await cancelled_event(db, purchase, now) if purchase is not None else None
+        except Conflict:  # paid, cancelled or swept by someone else first
+            continue
+        if event is not None:
+            done += 1
+            log.info("unpaid transfer cancelled", extra={"purchase": purchase_id, "broadcast": event.broadcast_id})
+            await notify(app, event)
+    return done
 
 
 async def mark_paid(db: AsyncSession, purchase_id: int, now: datetime, *, ref: str | None = None,

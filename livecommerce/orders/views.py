@@ -501,15 +501,15 @@ async def figures_page(request: web.Request) -> web.Response:
 # -- wiring ----------------------------------------------------------------------------------------
 
 async def orders_ctx(app: web.Application) -> AsyncIterator[None]:
-    """On startup (after the database is open): the autocommit reads for PostgreSQL. Then each process
-    deletes expired idempotency keys every `orders.purge_interval_minutes`."""
+    """On startup (after the database is open): the engines and checks purchases use. Then each process
+    deletes expired idempotency keys every `orders.purge_interval_minutes`, and cancels bank transfers
+    left unpaid after their deadline every `orders.expire_interval_seconds`."""
     cfg = app[AppKeys.config].orders
     engine = app[AppKeys.engine]
     app[services.WRITES] = writer(engine)
     if engine.dialect.name == "postgresql":
         app[services.QUICK_READS] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    if app[AppKeys.hot].native:
-        app[services.KEY_CHECKS] = services.KeyChecks(app[AppKeys.hot])
+    app[services.KEY_CHECKS] = services.KeyChecks(app)
 
     async def loop() -> None:
         while True:
@@ -522,9 +522,19 @@ async def orders_ctx(app: web.Application) -> AsyncIterator[None]:
             except Exception:
                 log.exception("purging idempotency keys failed")
 
-    task = asyncio.create_task(loop()) if cfg.purge_interval_minutes > 0 else None
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(cfg.expire_interval_seconds)
+            try:
+                await services.expire_overdue(app, utcnow())
+            except Exception:
+                log.exception("cancelling unpaid transfers failed")
+
+    tasks = [asyncio.create_task(loop())] if cfg.purge_interval_minutes > 0 else []
+    if cfg.expire_interval_seconds > 0:
+        tasks.append(asyncio.create_task(sweep()))
     yield
-    if task is not None:
+    for task in tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
