@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import models_json_schema
 
-from .auth import PUBLIC, Access, access
+from .auth import PUBLIC, Access, access, csrf_exempt
 from .errors import BadRequest, NotFound, ValidationFailed
 
 PREFIX = "/api/v1"
@@ -86,6 +86,7 @@ class Endpoint:
     response: Any = None
     status: int = 200
     errors: list[int] = field(default_factory=list)
+    csrf: bool = True  # False only for a caller that is not a browser and proves itself (a gateway's webhook)
 
 
 def format_validation(exc: PydanticValidationError) -> list[dict[str, str]]:
@@ -103,10 +104,11 @@ class Api:
 
     def route(self, method: str, path: str, *, access: Access, summary: str, tag: str,
               body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-              response: Any = None, status: int = 200, errors: list[int] | None = None) -> Callable[[Handler], Handler]:
+              response: Any = None, status: int = 200, errors: list[int] | None = None,
+              csrf: bool = True) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
             self.endpoints.append(Endpoint(method.upper(), self.prefix + path, fn, access, summary, tag, body, query,
-                                           response, status, errors or []))
+                                           response, status, errors or [], csrf))
             return fn
 
         return deco
@@ -156,6 +158,8 @@ class Api:
             return web.json_response(payload, status=ep.status, dumps=json_dumps)
 
         access(ep.access)(handler)
+        if not ep.csrf:
+            csrf_exempt(handler)
         handler.__name__ = ep.handler.__name__
         return handler
 
@@ -192,6 +196,7 @@ class Api:
                 "tags": [ep.tag],
                 "operationId": ep.handler.__name__,
                 "x-access": ep.access.description,
+                "x-csrf": ep.csrf,
                 "responses": {},
             }
             params = []

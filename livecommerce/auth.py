@@ -149,6 +149,13 @@ def access(rule: Access) -> Any:
     return mark
 
 
+def csrf_exempt(handler: Any) -> Any:
+    """Mark a handler whose caller is not a browser and proves itself otherwise (a payment gateway's
+    signed webhook): the CSRF check, which needs our session cookie, does not apply to it."""
+    handler.__csrf_exempt__ = True
+    return handler
+
+
 # -- origins and CSRF ---------------------------------------------------------------------
 
 def request_origin(request: web.Request, trust_proxy: bool) -> str:

@@ -765,3 +765,31 @@ async def test_a_transfer_unpaid_after_its_deadline_is_cancelled_and_its_units_c
     assert await stock(db, world.products[0].id) == 96
     assert [(e.kind, e.purchase_id, e.stock_left) for e in heard] == [
         ("cancelled", late["id"], {world.products[0].id: 26})]
+
+
+async def test_the_webhook_route_needs_a_signature_not_a_session(app: web.Application, client: TestClient,
+                                                                 world: World, db: AsyncSession) -> None:
+    gateway = SignedGateway()
+    app[PAYMENT_PROVIDERS][gateway.name] = gateway
+    token = await sign_in(client, "viewer")
+    status, body, _ = await buy(client, token, world.live.id, order(world, payment_method="card"))
+    assert status == 201
+    raw = json.dumps({"orderId": body["id"], "paymentKey": "pk_9", "amount": body["total"], "status": "paid"}).encode()
+    signed = {"X-Signature": hmac.new(gateway.secret, raw, hashlib.sha256).hexdigest(),
+              "Content-Type": "application/json"}
+    gateway_client = browser(client.server)  # the gateway: no cookie, no CSRF token
+    try:
+        url = "/api/v1/payments/testpay/webhook"
+        resp = await gateway_client.post(url, data=raw, headers={**signed, "X-Signature": "0" * 64})
+        assert resp.status == 400 and (await resp.json())["error"]["code"] == "invalid_webhook"
+        resp = await gateway_client.post("/api/v1/payments/nopay/webhook", data=raw, headers=signed)
+        assert resp.status == 404 and (await resp.json())["error"]["code"] == "provider_not_found"
+        resp = await gateway_client.post("/api/v1/payments/offline/webhook", data=raw, headers=signed)
+        assert resp.status == 400  # bank transfers and cash are confirmed by staff, never by a webhook
+        for _ in range(2):  # delivered twice: paid once
+            resp = await gateway_client.post(url, data=raw, headers=signed)
+            assert resp.status == 200 and await resp.json() == {"purchase_id": body["id"], "status": "paid"}
+    finally:
+        await gateway_client.close()
+    p = await (await fresh(db)).get(Purchase, body["id"])
+    assert p is not None and p.status is OrderStatus.PAID and p.payment_ref == "pk_9"

@@ -293,3 +293,8 @@ def purchase_out(p: Purchase, names: Names, settings: MarketOrderSettings | None
                            pay_by=p.pay_by, paid_at=p.paid_at, instructions=instructions(p, settings)),
         name=p.contact_name, phone=p.contact_phone, postal_code=p.postal_code, address1=p.address1,
         address2=p.address2, note=p.note)
+
+
+class WebhookOut(BaseModel):
+    purchase_id: int
+    status: str = Field(description="the order's status after the event, or \"ignored\" (not a payment)")

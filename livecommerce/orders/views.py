@@ -20,7 +20,7 @@ from livecommerce import i18n
 from livecommerce.api import Api, Call, path_id
 from livecommerce.auth import HOST, MERCHANT, PUBLIC, SIGNED_IN, STAFF, access
 from livecommerce.db import utcnow, writer
-from livecommerce.errors import N_, AppError, NotFound, ValidationFailed
+from livecommerce.errors import N_, AppError, BadRequest, NotFound, ValidationFailed
 from livecommerce.keys import AppKeys, signed_in_user, state
 from livecommerce.models import Product, Role, User
 from livecommerce.templating import render
@@ -29,7 +29,7 @@ from sessions.models import Broadcast, BroadcastState
 
 from . import rules, schemas, services
 from .models import DELIVERY_LABELS, STATUS_LABELS, DeliveryOption, MarketOrderSettings, OrderStatus, Purchase
-from .payments import METHOD_LABELS, PAYMENT_PROVIDERS, default_providers, offered
+from .payments import METHOD_LABELS, PAYMENT_PROVIDERS, InvalidWebhook, default_providers, offered
 from .schemas import (
     CheckoutItemOut,
     CheckoutOut,
@@ -47,6 +47,7 @@ from .schemas import (
     QuoteOut,
     QuoteQuery,
     StockItemOut,
+    WebhookOut,
 )
 
 log = logging.getLogger("livecommerce.orders")
@@ -121,6 +122,25 @@ def register_api(api: Api) -> None:
               response=QuoteOut, errors=[404],
               summary="The delivery option and promise an order placed now would get, for a postal code"
               )(delivery_quote)
+
+    @api.route("POST", "/payments/{provider}/webhook", access=PUBLIC, tag="orders", csrf=False, response=WebhookOut,
+               errors=[400, 404, 409, 422],
+               summary="A payment gateway says an order was paid. No session and no CSRF token: the provider "
+                       "checks the gateway's signature over the raw body. Delivered twice, it pays once")
+    async def payment_webhook(call: Call[None, None]) -> WebhookOut:
+        name = call.request.match_info["provider"]
+        provider = call.app[PAYMENT_PROVIDERS].get(name)
+        if provider is None:
+            raise NotFound("No payment provider by this name.", code="provider_not_found")
+        raw = await call.request.read()
+        try:
+            event = provider.verify_webhook(call.request.headers, raw)
+        except InvalidWebhook as exc:
+            log.warning("webhook refused", extra={"provider": name, "reason": str(exc)})
+            raise BadRequest("The webhook's signature or content does not check out.", code="invalid_webhook") from None
+        async with call.app[AppKeys.db].begin() as db:
+            purchase = await services.apply_payment_event(db, event, utcnow())
+        return WebhookOut(purchase_id=event.purchase_id, status=purchase.status.value if purchase else "ignored")
 
     @api.route("GET", "/broadcasts/{broadcast_id}/stock", access=PUBLIC, tag="orders", response=list[StockItemOut],
                errors=[404], summary="Units each product on the line-up can still sell")
