@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth import hash_password, verify_password
 from .errors import Conflict, InvalidCredentials, ValidationFailed
-from .hotreads import HotReads
+from .hot import HotPath
 from .models import Role, User
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -110,7 +110,7 @@ class AccountCache:
         self._users: dict[int, tuple[float, User]] = {}
         _CACHES.add(self)
 
-    async def get(self, reads: HotReads, user_id: int, epoch: int) -> User | None:
+    async def get(self, reads: HotPath, user_id: int, epoch: int) -> User | None:
         """The active account `user_id` if the cookie's `epoch` is still its own, else None."""
         now = self.clock()
         hit = self._users.get(user_id)

@@ -24,7 +24,7 @@ from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secu
 from .config import Config
 from .db import make_engine, make_sessionmaker
 from .errors import N_, AppError, NotFound
-from .hotreads import HotReads
+from .hot import HotPath
 from .keys import AppKeys, state
 from .metrics import make_metrics
 from .models import User
@@ -226,7 +226,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[AppKeys.engine] = engine
     app[AppKeys.db] = make_sessionmaker(engine)
     app[AppKeys.reader] = make_sessionmaker(engine, write=False)
-    hot = app[AppKeys.hot] = HotReads(engine, app[AppKeys.reader])
+    hot = app[AppKeys.hot] = HotPath(engine, app[AppKeys.reader])
     await hot.start(app[AppKeys.config].database.pool_size)
     yield
     await hot.close()

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from .accounts import AccountCache
 from .auth import Session, SessionCodec
 from .config import Config
-from .hotreads import HotReads
+from .hot import HotPath
 from .metrics import Metrics
 from .models import User
 
@@ -24,7 +24,7 @@ class AppKeys:
     engine = web.AppKey("engine", AsyncEngine)
     db = web.AppKey("db", async_sessionmaker[AsyncSession])  # units of work that write
     reader = web.AppKey("reader", async_sessionmaker[AsyncSession])  # units of work that only read
-    hot = web.AppKey("hot", HotReads)  # the reads made on nearly every request
+    hot = web.AppKey("hot", HotPath)  # the reads made on nearly every request
     redis = web.AppKey("redis", Redis)  # absent when redis.url is empty
     sio = web.AppKey("sio", socketio.AsyncServer)
     metrics = web.AppKey("metrics", Metrics)

@@ -33,7 +33,7 @@ from livecommerce import i18n
 from livecommerce.config import Config
 from livecommerce.db import utcnow
 from livecommerce.errors import N_, AppError, Conflict, Forbidden, NotFound, ValidationFailed
-from livecommerce.hotreads import Unavailable
+from livecommerce.hot import NativeConnection, Unavailable
 from livecommerce.keys import AppKeys
 from livecommerce.models import Merchant, Product, Role, User
 from sessions.models import Broadcast, BroadcastState, LineupItem
@@ -115,7 +115,8 @@ class KeyLost(Exception):
     """The key was taken over by a retry after this attempt was presumed dead: do not commit."""
 
 
-Writes = AsyncSession | AsyncConnection  # a unit of work: an ORM session, or a plain connection in a transaction
+# A unit of work: an ORM session, a plain connection in a transaction, or asyncpg's own (`livecommerce.hot`).
+Writes = AsyncSession | AsyncConnection | NativeConnection
 
 
 def _dialect(db: Writes) -> str:
@@ -760,7 +761,8 @@ async def claim_key(db: Writes, user_id: int, key: str, fingerprint: str, now: d
                                 .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))).first()
         if row is None:
             continue
-        outcome = rules.decide_replay(row.state, row.fingerprint, fingerprint, row.started_at, now, lock_seconds)
+        outcome = rules.decide_replay(KeyState(row.state), row.fingerprint, fingerprint, row.started_at, now,
+                                      lock_seconds)
         if outcome is Replay.TAKE_OVER:
             taken = await db.execute(update(IdempotencyKey)
                                      .where(IdempotencyKey.id == row.id, IdempotencyKey.token == row.token,
@@ -992,15 +994,29 @@ async def purchase_once(app: web.Application, user: User, broadcast_id: int, bod
     return answer
 
 
+def _statements(app: web.Application) -> contextlib.AbstractAsyncContextManager[Writes]:
+    """A connection whose statements commit one by one (PostgreSQL; SQLite: one transaction)."""
+    hot = app[AppKeys.hot]
+    if hot.native:
+        return hot.connection()
+    autocommit = app.get(QUICK_READS)
+    return autocommit.connect() if autocommit is not None else app[WRITES].begin()
+
+
+def _unit_of_work(app: web.Application) -> contextlib.AbstractAsyncContextManager[Writes]:
+    """One transaction for a purchase's writes: on PostgreSQL on asyncpg's own connection (see
+    `livecommerce.hot`), elsewhere a SQLAlchemy connection (BEGIN IMMEDIATE on SQLite)."""
+    hot = app[AppKeys.hot]
+    return hot.transaction() if hot.native else app[WRITES].begin()
+
+
 async def _buy(app: web.Application, user: User, broadcast_id: int, body: PurchaseIn, key: str, order: OrderInput,
                now: datetime) -> tuple[Answer, PurchaseEvent | None]:
     """Steps 2 and 3 of `purchase_once`."""
     config = app[AppKeys.config]
     providers = app[PAYMENT_PROVIDERS]
-    writes = app[WRITES]
     fp = purchase_fingerprint(broadcast_id, body)
-    autocommit = app.get(QUICK_READS)  # PostgreSQL: the claim's statements are each atomic on their own
-    async with autocommit.connect() if autocommit is not None else writes.begin() as db:
+    async with _statements(app) as db:  # the claim's statements are each atomic on their own
         claim = await claim_key(db, user.id, key, fp, now, config.orders.idempotency_lock_seconds)
     if claim.outcome is Replay.REPLAY:
         return Answer(claim.status_code or 200, claim.body or "{}", replayed=True), None
@@ -1012,7 +1028,7 @@ async def _buy(app: web.Application, user: User, broadcast_id: int, body: Purcha
     placed: Placed | None = None
     try:
         try:
-            async with writes.begin() as db:
+            async with _unit_of_work(app) as db:
                 async def store(p: Placed) -> None:  # the answer commits with the purchase, or not at all
                     nonlocal text
                     text = _dumps(purchase_out(p.purchase, p.names, p.settings, config.tz).model_dump(mode="json"))
@@ -1028,7 +1044,7 @@ async def _buy(app: web.Application, user: User, broadcast_id: int, body: Purcha
         except AppError as exc:  # refused while buying: nothing was bought; the answer is kept
             placed = None
             status, text = exc.status, error_body(exc)
-            async with writes.begin() as db:
+            async with _unit_of_work(app) as db:
                 await complete_key(db, claim, status, text, None)
     except KeyLost:
         # A retry took the key over while this attempt was slow: this attempt's purchase rolled back.
@@ -1039,7 +1055,7 @@ async def _buy(app: web.Application, user: User, broadcast_id: int, body: Purcha
         return Answer(answer.status_code or 200, answer.body or "{}", replayed=True), None
     except BaseException:
         with contextlib.suppress(Exception):  # free the key so the buyer can retry at once
-            async with writes.begin() as db:
+            async with _unit_of_work(app) as db:
                 await release_key(db, claim)
         raise
     return Answer(status, text), placed.event if placed is not None else None
