@@ -24,7 +24,7 @@ from livecommerce.accounts import AccountCache, set_password
 from livecommerce.auth import Session, SessionCodec
 from livecommerce.keys import AppKeys
 from livecommerce.models import User
-from livecommerce.orders import services
+from livecommerce.orders import buying, services
 from livecommerce.orders.models import IdempotencyKey, Purchase
 from livecommerce.orders.rules import Offer, Wanted
 from sessions.models import BroadcastState, LineupItem
@@ -43,16 +43,16 @@ def _lineup(left: dict[int, int]) -> services.Lineup:
 
 
 async def test_admission_lets_through_as_many_units_as_are_left_and_the_rest_wait() -> None:
-    admission = services.Admission()
+    admission = buying.Admission()
     lineup = _lineup({7: 3})
     first = admission.enter(1, [Wanted(7, 2)], lineup)
     second = admission.enter(1, [Wanted(7, 1)], lineup)
-    assert isinstance(first, services.Ticket) and isinstance(second, services.Ticket)
+    assert isinstance(first, buying.Ticket) and isinstance(second, buying.Ticket)
     assert admission.in_flight(1, 7) == 3
     third = admission.enter(1, [Wanted(7, 1)], lineup)
     assert isinstance(third, asyncio.Event) and not third.is_set()  # waits: every unit is being bought
     other_show = admission.enter(2, [Wanted(7, 1)], _lineup({7: 1}))
-    assert isinstance(other_show, services.Ticket)  # another broadcast is counted apart
+    assert isinstance(other_show, buying.Ticket)  # another broadcast is counted apart
     first.release()
     assert not third.is_set() and admission.in_flight(1, 7) == 1
     second.release()
@@ -62,16 +62,16 @@ async def test_admission_lets_through_as_many_units_as_are_left_and_the_rest_wai
 
 
 async def test_admission_refuses_at_once_when_nothing_is_in_flight() -> None:
-    admission = services.Admission()
+    admission = buying.Admission()
     gate = admission.enter(1, [Wanted(7, 2)], _lineup({7: 1}))
     assert isinstance(gate, asyncio.Event) and gate.is_set()  # checking again gives the refusal
 
 
 async def test_admission_lets_few_write_at_once_in_arrival_order() -> None:
-    admission = services.Admission()
+    admission = buying.Admission()
     lineup = _lineup({7: 100})
     tickets = [admission.enter(1, [Wanted(7, 1)], lineup) for _ in range(admission.WRITERS + 2)]
-    assert all(isinstance(t, services.Ticket) for t in tickets)
+    assert all(isinstance(t, buying.Ticket) for t in tickets)
     order_seen: list[int] = []
 
     async def write(i: int, t: Any) -> None:
@@ -158,7 +158,7 @@ async def test_key_checks_asked_together_share_queries(app: web.Application, cli
     db.add(IdempotencyKey(user_id=world.viewer.id, key="known", fingerprint="f" * 64, state="done", token="t",
                           created_at=datetime.now(UTC), started_at=datetime.now(UTC)))
     await db.commit()
-    checks = app[services.KEY_CHECKS]
+    checks = app[buying.KEY_CHECKS]
     queries = 0
     real = checks._found
 
@@ -178,7 +178,7 @@ async def test_key_checks_asked_together_share_queries(app: web.Application, cli
 async def test_the_kept_line_up_is_dropped_by_a_commit_here_and_lowered_by_a_sale(
         app: web.Application, client: TestClient, world: World, db: AsyncSession) -> None:
     await client.get("/api/v1/auth/session")
-    cache = app[services.LINEUPS]
+    cache = app[buying.LINEUPS]
     assert cache.ttl > 0
     first = await cache.get(app, world.live.id)
     assert await cache.get(app, world.live.id) is first  # kept
@@ -203,7 +203,7 @@ async def test_a_broadcast_that_does_not_exist_is_not_kept(app: web.Application,
     await client.get("/api/v1/auth/session")
     for _ in range(2):
         with pytest.raises(services.NotFound):
-            await app[services.LINEUPS].get(app, 999_999)
+            await app[buying.LINEUPS].get(app, 999_999)
 
 
 # -- accounts and cookies ---------------------------------------------------------------------------

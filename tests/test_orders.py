@@ -22,7 +22,7 @@ from livecommerce.config import Config
 from livecommerce.db import make_engine, make_sessionmaker, utcnow
 from livecommerce.errors import AppError
 from livecommerce.models import Product
-from livecommerce.orders import rules, services
+from livecommerce.orders import buying, rules, services
 from livecommerce.orders.models import (
     DeliveryOption,
     IdempotencyKey,
@@ -336,9 +336,9 @@ async def test_a_socket_retry_of_an_http_purchase_is_the_same_purchase(app: web.
                                                "idempotency_key": "k-7"})
     viewer = await db.get(type(world.viewer), world.viewer.id)
     assert viewer is not None
-    answer = await services.purchase_once(app, viewer, payload.broadcast_id, payload.order(), payload.idempotency_key)
+    answer = await buying.purchase_once(app, viewer, payload.broadcast_id, payload.order(), payload.idempotency_key)
     assert answer.replayed and answer.status == 201 and json.loads(answer.body) == first
-    other = await services.purchase_once(app, viewer, world.live.id, payload.order(), "k-8")
+    other = await buying.purchase_once(app, viewer, world.live.id, payload.order(), "k-8")
     assert other.status == 201 and not other.replayed and json.loads(other.body)["id"] != first["id"]
     assert await count(db, Purchase) == 2
 

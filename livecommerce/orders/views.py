@@ -27,7 +27,7 @@ from livecommerce.templating import render
 from sessions import services as broadcasts
 from sessions.models import Broadcast, BroadcastState
 
-from . import rules, schemas, services
+from . import buying, rules, schemas, services
 from .models import DELIVERY_LABELS, STATUS_LABELS, DeliveryOption, MarketOrderSettings, OrderStatus, Purchase
 from .payments import METHOD_LABELS, PAYMENT_PROVIDERS, InvalidWebhook, default_providers, offered
 from .schemas import (
@@ -55,7 +55,7 @@ log = logging.getLogger("livecommerce.orders")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-def _json(answer: services.Answer) -> web.Response:
+def _json(answer: buying.Answer) -> web.Response:
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
     return web.Response(status=answer.status, text=answer.body, content_type="application/json", headers=headers)
 
@@ -77,8 +77,8 @@ def names_of(products: dict[int, Product]) -> schemas.Names:
 # -- buying ----------------------------------------------------------------------------------------
 
 async def purchase_create(call: Call[PurchaseIn, None]) -> web.StreamResponse:
-    """POST a purchase with an Idempotency-Key header: see `services.purchase_once`."""
-    return _json(await services.purchase_once(call.app, call.user, call.param("broadcast_id"), call.body,
+    """POST a purchase with an Idempotency-Key header: see `buying.purchase_once`."""
+    return _json(await buying.purchase_once(call.app, call.user, call.param("broadcast_id"), call.body,
                                               call.request.headers.get(IDEMPOTENCY_HEADER)))
 
 
@@ -529,7 +529,7 @@ async def orders_ctx(app: web.Application) -> AsyncIterator[None]:
     app[services.WRITES] = writer(engine)
     if engine.dialect.name == "postgresql":
         app[services.QUICK_READS] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    app[services.KEY_CHECKS] = services.KeyChecks(app)
+    app[buying.KEY_CHECKS] = buying.KeyChecks(app)
 
     async def loop() -> None:
         while True:
@@ -565,8 +565,8 @@ def register(app: web.Application, api: Api) -> None:
     purchase listeners (empty: the live room adds its own) and the key purge."""
     app[PAYMENT_PROVIDERS] = default_providers()
     app[services.PURCHASE_LISTENERS] = []
-    app[services.LINEUPS] = services.LineupCache(app[AppKeys.config].orders.lineup_cache_seconds)
-    app[services.ADMISSION] = services.Admission()
+    app[buying.LINEUPS] = buying.LineupCache(app[AppKeys.config].orders.lineup_cache_seconds)
+    app[buying.ADMISSION] = buying.Admission()
     register_api(api)
     r = app.router
     r.add_get(r"/live/{broadcast_id:\d+}/buy", buy_page, name="orders_buy")
