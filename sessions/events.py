@@ -3,6 +3,7 @@ lifecycle controls. Every event declares who may send it and validates its paylo
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -12,9 +13,11 @@ from sqlalchemy import update
 
 from livecommerce.auth import HOST, PUBLIC, SIGNED_IN
 from livecommerce.db import utcnow
-from livecommerce.errors import N_, AppError
+from livecommerce.errors import N_, AppError, Unauthenticated
 from livecommerce.keys import AppKeys
 from livecommerce.models import Role
+from livecommerce.orders import buying
+from livecommerce.orders.schemas import SocketPurchaseIn
 from livecommerce.realtime import Namespace, SocketUser, event
 
 from . import chat, planning, services
@@ -181,6 +184,28 @@ class LiveNamespace(Namespace):
             payload = chat.message_out(m)
         env = await publish(self.app, b.id, "chat", payload)
         return {"id": m.id, "offset": env.offset}
+
+    @event("buy", access=SIGNED_IN, payload=SocketPurchaseIn,
+           errors=("broadcast_not_found", "broadcast_not_live", "sold_out", "not_enough_stock", "not_on_lineup",
+                   "invalid_quantity", "duplicate_product", "empty_order", "invalid_phone", "invalid_postal_code",
+                   "outside_delivery_area", "delivery_option_changed", "payment_method_unavailable",
+                   "idempotency_key_missing", "idempotency_key_reused", "idempotency_in_flight"))
+    async def buy(self, sid: str, who: SocketUser, p: SocketPurchaseIn) -> dict[str, Any]:
+        """Buy at the live price while the broadcast is live: the order of `POST
+        /api/v1/broadcasts/{id}/purchases`, with the broadcast and the Idempotency-Key as fields. A retry with
+        the same key, over the socket or over HTTP, answers the same and buys nothing more. The answer is
+        `{purchase, replayed}`; a refusal stored with the key comes back as the same error every time."""
+        assert who.user_id is not None
+        user = await self.app[AppKeys.hot].account(who.user_id)
+        if user is None or not user.is_active:
+            raise Unauthenticated()
+        answer = await buying.purchase_once(self.app, user, p.broadcast_id, p.order(), p.idempotency_key)
+        data = json.loads(answer.body)
+        if answer.status >= 400:
+            err = data.get("error", {})
+            raise AppError(str(err.get("message", "")), code=str(err.get("code", "refused")), status=answer.status,
+                           details=err.get("details"))
+        return {"purchase": data, "replayed": answer.replayed}
 
     @event("heart", access=PUBLIC, payload=HeartIn, errors=("not_in_room",))
     async def heart(self, sid: str, who: SocketUser, p: HeartIn) -> None:

@@ -45,7 +45,7 @@ from livecommerce.orders.schemas import PurchaseIn, SocketPurchaseIn
 from livecommerce.orders.services import PURCHASE_LISTENERS, PurchaseEvent
 from sessions.models import Broadcast, BroadcastState, LineupItem
 
-from .conftest import World, fresh, sign_in
+from .conftest import World, fresh, sign_in, socket_for
 
 
 def browser(server: TestServer) -> ClientSession:
@@ -327,7 +327,7 @@ async def test_an_unoffered_payment_method_is_refused_and_keeps_nothing(client: 
 
 async def test_a_socket_retry_of_an_http_purchase_is_the_same_purchase(app: web.Application, client: TestClient,
                                                                       world: World, db: AsyncSession) -> None:
-    """The live room's socket event calls the same `purchase_once`; the fingerprint does not depend on
+    """The live room's `buy` event calls the same `purchase_once`; the fingerprint does not depend on
     the transport, so a purchase sent over HTTP and retried over the socket (or the reverse) is one."""
     token = await sign_in(client, "viewer")
     status, first, _ = await buy(client, token, world.live.id, order(world), "k-7")
@@ -341,6 +341,40 @@ async def test_a_socket_retry_of_an_http_purchase_is_the_same_purchase(app: web.
     other = await buying.purchase_once(app, viewer, world.live.id, payload.order(), "k-8")
     assert other.status == 201 and not other.replayed and json.loads(other.body)["id"] != first["id"]
     assert await count(db, Purchase) == 2
+
+
+async def test_buying_over_the_socket_with_the_key_as_a_field(server: TestServer, http: TestClient, world: World,
+                                                              db: AsyncSession) -> None:
+    """The live page's socket buys like the HTTP route; a retry over HTTP with the same key is the same
+    purchase; a refusal stored with a key comes back the same; bad input is a clear error."""
+    token = await sign_in(http, "viewer")
+    cookie = next(c.value for c in http.session.cookie_jar if c.key == "lc_session")
+    sio = await socket_for(f"http://127.0.0.1:{server.port}", cookie)
+    anon = await socket_for(f"http://127.0.0.1:{server.port}")
+    try:
+        data = {**order(world), "broadcast_id": world.live.id, "idempotency_key": "sock-1"}
+        ack = await sio.call("buy", data, namespace="/live", timeout=10)
+        assert ack["ok"] is True and ack["data"]["replayed"] is False
+        first = ack["data"]["purchase"]
+        assert first["lines"][0]["unit_price"] == 9900 and first["broadcast_id"] == world.live.id
+        again = await sio.call("buy", data, namespace="/live", timeout=10)
+        assert again["ok"] is True and again["data"] == {"purchase": first, "replayed": True}
+        status, over_http, headers = await buy(http, token, world.live.id, order(world), "sock-1")
+        assert status == 201 and over_http == first and headers["Idempotent-Replayed"] == "true"
+        other = await sio.call("buy", {**data, "name": "다른사람"}, namespace="/live", timeout=10)
+        assert other["ok"] is False and other["error"]["code"] == "idempotency_key_reused"
+        too_many = await sio.call("buy", {**data, "idempotency_key": "sock-2",
+                                          "lines": [{"product_id": world.products[0].id, "quantity": 0}]},
+                                  namespace="/live", timeout=10)
+        assert too_many["ok"] is False and too_many["error"]["code"] == "validation_failed"
+        no_key = await sio.call("buy", {**data, "idempotency_key": " "}, namespace="/live", timeout=10)
+        assert no_key["ok"] is False
+        refused = await anon.call("buy", {**data, "idempotency_key": "sock-3"}, namespace="/live", timeout=10)
+        assert refused["ok"] is False and refused["error"]["code"] == "unauthenticated"
+    finally:
+        await sio.disconnect()
+        await anon.disconnect()
+    assert await count(db, Purchase) == 1 and await sold(db, world.live.id, world.products[0].id) == 2
 
 
 async def test_old_keys_are_purged(db: AsyncSession, world: World) -> None:
