@@ -110,8 +110,9 @@ class AccountCache:
         self._users: dict[int, tuple[float, User]] = {}
         _CACHES.add(self)
 
-    async def get(self, reads: HotPath, user_id: int, epoch: int) -> User | None:
-        """The active account `user_id` if the cookie's `epoch` is still its own, else None."""
+    async def get(self, reads: HotPath, user_id: int, epoch: int | None) -> User | None:
+        """The active account `user_id` if the cookie's `epoch` is still its own (None: a socket, whose
+        cookie was checked when it connected), else None."""
         now = self.clock()
         hit = self._users.get(user_id)
         if hit is not None and hit[0] > now:
@@ -127,7 +128,7 @@ class AccountCache:
                     if len(self._users) >= 100_000:
                         self._users.clear()
                 self._users[user_id] = (now + self.ttl, user)
-        if not user.is_active or user.session_epoch != epoch:
+        if not user.is_active or (epoch is not None and user.session_epoch != epoch):
             return None
         return user
 

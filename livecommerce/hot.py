@@ -105,19 +105,13 @@ class HotPath:
     async def fetchrow(self, stmt: Executable, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """One row of `stmt` (a Core select), or None. Raises `Unavailable` when the native pool
         cannot answer; callers then read the SQLAlchemy way."""
-        if self.pool is None:
-            raise Unavailable()
         c = self._compile(stmt)
-        try:
-            async with self.pool.acquire() as conn:
-                row = await conn.fetchrow(c.sql, *c.args(params))
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-            log.warning("fast read failed; reading the usual way", extra={"error": str(exc)})
-            raise Unavailable() from exc
-        return row
+        rows = await self.fetch(c.sql, *c.args(params))
+        return rows[0] if rows else None
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
-        """Every row of `sql` (asyncpg's $n placeholders). Raises `Unavailable` like `fetchrow`."""
+        """Every row of `sql` (asyncpg's $n placeholders). Raises `Unavailable` when the native pool
+        cannot answer; callers then read the SQLAlchemy way."""
         if self.pool is None:
             raise Unavailable()
         try:

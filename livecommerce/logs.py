@@ -24,20 +24,21 @@ from .config import LoggingConfig
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
 
+def _extra(record: logging.LogRecord) -> dict[str, Any]:
+    """What a line's caller added (`extra=`), beyond the record's own attributes."""
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
 def _ts(created: float) -> str:
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": _ts(record.created), "level": record.levelname.lower(), "logger": record.name,
-               "msg": record.getMessage()}
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
+        fields = _extra(record)
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+            fields["exc"] = self.formatException(record.exc_info)
+        return self.line(record.name, record.levelname.lower(), record.getMessage(), fields, record.created)
 
     def line(self, logger: str, level: str, msg: str, fields: Mapping[str, Any], created: float) -> str:
         return json.dumps({"ts": _ts(created), "level": level, "logger": logger, "msg": msg, **fields},
@@ -47,13 +48,13 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
-        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_"))
+        extra = " ".join(f"{k}={v}" for k, v in _extra(record).items())
         return f"{base} {extra}" if extra else base
 
     def line(self, logger: str, level: str, msg: str, fields: Mapping[str, Any], created: float) -> str:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)) + f",{int(created * 1000) % 1000:03d}"
-        extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        return f"{when} {level.upper()} {logger} {msg} {extra}"
+        record = logging.makeLogRecord({"name": logger, "levelname": level.upper(), "msg": msg, **fields})
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        return self.format(record)
 
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]

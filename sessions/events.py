@@ -196,8 +196,8 @@ class LiveNamespace(Namespace):
         the same key, over the socket or over HTTP, answers the same and buys nothing more. The answer is
         `{purchase, replayed}`; a refusal stored with the key comes back as the same error every time."""
         assert who.user_id is not None
-        user = await self.app[AppKeys.hot].account(who.user_id)
-        if user is None or not user.is_active:
+        user = await self.app[AppKeys.accounts].get(self.app[AppKeys.hot], who.user_id, None)
+        if user is None:
             raise Unauthenticated()
         answer = await buying.purchase_once(self.app, user, p.broadcast_id, p.order(), p.idempotency_key)
         data = json.loads(answer.body)

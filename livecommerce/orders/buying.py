@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import bindparam, event, exists, select, tuple_
+from sqlalchemy import bindparam, event, select, tuple_
 from sqlalchemy.orm import ORMExecuteState
 from sqlalchemy.orm import Session as OrmSession
 
@@ -36,7 +36,6 @@ from .payments import PAYMENT_PROVIDERS, PaymentProvider
 from .rules import Replay, Wanted
 from .schemas import PurchaseIn, purchase_out
 from .services import (
-    QUICK_READS,
     WRITES,
     IdempotencyInFlight,
     IdempotencyKeyMissing,
@@ -62,19 +61,6 @@ _K = IdempotencyKey.__table__  # type: ignore[attr-defined]
 
 
 # -- refusing on the kept line-up, with shared key checks -----------------------------------------
-
-_KEY_KNOWN = select(exists().where(_K.c.user_id == bindparam("user_id"), _K.c.key == bindparam("key")))
-
-
-async def key_known(app: web.Application, user_id: int, key: str) -> bool:
-    """Whether the buyer's Idempotency-Key is already stored, through `KeyChecks` (one query for the
-    attempts that ask at the same moment)."""
-    checks = app.get(KEY_CHECKS)
-    if checks is not None:
-        return await checks.known(user_id, key)
-    async with quick_read(app) as db:
-        return bool((await db.execute(_KEY_KNOWN, {"user_id": user_id, "key": key})).scalar())
-
 
 _KEYS_KNOWN = select(_K.c.user_id, _K.c.key).where(
     tuple_(_K.c.user_id, _K.c.key).in_(bindparam("pairs", expanding=True)))
@@ -118,17 +104,18 @@ class KeyChecks:
             for u, k, fut in batch:
                 if not fut.done():
                     fut.set_result((u, k) in found)
-        except BaseException as exc:
+        except Exception as exc:
             for _, _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else Unavailable())
-            if not isinstance(exc, Exception):
-                raise
+                    fut.set_exception(exc)
+        except BaseException:  # shutting down: the askers are cancelled with it
+            for _, _, fut in batch:
+                fut.cancel()
+            raise
         finally:
             self._running -= 1
             if self._queue and self._running < self.PARALLEL:
                 self._next()
-
 
     async def _found(self, pairs: list[tuple[int, str]]) -> set[tuple[int, str]]:
         if self.hot.native:
@@ -153,7 +140,7 @@ async def precheck(app: web.Application, user_id: int, key: str, broadcast_id: i
         check_order(lineup, order, max_quantity=config.orders.max_quantity_per_line, providers=providers, now=now,
                     tz=config.tz)
     except AppError:
-        if await key_known(app, user_id, key):
+        if await app[KEY_CHECKS].known(user_id, key):
             return None
         raise
     return lineup
@@ -271,7 +258,6 @@ async def admit(app: web.Application, user_id: int, key: str, broadcast_id: int,
             return Ticket(None, ())
 
 
-
 # -- the kept line-up -------------------------------------------------------------------------------
 
 class LineupCache:
@@ -367,13 +353,18 @@ def _forget_change(session: OrmSession) -> None:
 
 
 def lineups_changed() -> None:
-    """After a commit made through a plain connection (the sessions' commits are seen by the hooks below)."""
+    """Empty every kept line-up (a commit touched what they hold)."""
     for cache in list(_LINEUP_CACHES):
         cache.clear()
 
 
-LINEUPS = web.AppKey("orders_lineups", LineupCache)
+def lineups_sold(broadcast_id: int, left: Mapping[int, int]) -> None:
+    """Tell every kept line-up what a purchase committed here left (see `LineupCache.sold`)."""
+    for cache in list(_LINEUP_CACHES):
+        cache.sold(broadcast_id, left)
 
+
+LINEUPS = web.AppKey("orders_lineups", LineupCache)
 
 
 # -- buying once ------------------------------------------------------------------------------------
@@ -447,10 +438,7 @@ async def purchase_once(app: web.Application, user: User, broadcast_id: int, bod
 def _statements(app: web.Application) -> contextlib.AbstractAsyncContextManager[Writes]:
     """A connection whose statements commit one by one (PostgreSQL; SQLite: one transaction)."""
     hot = app[AppKeys.hot]
-    if hot.native:
-        return hot.connection()
-    autocommit = app.get(QUICK_READS)
-    return autocommit.connect() if autocommit is not None else app[WRITES].begin()
+    return hot.connection() if hot.native else app[WRITES].begin()
 
 
 def _unit_of_work(app: web.Application) -> contextlib.AbstractAsyncContextManager[Writes]:
@@ -489,8 +477,7 @@ async def _buy(app: web.Application, user: User, broadcast_id: int, body: Purcha
                                               config=config, providers=providers, answer=store)
                 status = 201
             if placed.event is not None:  # the line-ups kept here learn what is left, with no read
-                for cache in list(_LINEUP_CACHES):
-                    cache.sold(broadcast_id, placed.event.stock_left)
+                lineups_sold(broadcast_id, placed.event.stock_left)
         except AppError as exc:  # refused while buying: nothing was bought; the answer is kept
             placed = None
             status, text = exc.status, error_body(exc)

@@ -379,23 +379,48 @@ _FIRST_SALE = {name: ins(_LS).values(broadcast_id=bindparam("b"), product_id=bin
 async def take_stock(db: Writes, broadcast_id: int, lines: Sequence[rules.PricedLine],
                      names: Mapping[int, str], reserved: Mapping[int, int] | None = None) -> dict[int, int]:
     """Take every line's units from the show's allowance and from the product's stock, by conditional
-    UPDATEs (a row comes back only if the units were there). Rows are locked in one order everywhere
-    (show counters by product id, then products by id) so two purchases cannot deadlock. On a
-    refusal the caller's transaction rolls back: a multi-line order takes all its lines or none.
-    Returns what each product has left for the show (when `reserved` is given)."""
+    UPDATEs (a row comes back only if the units were there). Rows are locked in product order
+    everywhere (`price_basket` sorts the lines), the show's counter before the product, so two
+    purchases cannot deadlock. On a refusal the caller's transaction rolls back: a multi-line order
+    takes all its lines or none. Returns what each product has left for the show (when `reserved` is
+    given)."""
+    take = _take_together if _dialect(db) == "postgresql" else _take_apart
+    sold, stock = await take(db, broadcast_id, lines, names)
+    if reserved is None:
+        return {}
+    return {pid: rules.stock_left(reserved.get(pid, 0), sold[pid], stock[pid]) for pid in sold}
+
+
+Taken = tuple[dict[int, int], dict[int, int]]  # product id -> sold for the show, and -> the product's stock
+
+
+def _sold_out(line: rules.PricedLine, names: Mapping[int, str]) -> SoldOut:
+    return SoldOut(product=names.get(line.product_id, "?"), details={"product_id": line.product_id})
+
+
+async def _take_together(db: Writes, broadcast_id: int, lines: Sequence[rules.PricedLine],
+                         names: Mapping[int, str]) -> Taken:
+    """PostgreSQL: each line's two UPDATEs in one statement, so the counter's row stays locked for one
+    round trip fewer."""
     sold: dict[int, int] = {}
     stock: dict[int, int] = {}
-    if _dialect(db) == "postgresql":
-        for line in lines:
-            params = {"b": broadcast_id, "p": line.product_id, "n": line.quantity}
+    for line in lines:
+        params = {"b": broadcast_id, "p": line.product_id, "n": line.quantity}
+        row = (await db.execute(_TAKE_BOTH, params)).one()
+        if row.sold is None:  # the show's first sale of this product makes its counter row
+            await db.execute(_FIRST_SALE["postgresql"], params)
             row = (await db.execute(_TAKE_BOTH, params)).one()
-            if row.sold is None:  # the show's first sale of this product makes its counter row
-                await db.execute(_FIRST_SALE["postgresql"], params)
-                row = (await db.execute(_TAKE_BOTH, params)).one()
-            if row.sold is None or row.stock is None:  # the transaction rolls back what was taken
-                raise SoldOut(product=names.get(line.product_id, "?"), details={"product_id": line.product_id})
-            sold[line.product_id], stock[line.product_id] = row.sold, row.stock
-        lines = ()
+        if row.sold is None or row.stock is None:  # the transaction rolls back what was taken
+            raise _sold_out(line, names)
+        sold[line.product_id], stock[line.product_id] = row.sold, row.stock
+    return sold, stock
+
+
+async def _take_apart(db: Writes, broadcast_id: int, lines: Sequence[rules.PricedLine],
+                      names: Mapping[int, str]) -> Taken:
+    """Elsewhere (SQLite, whose writer holds the whole database anyway): every counter, then every product."""
+    sold: dict[int, int] = {}
+    stock: dict[int, int] = {}
     for line in lines:
         params = {"b": broadcast_id, "p": line.product_id, "n": line.quantity}
         row = (await db.execute(_TAKE_FOR_SHOW, params)).first()
@@ -403,16 +428,14 @@ async def take_stock(db: Writes, broadcast_id: int, lines: Sequence[rules.Priced
             await db.execute(_FIRST_SALE[_dialect(db)], params)
             row = (await db.execute(_TAKE_FOR_SHOW, params)).first()
         if row is None:
-            raise SoldOut(product=names.get(line.product_id, "?"), details={"product_id": line.product_id})
+            raise _sold_out(line, names)
         sold[line.product_id] = row[0]
     for line in lines:
         row = (await db.execute(_TAKE_FROM_PRODUCT, {"p": line.product_id, "n": line.quantity})).first()
         if row is None:
-            raise SoldOut(product=names.get(line.product_id, "?"), details={"product_id": line.product_id})
+            raise _sold_out(line, names)
         stock[line.product_id] = row[0]
-    if reserved is None:
-        return {}
-    return {pid: rules.stock_left(reserved.get(pid, 0), sold[pid], stock[pid]) for pid in sold}
+    return sold, stock
 
 
 async def give_back(db: AsyncSession, broadcast_id: int, items: Iterable[tuple[int, int]]) -> None:
