@@ -53,7 +53,7 @@ from livecommerce.config import build_config  # noqa: E402
 from livecommerce.db import make_engine, make_sessionmaker, utcnow  # noqa: E402
 from livecommerce.loadtest import cpu_seconds  # noqa: E402
 from livecommerce.models import Market, Merchant, Product  # noqa: E402
-from livecommerce.orders.models import IdempotencyKey, LineupSale, PurchaseLine  # noqa: E402
+from orders.models import IdempotencyKey, LineupSale, PurchaseLine  # noqa: E402
 from sessions.models import Broadcast, BroadcastState, LineupItem  # noqa: E402
 
 UNITS = 100

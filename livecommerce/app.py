@@ -302,7 +302,7 @@ def create_app(config: Config) -> web.Application:
     from sessions import views as session_views
 
     from . import views
-    from .orders import views as order_views
+    from orders import views as order_views
 
     api = views.make_api()
     session_views.register_api(api)

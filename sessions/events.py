@@ -16,8 +16,8 @@ from livecommerce.db import utcnow
 from livecommerce.errors import N_, AppError, Unauthenticated
 from livecommerce.keys import AppKeys
 from livecommerce.models import Role
-from livecommerce.orders import buying
-from livecommerce.orders.schemas import SocketPurchaseIn
+from orders import buying
+from orders.schemas import SocketPurchaseIn
 from livecommerce.realtime import Namespace, SocketUser, event
 
 from . import chat, planning, services

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from livecommerce.keys import AppKeys
-from livecommerce.orders import services as orders
-from livecommerce.orders.schemas import FiguresOut
+from orders import services as orders
+from orders.schemas import FiguresOut
 
 from .room import NAMESPACE, ROOM_PREFIX, ROOMS, RoomRuntime
 

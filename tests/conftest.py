@@ -9,13 +9,11 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import socketio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
@@ -24,16 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from livecommerce.accounts import create_user
 from livecommerce.app import create_app
-from livecommerce.auth import COOKIE
 from livecommerce.config import Config, build_config
 from livecommerce.db import Base, make_engine, make_sessionmaker, upgrade, upgrade_sync, utcnow
-from livecommerce.models import Market, Merchant, Product, Role, User
+from livecommerce.models import Market, Merchant, Product, Role
 from sessions.models import Broadcast, BroadcastHost, BroadcastState, LineupItem
+
+from .support import PASSWORD, World
 
 PG_URL = os.environ.get("LIVECOMMERCE_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("LIVECOMMERCE_TEST_REDIS_URL", "")
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
-PASSWORD = "correct horse battery"
 SECRET = "test-secret-" + "x" * 40
 
 
@@ -130,13 +128,6 @@ async def db(config: Config) -> AsyncIterator[AsyncSession]:
     await engine.dispose()
 
 
-async def fresh(db: AsyncSession) -> AsyncSession:
-    """End the test's read snapshot and forget cached rows, so the next read sees what the app wrote."""
-    await db.rollback()
-    db.expire_all()
-    return db
-
-
 @pytest.fixture
 def app(config: Config) -> web.Application:
     return create_app(config)
@@ -148,24 +139,6 @@ async def client(app: web.Application, aiohttp_client: Any) -> TestClient:
 
 
 # -- data ---------------------------------------------------------------------------------------
-
-@dataclass
-class World:
-    """A small market: two stalls, three products, staff, two hosts, a viewer, a live broadcast
-    hosted by `host` and a scheduled one hosted by `other_host`."""
-
-    market: Market
-    merchant: Merchant
-    other_merchant: Merchant
-    products: list[Product]
-    staff: User
-    host: User
-    other_host: User
-    viewer: User
-    merchant_user: User
-    live: Broadcast
-    scheduled: Broadcast
-
 
 @pytest.fixture
 async def world(db: AsyncSession) -> World:
@@ -202,41 +175,6 @@ async def world(db: AsyncSession) -> World:
     await db.commit()
     db.expunge_all()  # the World keeps what it was made with; reads after this see the database
     return World(market, m1, m2, products, staff, host, other, viewer, merchant_user, live, scheduled)
-
-
-# -- acting as someone -------------------------------------------------------------------------
-
-async def csrf(client: TestClient) -> str:
-    resp = await client.get("/api/v1/auth/session")
-    assert resp.status == 200
-    return str((await resp.json())["csrf_token"])
-
-
-async def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> str:
-    """Sign `client` in through the API; returns the session's CSRF token."""
-    token = await csrf(client)
-    resp = await client.post("/api/v1/auth/login", json={"username": username, "password": password},
-                             headers={"X-CSRF-Token": token})
-    assert resp.status == 200, await resp.text()
-    return str((await resp.json())["csrf_token"])
-
-
-def cookie_of(client: TestClient) -> str:
-    for c in client.session.cookie_jar:
-        if c.key == COOKIE:
-            return c.value
-    raise AssertionError("no session cookie")
-
-
-async def socket_for(base_url: str, cookie: str | None = None, namespace: str = "/live",
-                     headers: dict[str, str] | None = None) -> socketio.AsyncClient:
-    """A real socket.io client over a real websocket."""
-    sio = socketio.AsyncClient(reconnection=False)
-    h = dict(headers or {})
-    if cookie:
-        h["Cookie"] = f"{COOKIE}={cookie}"
-    await sio.connect(base_url, headers=h, namespaces=[namespace], transports=["websocket"], wait_timeout=5)
-    return sio
 
 
 @pytest.fixture

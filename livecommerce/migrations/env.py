@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import sessions.models  # noqa: F401  (registers the broadcast tables)
 from livecommerce import models  # noqa: F401  (registers the core tables)
 from livecommerce.db import Base
-from livecommerce.orders import models as order_models  # noqa: F401  (registers the order tables)
+from orders import models as order_models  # noqa: F401  (registers the order tables)
 
 target_metadata = Base.metadata
 

@@ -7,8 +7,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.models import Product
-
-from .conftest import World, csrf, sign_in
+from tests.support import World, csrf, sign_in
 
 
 async def test_home_shows_the_live_and_coming_broadcasts(client: TestClient, world: World) -> None:

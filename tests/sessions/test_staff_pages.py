@@ -24,8 +24,7 @@ from sessions.models import (
     Series,
     SeriesException,
 )
-
-from .conftest import World, fresh, sign_in
+from tests.support import World, fresh, sign_in
 
 SEOUL = ZoneInfo("Asia/Seoul")
 Form = list[tuple[str, str]]

@@ -24,13 +24,13 @@ from livecommerce.accounts import AccountCache, set_password
 from livecommerce.auth import Session, SessionCodec
 from livecommerce.keys import AppKeys
 from livecommerce.models import User
-from livecommerce.orders import buying, services
-from livecommerce.orders.models import IdempotencyKey, Purchase
-from livecommerce.orders.rules import Offer, Wanted
+from orders import buying, services
+from orders.models import IdempotencyKey, Purchase
+from orders.rules import Offer, Wanted
 from sessions.models import BroadcastState, LineupItem
+from tests.support import World, fresh, sign_in
 
-from .conftest import World, fresh, sign_in
-from .test_orders import browser, buy, order
+from .support import browser, buy, order
 
 # -- admission (no server) -------------------------------------------------------------------------
 

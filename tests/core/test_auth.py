@@ -16,8 +16,7 @@ from livecommerce.auth import COOKIE
 from livecommerce.config import Config
 from livecommerce.models import Product, User
 from sessions.models import Broadcast, BroadcastState
-
-from .conftest import PASSWORD, World, cookie_of, csrf, fresh, sign_in
+from tests.support import PASSWORD, World, cookie_of, csrf, fresh, sign_in
 
 
 async def _user_count(db: AsyncSession) -> int:

@@ -16,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from livecommerce.app import create_app
 from livecommerce.config import Config
 from sessions.models import Broadcast, BroadcastState
-
-from .conftest import World, cookie_of, fresh, sign_in, socket_for
+from tests.support import World, cookie_of, fresh, sign_in, socket_for
 
 NS = "/live"
 

@@ -7,8 +7,7 @@ import argparse
 from aiohttp.test_utils import TestServer
 
 from livecommerce.loadtest import korean_text, run
-
-from .conftest import World
+from tests.support import World
 
 
 def test_korean_text_has_the_size_asked() -> None:

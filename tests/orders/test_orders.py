@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession, CookieJar, web
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,8 +22,8 @@ from livecommerce.config import Config
 from livecommerce.db import make_engine, make_sessionmaker, utcnow
 from livecommerce.errors import AppError
 from livecommerce.models import Product
-from livecommerce.orders import buying, rules, services
-from livecommerce.orders.models import (
+from orders import buying, rules, services
+from orders.models import (
     DeliveryOption,
     IdempotencyKey,
     KeyState,
@@ -33,45 +33,20 @@ from livecommerce.orders.models import (
     Purchase,
     PurchaseLine,
 )
-from livecommerce.orders.payments import (
+from orders.payments import (
     PAYMENT_PROVIDERS,
     InvalidWebhook,
     PaymentEvent,
     PaymentStart,
     default_providers,
 )
-from livecommerce.orders.rules import PricedLine, Replay
-from livecommerce.orders.schemas import PurchaseIn, SocketPurchaseIn
-from livecommerce.orders.services import PURCHASE_LISTENERS, PurchaseEvent
+from orders.rules import PricedLine, Replay
+from orders.schemas import PurchaseIn, SocketPurchaseIn
+from orders.services import PURCHASE_LISTENERS, PurchaseEvent
 from sessions.models import Broadcast, BroadcastState, LineupItem
+from tests.support import World, fresh, sign_in, socket_for
 
-from .conftest import World, fresh, sign_in, socket_for
-
-
-def browser(server: TestServer) -> ClientSession:
-    """Another person on the same server, with their own cookies (closing it leaves the server running)."""
-    return ClientSession(base_url=str(server.make_url("/")), cookie_jar=CookieJar(unsafe=True))
-
-
-def order(world: World, **over: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "lines": [{"product_id": world.products[0].id, "quantity": 2}], "name": "김민지", "phone": "010-1234-5678",
-        "postal_code": "04524", "address1": "서울 중구 세종대로 110", "payment_method": "cod"}
-    body.update(over)
-    return body
-
-
-def path(broadcast_id: int) -> str:
-    return f"/api/v1/broadcasts/{broadcast_id}/purchases"
-
-
-async def buy(client: TestClient | ClientSession, token: str, broadcast_id: int, body: dict[str, Any],
-              key: str | None = "new") -> tuple[int, Any, Any]:
-    headers = {"X-CSRF-Token": token}
-    if key is not None:
-        headers["Idempotency-Key"] = str(uuid.uuid4()) if key == "new" else key
-    resp = await client.post(path(broadcast_id), json=body, headers=headers)
-    return resp.status, await resp.json(), resp.headers
+from .support import browser, buy, order, path
 
 
 async def count(db: AsyncSession, model: Any) -> int:

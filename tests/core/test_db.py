@@ -17,8 +17,7 @@ from livecommerce.config import Config
 from livecommerce.db import Base, make_engine, make_sessionmaker
 from livecommerce.models import Product
 from sessions.models import Broadcast
-
-from .conftest import World, fresh
+from tests.support import World, fresh
 
 
 async def test_migrations_match_the_models(config: Config) -> None:

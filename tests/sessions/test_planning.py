@@ -16,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.db import utcnow
 from sessions.models import Broadcast, BroadcastState, LineupItem, Series
-
-from .conftest import World, cookie_of, fresh, sign_in, socket_for
+from tests.support import World, cookie_of, fresh, sign_in, socket_for
 
 SEOUL = ZoneInfo("Asia/Seoul")
 S = BroadcastState

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from livecommerce.orders.models import DeliveryOption, KeyState, OrderStatus
-from livecommerce.orders.rules import (
+from orders.models import DeliveryOption, KeyState, OrderStatus
+from orders.rules import (
     BANK_TRANSFER,
     COD,
     DeliveryRules,

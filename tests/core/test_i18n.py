@@ -11,8 +11,7 @@ from babel.messages.pofile import read_po
 
 from livecommerce import i18n
 from livecommerce.i18n_extract import extract
-
-from .conftest import World, csrf
+from tests.support import World, csrf
 
 
 def test_won() -> None:

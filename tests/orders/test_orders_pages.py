@@ -11,12 +11,12 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from livecommerce.orders import services
-from livecommerce.orders.models import OrderStatus, Purchase, PurchaseLine
+from orders import services
+from orders.models import OrderStatus, Purchase, PurchaseLine
 from sessions.models import Broadcast, BroadcastState
+from tests.support import World, csrf, fresh, sign_in
 
-from .conftest import World, csrf, fresh, sign_in
-from .test_orders import browser, buy, order
+from .support import browser, buy, order
 
 
 def no_inline_script(html: str) -> bool:

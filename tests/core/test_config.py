@@ -10,7 +10,7 @@ import pytest
 
 from livecommerce.config import Config, ConfigError, build_config, load_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_are_the_embedded_server() -> None:

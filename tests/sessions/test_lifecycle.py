@@ -20,8 +20,7 @@ from sessions.lifecycle import SCHEDULER, Scheduler
 from sessions.models import Broadcast, BroadcastHost, BroadcastState
 from sessions.planning import SeriesInput, create_series
 from sessions.schedule import Action
-
-from .conftest import World, fresh, socket_for
+from tests.support import World, fresh, socket_for
 
 S = BroadcastState
 # Monday 30 November 2026, 19:00 in Seoul.

@@ -11,8 +11,7 @@ from aiohttp.web_urldispatcher import StaticResource
 
 from livecommerce.config import Config
 from livecommerce.keys import AppKeys
-
-from .conftest import World, sign_in
+from tests.support import World, sign_in
 
 
 async def test_healthz_reports_each_part(client: TestClient, config: Config) -> None:

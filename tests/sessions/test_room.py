@@ -19,8 +19,7 @@ from livecommerce.config import Config
 from sessions.chat import Bucket, ChatRefused, blocked_word, clean_text, take
 from sessions.models import BlockedWord, Broadcast, ChatMessage
 from sessions.stream import decide
-
-from .conftest import World, csrf, fresh, sign_in, socket_for
+from tests.support import World, csrf, fresh, sign_in, socket_for
 
 NS = "/live"
 
