@@ -255,3 +255,6 @@ _STATUS_TEXT = {400: "Bad request", 401: "Not signed in", 403: "Not allowed, or 
 
 def json_dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+API = web.AppKey("api", Api)  # the JSON API being declared: domains add routes in `setup`, the app installs it

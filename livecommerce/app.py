@@ -15,11 +15,15 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import StaticResource
 from redis.asyncio import Redis
 
+import orders.events
+import orders.setup
+import sessions.events
+import sessions.setup
 import web as web_assets
 
-from . import i18n, logs
+from . import i18n, logs, views
 from .accounts import AccountCache
-from .api import json_dumps
+from .api import API, json_dumps
 from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secure
 from .config import Config
 from .db import make_engine, make_sessionmaker
@@ -28,12 +32,16 @@ from .hot import HotPath
 from .keys import AppKeys, state
 from .metrics import make_metrics
 from .models import User
-from .realtime import make_sio
+from .realtime import LiveParts, install_live, live_parts, make_sio
 from .templating import render, setup_templates
 
 log = logging.getLogger("livecommerce.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The domains, in their dependency order: each `setup(app)` registers what the domain brings.
+DOMAINS: tuple[Callable[[web.Application], None], ...] = (sessions.setup.setup, orders.setup.setup)
+LIVE_SETUPS: tuple[Callable[[web.Application], None], ...] = (sessions.events.setup, orders.events.setup)
 
 CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: https:; "
        "frame-src https:; connect-src 'self' ws: wss: https:; style-src 'self'; script-src 'self'; "
@@ -290,26 +298,21 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(logs.flush_periodically)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
-    from sessions.lifecycle import scheduler_ctx
-
-    app.cleanup_ctx.append(scheduler_ctx)
-    from sessions.room import rooms_ctx
-
-    app.cleanup_ctx.append(rooms_ctx)
     app.on_shutdown.append(_close_sockets)
 
-    from sessions import events as session_events
-    from sessions import views as session_views
-
-    from . import views
-    from orders import views as order_views
-
-    api = views.make_api()
-    session_views.register_api(api)
-    order_views.register(app, api)
-    api.install(app)
+    api = app[API] = views.make_api()
     views.register_pages(app)
-    session_views.register_pages(app)
-    session_events.register(app, sio)
+    for setup in DOMAINS:  # each domain adds its routes, events, hooks and background tasks
+        setup(app)
+    api.install(app)
+    install_live(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=False)
     return app
+
+
+def live_parts_of_domains() -> LiveParts:
+    """The `/live` namespace's parts as the domains declare them, without a server (the protocol document)."""
+    app = web.Application()
+    for setup in LIVE_SETUPS:
+        setup(app)
+    return live_parts(app)

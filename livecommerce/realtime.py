@@ -11,8 +11,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
@@ -114,7 +114,7 @@ COMMON_ERRORS = ("validation_failed", "unauthenticated", "forbidden", "internal"
 
 def event(name: str, *, access: Access, payload: type[BaseModel] | None = None, summary: str = "",
           errors: tuple[str, ...] = ()) -> Callable[[EventHandler], EventHandler]:
-    """Declare a client→server socket event on a `Namespace` method, with the error codes it may answer
+    """Declare a client→server socket event on an `EventGroup` method, with the error codes it may answer
     (besides the common ones) for the protocol document."""
 
     def mark(fn: EventHandler) -> EventHandler:
@@ -136,26 +136,96 @@ def error_ack(exc: AppError) -> dict[str, Any]:
     return {"ok": False, "error": body}
 
 
+def declared_events(group: type) -> list[EventSpec]:
+    """The `@event` declarations of a class, in name order."""
+    specs = []
+    for attr in dir(group):
+        spec = getattr(getattr(group, attr), "__event__", None)
+        if isinstance(spec, EventSpec):
+            specs.append(spec)
+    return specs
+
+
+class EventGroup:
+    """A domain's socket events on the `/live` namespace: methods declared with `@event(...)`, called as
+    `handler(group, sid, who, payload)`. A group reaches the namespace (rooms, the socket session) and the
+    app through `self.ns` and `self.app`."""
+
+    def __init__(self, ns: Namespace) -> None:
+        self.ns = ns
+        self.app = ns.app
+
+    async def enter_room(self, sid: str, room: str) -> None:
+        await self.ns.enter_room(sid, room)
+
+    async def leave_room(self, sid: str, room: str) -> None:
+        await self.ns.leave_room(sid, room)
+
+    def rooms(self, sid: str) -> list[str]:
+        return list(self.ns.rooms(sid))
+
+
+ConnectHook = Callable[["Namespace", str, SocketUser], Awaitable[None]]
+
+
+@dataclass
+class ServerEvent:
+    """A server→client event, for the protocol document: its name, its payload model and who receives it."""
+
+    name: str
+    model: type[BaseModel] | None
+    to: str
+
+
+@dataclass
+class LiveParts:
+    """What the domains put into the `/live` namespace: their event groups, what runs when a socket
+    connects, and (for the protocol document) the events they send."""
+
+    groups: list[type[EventGroup]] = field(default_factory=list)
+    on_connect: list[ConnectHook] = field(default_factory=list)
+    server_events: list[ServerEvent] = field(default_factory=list)
+    payload_models: list[type[BaseModel]] = field(default_factory=list)
+
+
+LIVE_NAMESPACE = "/live"
+LIVE = web.AppKey("live_parts", LiveParts)
+
+
+def live_parts(app: web.Application) -> LiveParts:
+    """The app's `/live` parts, made on first use (domains register into them in their `setup`)."""
+    parts = app.get(LIVE)
+    if parts is None:
+        parts = app[LIVE] = LiveParts()
+    return parts
+
+
 class Namespace(socketio.AsyncNamespace):
     """A namespace whose connections are authenticated from the session cookie and whose events
-    are declared with `@event(...)`: validated, role-checked, logged and counted."""
+    are declared with `@event(...)` in event groups: validated, role-checked, logged and counted."""
 
-    def __init__(self, namespace: str, app: web.Application) -> None:
+    def __init__(self, namespace: str, app: web.Application, groups: Sequence[type[EventGroup]] = (),
+                 on_connect: Sequence[ConnectHook] = ()) -> None:
         super().__init__(namespace)
         self.app = app
-        self.events: dict[str, EventSpec] = {}
-        for attr in dir(type(self)):
-            spec = getattr(getattr(type(self), attr), "__event__", None)
-            if isinstance(spec, EventSpec):
-                self.events[spec.name] = spec
+        self.events: dict[str, tuple[EventSpec, Any]] = {}
+        self.connect_hooks = list(on_connect)
+        for spec in declared_events(type(self)):
+            self.events[spec.name] = (spec, self)
+        for group in groups:
+            instance = group(self)
+            for spec in declared_events(group):
+                if spec.name in self.events:
+                    raise ValueError(f"socket event {spec.name!r} is declared twice")
+                self.events[spec.name] = (spec, instance)
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
-        spec = self.events.get(event)
+        found = self.events.get(event)
         sid = args[0]
         data = args[1] if len(args) > 1 else None
-        return await self._dispatch(spec, event, sid, data)
+        return await self._dispatch(found, event, sid, data)
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         request: web.Request = environ["aiohttp.request"]
@@ -170,6 +240,8 @@ class Namespace(socketio.AsyncNamespace):
                 who = SocketUser(user.id, user.role, user.display_name, locale)
         await self.save_session(sid, who.as_session())
         self.app[AppKeys.metrics].sockets_connected.inc()
+        for hook in self.connect_hooks:
+            await hook(self, sid, who)
         log.info("socket connected", extra={"sid": sid, "user": who.user_id, "role": who.role})
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
@@ -183,7 +255,9 @@ class Namespace(socketio.AsyncNamespace):
     async def who(self, sid: str) -> SocketUser:
         return SocketUser.from_session(await self.get_session(sid))
 
-    async def _dispatch(self, spec: EventSpec | None, event: str, sid: str, data: Any) -> dict[str, Any]:
+    async def _dispatch(self, found: tuple[EventSpec, Any] | None, event: str, sid: str,
+                        data: Any) -> dict[str, Any]:
+        spec, owner = found if found is not None else (None, None)
         started = time.perf_counter()
         metrics = self.app[AppKeys.metrics]
         event_id = uuid.uuid4().hex[:12]
@@ -206,7 +280,7 @@ class Namespace(socketio.AsyncNamespace):
                     payload = spec.payload.model_validate(data)
                 except PydanticValidationError as exc:
                     raise ValidationFailed(details=format_validation(exc)) from None
-            result = await spec.handler(self, sid, who, payload)
+            result = await spec.handler(owner, sid, who, payload)
             ack = ok(result)
             outcome = "ok"
         except AppError as exc:
@@ -224,3 +298,12 @@ class Namespace(socketio.AsyncNamespace):
             "broadcast": broadcast, "outcome": outcome,
             "ms": round((time.perf_counter() - started) * 1000, 2)})
         return ack
+
+
+def install_live(app: web.Application) -> Namespace:
+    """Register the `/live` namespace with every event group the domains declared (the app factory
+    calls this once, after each domain's `setup`)."""
+    parts = live_parts(app)
+    ns = Namespace(LIVE_NAMESPACE, app, parts.groups, parts.on_connect)
+    app[AppKeys.sio].register_namespace(ns)
+    return ns

@@ -298,3 +298,11 @@ def purchase_out(p: Purchase, names: Names, settings: MarketOrderSettings | None
 class WebhookOut(BaseModel):
     purchase_id: int
     status: str = Field(description="the order's status after the event, or \"ignored\" (not a payment)")
+
+
+class StockOut(BaseModel):
+    """`stock`: units each line-up product can still sell (0: sold out), coalesced (about once a second at
+    most, after sales)."""
+
+    broadcast_id: int
+    left: dict[str, int] = Field(description="product id → units left")

@@ -3,26 +3,33 @@ lifecycle controls. Every event declares who may send it and validates its paylo
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
 from typing import Any
 
-import socketio
 from aiohttp import web
 from sqlalchemy import update
 
 from livecommerce.auth import HOST, PUBLIC, SIGNED_IN
 from livecommerce.db import utcnow
-from livecommerce.errors import N_, AppError, Unauthenticated
+from livecommerce.errors import N_, AppError
 from livecommerce.keys import AppKeys
 from livecommerce.models import Role
-from orders import buying
-from orders.schemas import SocketPurchaseIn
-from livecommerce.realtime import Namespace, SocketUser, event
+from livecommerce.realtime import EventGroup, Namespace, ServerEvent, SocketUser, event, live_parts
 
-from . import chat, planning, services
+from . import chat, schemas, services
 from .models import STATE_LABELS, Broadcast, BroadcastState
-from .room import ROOMS, RoomRuntime
+from .room import (
+    NAMESPACE,
+    ROOM_PREFIX,
+    ROOMS,
+    SCHEDULE_ROOM,
+    RoomRuntime,
+    moderators_room,
+    publish,
+    push_transition,
+    room,
+    room_hooks,
+    user_room,
+)
 from .schemas import (
     BroadcastOut,
     BroadcastRef,
@@ -36,54 +43,16 @@ from .schemas import (
     SlowModeIn,
     SpotlightIn,
 )
-from .stream import Envelope, RedisStream
-
-NAMESPACE = "/live"
 
 
-def room(broadcast_id: int) -> str:
-    return f"broadcast:{broadcast_id}"
+async def enter_own_room(ns: Namespace, sid: str, who: SocketUser) -> None:
+    """At connect: a signed-in person's sockets share a room, where reminders and moderation find them."""
+    if who.user_id is not None:
+        await ns.enter_room(sid, user_room(who.user_id))
 
 
-SCHEDULE_ROOM = "schedule"
-
-
-def user_room(user_id: int) -> str:
-    return f"user:{user_id}"
-
-
-async def push_transition(app: web.Application, broadcast_id: int, state: BroadcastState, at: datetime) -> None:
-    """After the commit: tell everyone in the room, and every page watching the schedule; when a show
-    goes live, tell the viewers who asked to be reminded."""
-    sio = app[AppKeys.sio]
-    payload = {"broadcast_id": broadcast_id, "state": state.value, "at": at.isoformat()}
-    await sio.emit("broadcast:state", payload, room=room(broadcast_id), namespace=NAMESPACE)
-    await sio.emit("schedule:state", payload, room=SCHEDULE_ROOM, namespace=NAMESPACE)
-    if state is BroadcastState.LIVE:
-        async with app[AppKeys.reader]() as db:
-            b = await db.get(Broadcast, broadcast_id)
-            users = await planning.reminded_users(db, broadcast_id)
-        if b is not None:
-            note = {"broadcast_id": broadcast_id, "title_ko": b.title_ko, "title_en": b.title_en,
-                    "url": f"/live/{broadcast_id}"}
-            for uid in users:
-                await sio.emit("reminder:live", note, room=user_room(uid), namespace=NAMESPACE)
-
-
-async def push_warning(app: web.Application, broadcast_id: int, ends_at: datetime, now: datetime) -> None:
-    """The show ends soon: the host console shows a warning, viewers a countdown."""
-    seconds = max(0, int((ends_at - now).total_seconds()))
-    await app[AppKeys.sio].emit("broadcast:ending", {"broadcast_id": broadcast_id, "ends_at": ends_at.isoformat(),
-                                                     "seconds_left": seconds},
-                                room=room(broadcast_id), namespace=NAMESPACE)
-
-
-class LiveNamespace(Namespace):
-    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        await super().on_connect(sid, environ, auth)
-        who = await self.who(sid)
-        if who.user_id is not None:
-            await self.enter_room(sid, user_room(who.user_id))  # reminders and moderation find the viewer here
+class RoomEvents(EventGroup):
+    """The viewer's side of the room: join and leave, chat, hearts, reports, the schedule's changes."""
 
     @property
     def rooms_rt(self) -> RoomRuntime:
@@ -111,6 +80,8 @@ class LiveNamespace(Namespace):
                 if s is not None and s.kind == "ban":
                     raise AppError(N_("You have been removed from this broadcast."), code="banned", status=403)
             snapshot = room_snapshot(b)
+            for part in room_hooks(self.app).snapshot_parts:
+                snapshot.update(await part(self.app, b, who))
         rt = self.rooms_rt
         out: dict[str, Any] = {"broadcast": snapshot, "you": {"user_id": who.user_id, "role": who.role,
                                                                "name": who.name}}
@@ -137,7 +108,7 @@ class LiveNamespace(Namespace):
 
     async def _enter(self, sid: str, broadcast_id: int) -> None:
         for r in self.rooms(sid):
-            if r.startswith("broadcast:") and r != room(broadcast_id):
+            if r.startswith(ROOM_PREFIX) and r != room(broadcast_id):
                 await self.leave_room(sid, r)
         await self.enter_room(sid, room(broadcast_id))
 
@@ -185,28 +156,6 @@ class LiveNamespace(Namespace):
         env = await publish(self.app, b.id, "chat", payload)
         return {"id": m.id, "offset": env.offset}
 
-    @event("buy", access=SIGNED_IN, payload=SocketPurchaseIn,
-           errors=("broadcast_not_found", "broadcast_not_live", "sold_out", "not_enough_stock", "not_on_lineup",
-                   "invalid_quantity", "duplicate_product", "empty_order", "invalid_phone", "invalid_postal_code",
-                   "outside_delivery_area", "delivery_option_changed", "payment_method_unavailable",
-                   "idempotency_key_missing", "idempotency_key_reused", "idempotency_in_flight"))
-    async def buy(self, sid: str, who: SocketUser, p: SocketPurchaseIn) -> dict[str, Any]:
-        """Buy at the live price while the broadcast is live: the order of `POST
-        /api/v1/broadcasts/{id}/purchases`, with the broadcast and the Idempotency-Key as fields. A retry with
-        the same key, over the socket or over HTTP, answers the same and buys nothing more. The answer is
-        `{purchase, replayed}`; a refusal stored with the key comes back as the same error every time."""
-        assert who.user_id is not None
-        user = await self.app[AppKeys.accounts].get(self.app[AppKeys.hot], who.user_id, None)
-        if user is None:
-            raise Unauthenticated()
-        answer = await buying.purchase_once(self.app, user, p.broadcast_id, p.order(), p.idempotency_key)
-        data = json.loads(answer.body)
-        if answer.status >= 400:
-            err = data.get("error", {})
-            raise AppError(str(err.get("message", "")), code=str(err.get("code", "refused")), status=answer.status,
-                           details=err.get("details"))
-        return {"purchase": data, "replayed": answer.replayed}
-
     @event("heart", access=PUBLIC, payload=HeartIn, errors=("not_in_room",))
     async def heart(self, sid: str, who: SocketUser, p: HeartIn) -> None:
         """Tap hearts as fast as you like: they are all counted; the room's total is pushed a few times a
@@ -225,6 +174,10 @@ class LiveNamespace(Namespace):
                                                               "message_id": p.message_id, "reason": p.reason},
                                              room=moderators_room(p.broadcast_id), namespace=NAMESPACE)
         return {"reported": True}
+
+
+class HostEvents(EventGroup):
+    """The console: watch the reports, moderate, pin a notice, slow mode, spotlight, go live and end."""
 
     async def _host(self, who: SocketUser, broadcast_id: int) -> None:
         async with self.app[AppKeys.reader]() as db:
@@ -333,10 +286,6 @@ class LiveNamespace(Namespace):
         return {"broadcast_id": t.broadcast_id, "state": t.state.value, "at": t.at.isoformat()}
 
 
-def moderators_room(broadcast_id: int) -> str:
-    return f"mods:{broadcast_id}"
-
-
 def room_snapshot(b: Broadcast) -> dict[str, Any]:
     """The broadcast as a joining viewer needs it: lifecycle and times, line-up, spotlight, notice."""
     snap = BroadcastOut.model_validate(b).model_dump(mode="json")
@@ -346,23 +295,22 @@ def room_snapshot(b: Broadcast) -> dict[str, Any]:
     return snap
 
 
-async def publish(app: web.Application, broadcast_id: int, type_: str, data: Any) -> Envelope:
-    """Give a room event its position in the room's stream and send it to the room, so that every viewer
-    receives the room's events in offset order."""
-    rt = app[ROOMS]
-    stream = rt.stream
-    if isinstance(stream, RedisStream):
-        manager = app[AppKeys.sio].manager
-        return await stream.publish(broadcast_id, type_, data, channel=manager.channel, namespace=NAMESPACE,
-                                    sio_room=room(broadcast_id))
-    async with rt.lock(broadcast_id):  # one process: publish and send in one go
-        env = await stream.publish(broadcast_id, type_, data)
-        await app[AppKeys.sio].emit("room", env.wire(), room=room(broadcast_id), namespace=NAMESPACE)
-    return env
-
-
-def register(app: web.Application, sio: socketio.AsyncServer) -> None:
-    sio.register_namespace(LiveNamespace(NAMESPACE, app))
-    from . import feed
-
-    feed.register(app)
+def setup(app: web.Application) -> None:
+    """The room's event groups on `/live`, the socket's own room at connect, and (for the protocol document)
+    the events the room sends."""
+    parts = live_parts(app)
+    parts.groups += [RoomEvents, HostEvents]
+    parts.on_connect.append(enter_own_room)
+    parts.payload_models.append(schemas.Position)
+    parts.server_events += [
+        ServerEvent("room", schemas.RoomEnvelope, "the room's members"),
+        ServerEvent("room:batch", schemas.RoomEnvelope, "the room's members (a list of envelopes, under load)"),
+        ServerEvent("counts", schemas.CountsOut, "the room's members"),
+        ServerEvent("broadcast:state", schemas.StateOut, "the room's members"),
+        ServerEvent("broadcast:ending", schemas.EndingOut, "the room's members"),
+        ServerEvent("schedule:state", schemas.StateOut, "sockets that sent `schedule:watch`"),
+        ServerEvent("reminder:live", schemas.ReminderLiveOut, "the viewer who asked to be reminded"),
+        ServerEvent("you:muted", schemas.SanctionOut, "the viewer concerned"),
+        ServerEvent("you:banned", schemas.SanctionOut, "the viewer concerned"),
+        ServerEvent("mod:reported", schemas.ReportedOut, "the console (after `host:watch`)"),
+    ]

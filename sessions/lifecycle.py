@@ -114,7 +114,7 @@ class Scheduler:
 
     async def tick(self) -> list[Done]:
         """Make every move that is due now; tell each room about the moves this process made."""
-        from .events import push_transition, push_warning
+        from .room import push_transition, push_warning
 
         now = self.clock.now()
         await self.plan_ahead(now)

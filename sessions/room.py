@@ -10,7 +10,9 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -19,14 +21,60 @@ from sqlalchemy import update
 
 from livecommerce.config import Config
 from livecommerce.keys import AppKeys
+from livecommerce.realtime import LIVE_NAMESPACE, SocketUser
 
+from . import planning
 from .chat import Bucket, take
-from .models import Broadcast
-from .stream import MemoryStream, RedisStream, RoomStream
+from .models import Broadcast, BroadcastState
+from .stream import Envelope, MemoryStream, RedisStream, RoomStream
 
 log = logging.getLogger("livecommerce.room")
-NAMESPACE = "/live"
+NAMESPACE = LIVE_NAMESPACE
 ROOM_PREFIX = "broadcast:"
+SCHEDULE_ROOM = "schedule"
+
+
+def room(broadcast_id: int) -> str:
+    """The socket.io room of a broadcast's viewers."""
+    return f"{ROOM_PREFIX}{broadcast_id}"
+
+
+def user_room(user_id: int) -> str:
+    """Every socket of one signed-in person (reminders and moderation find them here)."""
+    return f"user:{user_id}"
+
+
+def moderators_room(broadcast_id: int) -> str:
+    """The consoles watching a broadcast (after `host:watch`)."""
+    return f"mods:{broadcast_id}"
+
+
+SnapshotPart = Callable[[web.Application, Broadcast, SocketUser], Awaitable[dict[str, Any]]]
+TickListener = Callable[[web.Application, int], Awaitable[None]]
+TransitionListener = Callable[[web.Application, int, BroadcastState, datetime], Awaitable[None]]
+
+
+@dataclass
+class RoomHooks:
+    """Where other domains plug into a broadcast's room: parts of the join snapshot (each returns keys
+    merged into the answer of `join`), listeners on the room's ticker (a few times a second, per room with
+    viewers on this process) and on the broadcast's transitions (after the commit, on the process that made
+    the move)."""
+
+    snapshot_parts: list[SnapshotPart] = field(default_factory=list)
+    on_tick: list[TickListener] = field(default_factory=list)
+    on_transition: list[TransitionListener] = field(default_factory=list)
+
+
+ROOM_HOOKS = web.AppKey("room_hooks", RoomHooks)
+
+
+def room_hooks(app: web.Application) -> RoomHooks:
+    """The app's room hooks, made on first use (domains register into them in their `setup`)."""
+    hooks = app.get(ROOM_HOOKS)
+    if hooks is None:
+        hooks = app[ROOM_HOOKS] = RoomHooks()
+    return hooks
 
 _BUCKET = """
 local t = redis.call('TIME')
@@ -87,21 +135,7 @@ class RoomRuntime:
         self._words: tuple[float, list[str]] = (0.0, [])
         self._task: asyncio.Task[None] | None = None
         self._locks: dict[int, asyncio.Lock] = {}
-        self._sales: dict[int, int] = {}  # memory mode: a version per broadcast, bumped by each sale
-        self._sales_seen: dict[int, int] = {}
-        self._sales_pushed_at: dict[int, float] = {}
-
-    async def sales_changed(self, broadcast_id: int) -> None:
-        """A purchase or a cancellation committed: every process will push the new stock."""
-        if self.redis is not None:
-            await self.redis.incr(f"{self.prefix}room:{broadcast_id}:sales")
-        else:
-            self._sales[broadcast_id] = self._sales.get(broadcast_id, 0) + 1
-
-    async def _sales_version(self, broadcast_id: int) -> int:
-        if self.redis is not None:
-            return int(await self.redis.get(f"{self.prefix}room:{broadcast_id}:sales") or 0)
-        return self._sales.get(broadcast_id, 0)
+        self.hooks = room_hooks(app)
 
     def lock(self, broadcast_id: int) -> asyncio.Lock:
         lock = self._locks.get(broadcast_id)
@@ -176,14 +210,9 @@ class RoomRuntime:
             if self._pushed.get(bid) != (viewers, hearts):
                 self._pushed[bid] = (viewers, hearts)
                 manager.write_room("counts", {"broadcast_id": bid, "viewers": viewers, "hearts": hearts},
-                                   NAMESPACE, f"{ROOM_PREFIX}{bid}")
-            version = await self._sales_version(bid)
-            if version != self._sales_seen.get(bid, 0) and time.monotonic() - self._sales_pushed_at.get(bid, 0) >= 1.0:
-                self._sales_seen[bid] = version
-                self._sales_pushed_at[bid] = time.monotonic()
-                from .feed import push_sales
-
-                await push_sales(self.app, self, bid, f"mods:{bid}")
+                                   NAMESPACE, room(bid))
+            for listener in self.hooks.on_tick:
+                await listener(self.app, bid)
             if viewers > self._peak.get(bid, 0) or hearts > self._hearts_saved.get(bid, 0) + 50:
                 self._peak[bid] = max(viewers, self._peak.get(bid, 0))
                 self._hearts_saved[bid] = hearts
@@ -219,3 +248,49 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     runtime._task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await runtime._task
+
+
+async def publish(app: web.Application, broadcast_id: int, type_: str, data: Any) -> Envelope:
+    """Give a room event its position in the room's stream and send it to the room, so that every viewer
+    receives the room's events in offset order."""
+    rt = app[ROOMS]
+    stream = rt.stream
+    if isinstance(stream, RedisStream):
+        manager = app[AppKeys.sio].manager
+        return await stream.publish(broadcast_id, type_, data, channel=manager.channel, namespace=NAMESPACE,
+                                    sio_room=room(broadcast_id))
+    async with rt.lock(broadcast_id):  # one process: publish and send in one go
+        env = await stream.publish(broadcast_id, type_, data)
+        await app[AppKeys.sio].emit("room", env.wire(), room=room(broadcast_id), namespace=NAMESPACE)
+    return env
+
+
+async def push_transition(app: web.Application, broadcast_id: int, state: BroadcastState, at: datetime) -> None:
+    """After the commit: tell everyone in the room, and every page watching the schedule; when a show
+    goes live, tell the viewers who asked to be reminded; then the other domains' transition listeners."""
+    sio = app[AppKeys.sio]
+    payload = {"broadcast_id": broadcast_id, "state": state.value, "at": at.isoformat()}
+    await sio.emit("broadcast:state", payload, room=room(broadcast_id), namespace=NAMESPACE)
+    await sio.emit("schedule:state", payload, room=SCHEDULE_ROOM, namespace=NAMESPACE)
+    if state is BroadcastState.LIVE:
+        async with app[AppKeys.reader]() as db:
+            b = await db.get(Broadcast, broadcast_id)
+            users = await planning.reminded_users(db, broadcast_id)
+        if b is not None:
+            note = {"broadcast_id": broadcast_id, "title_ko": b.title_ko, "title_en": b.title_en,
+                    "url": f"/live/{broadcast_id}"}
+            for uid in users:
+                await sio.emit("reminder:live", note, room=user_room(uid), namespace=NAMESPACE)
+    for listener in room_hooks(app).on_transition:
+        try:
+            await listener(app, broadcast_id, state, at)
+        except Exception:  # one domain's listener must not keep the others from hearing it
+            log.exception("transition listener failed", extra={"broadcast": broadcast_id, "state": state.value})
+
+
+async def push_warning(app: web.Application, broadcast_id: int, ends_at: datetime, now: datetime) -> None:
+    """The show ends soon: the host console shows a warning, viewers a countdown."""
+    seconds = max(0, int((ends_at - now).total_seconds()))
+    await app[AppKeys.sio].emit("broadcast:ending", {"broadcast_id": broadcast_id, "ends_at": ends_at.isoformat(),
+                                                     "seconds_left": seconds},
+                                room=room(broadcast_id), namespace=NAMESPACE)

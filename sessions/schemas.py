@@ -319,11 +319,3 @@ class ReportedOut(BaseModel):
     broadcast_id: int
     message_id: int
     reason: str
-
-
-class StockOut(BaseModel):
-    """`stock`: units each line-up product can still sell (0: sold out), coalesced (about once a second at
-    most, after sales)."""
-
-    broadcast_id: int
-    left: dict[str, int] = Field(description="product id → units left")

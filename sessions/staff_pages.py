@@ -30,8 +30,8 @@ from livecommerce.models import Market, Merchant, Product, Role, User
 from livecommerce.templating import render
 
 from . import planning, services
-from .events import push_transition
 from .models import Broadcast, BroadcastHost, BroadcastState, ExceptionAction, LineupItem, Series
+from .room import push_transition
 from .schedule import LOCAL_FORMAT, ScheduleError, format_local, weekly_rrule
 
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")

@@ -19,11 +19,10 @@ from livecommerce.keys import AppKeys, signed_in_user, state
 from livecommerce.models import Market, User
 from livecommerce.templating import page, render
 
-from . import chat, ical, planning, services
-from .events import push_transition
+from . import chat, ical, planning, services, staff_pages
 from .lifecycle import SCHEDULER
 from .models import Broadcast, BroadcastState, ChatMessage, ChatReport, ExceptionAction
-from .room import ROOMS
+from .room import ROOMS, push_transition
 from .schemas import (
     BlockedWordsIn,
     BlockedWordsOut,
@@ -338,6 +337,4 @@ def register_pages(app: web.Application) -> None:
     r.add_get("/host/broadcasts/{broadcast_id}", host_console, name="host_console")
     r.add_get("/staff", staff_index, name="staff_index")
     r.add_route("*", "/staff/chat", staff_chat, name="staff_chat")
-    from . import staff_pages
-
     staff_pages.register(app)
