@@ -22,7 +22,8 @@ KEYWORDS: dict[str, tuple[int, ...] | None] = {
     "CsrfFailed": None, "NotFound": None, "Conflict": None, "InvalidCredentials": None,
 }
 METHODS = [
-    ("livecommerce/**.py", "python"), ("sessions/**.py", "python"), ("coupons/**.py", "python"),
+    ("livecommerce/**.py", "python"), ("sessions/**.py", "python"), ("orders/**.py", "python"),
+    ("coupons/**.py", "python"),
     ("web/templates/**.html", "jinja2"),
 ]
 OPTIONS = {"web/templates/**.html": {"extensions": "jinja2.ext.i18n", "trimmed": "true"}}
