@@ -21,87 +21,49 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import platform
-import secrets
-import shutil
-import signal
-import socket
-import sqlite3
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # the harness beside this file, the project above it
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
+from harness import (  # noqa: E402
+    HOST,
+    Buyer,
+    Outcome,
+    Server,
+    cpu_spent,
+    fire,
+    free_port,
+    percentile,
+    print_machine,
+    redis_forget,
+    redis_prefix,
+    redis_ready,
+    server_cpu,
+    sign_in_guests,
+    throwaway_database,
+)
 from sqlalchemy import func, select  # noqa: E402
 
 from livecommerce.config import build_config  # noqa: E402
 from livecommerce.db import make_engine, make_sessionmaker, utcnow  # noqa: E402
-from livecommerce.loadtest import cpu_seconds  # noqa: E402
 from livecommerce.models import Market, Merchant, Product  # noqa: E402
 from orders.models import IdempotencyKey, LineupSale, PurchaseLine  # noqa: E402
 from sessions.models import Broadcast, BroadcastState, LineupItem  # noqa: E402
 
 UNITS = 100
-HOST = "127.0.0.1"
-SECRET = secrets.token_urlsafe(40)  # one for every server process: any of them reads any cookie
 
 
-# -- the machine and its software -------------------------------------------------------------------
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def versions() -> dict[str, str]:
-    import aiosqlite
-    import asyncpg
-    import sqlalchemy
-
-    return {"Python": platform.python_version(), "aiohttp": aiohttp.__version__, "SQLAlchemy": sqlalchemy.__version__,
-            "asyncpg": asyncpg.__version__, "aiosqlite": aiosqlite.__version__, "SQLite": sqlite3.sqlite_version}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-# -- the throwaway database -------------------------------------------------------------------------
-
-def _with_db(url: str, name: str) -> str:
-    p = urlsplit(url)
-    return urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
-
-
-async def pg_admin(url: str, sql: str) -> Any:
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        return await conn.fetchval(sql)
-    finally:
-        await conn.close()
-
+# -- the sale -------------------------------------------------------------------------------------
 
 @dataclass
 class Seeded:
@@ -169,229 +131,40 @@ async def check(url: str, s: Seeded, product_id: int | None = None) -> Check:
         await engine.dispose()
 
 
-# -- the server -------------------------------------------------------------------------------------
-
-class Server:
-    def __init__(self, workdir: Path, url: str, port: int, log_level: str) -> None:
-        self.workdir = workdir
-        self.port = port
-        self.config = workdir / f"bench-{port}.toml"
-        self.config.write_text(
-            "[server]\n"
-            f'secret_key = "{SECRET}"\n'
-            f'secret_key_file = "{workdir / "secret"}"\n'
-            "[database]\n"
-            f'url = "{url}"\n'
-            "[logging]\n"
-            f'level = "{log_level}"\n', encoding="utf-8")
-        self.log = workdir / f"server-{port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "livecommerce.cli", *args, "--config", str(self.config)]
-
-    def upgrade(self) -> None:
-        subprocess.run(self.command("db", "upgrade"), check=True, cwd=self.workdir, capture_output=True, timeout=120,
-                       env=self._env())
-
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOMMERCE_")}
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        return env
-
-    async def start(self) -> None:
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(self.command("serve", "--host", HOST, "--port", str(self.port)),
-                                         cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT, env=self._env())
-        deadline = time.monotonic() + 60
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise SystemExit(f"the server stopped: see {self.log}")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"http://{HOST}:{self.port}/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                await asyncio.sleep(0.2)
-        raise SystemExit(f"the server did not answer within 60 s: see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
 # -- the buyers -------------------------------------------------------------------------------------
-
-@dataclass
-class Buyer:
-    cookie: str
-    csrf: str
-
-
-async def sign_in_guests(base: str, n: int, concurrency: int) -> list[Buyer]:
-    sem = asyncio.Semaphore(concurrency)
-    jar = aiohttp.DummyCookieJar()  # cookies are carried by hand: one session, many people
-
-    async def one(i: int, http: aiohttp.ClientSession) -> Buyer:
-        async with sem:
-            async with http.get(f"{base}/api/v1/auth/session") as resp:
-                first = resp.cookies["lc_session"].value
-                csrf = (await resp.json())["csrf_token"]
-            async with http.post(f"{base}/api/v1/auth/guest", json={"nickname": f"손님{i}"},
-                                 headers={"Cookie": f"lc_session={first}", "X-CSRF-Token": csrf}) as resp:
-                if resp.status != 201:
-                    raise SystemExit(f"guest sign-in failed: {resp.status} {await resp.text()}")
-                return Buyer(resp.cookies["lc_session"].value, (await resp.json())["csrf_token"])
-
-    async with aiohttp.ClientSession(cookie_jar=jar) as http:
-        return list(await asyncio.gather(*(one(i, http) for i in range(n))))
-
-
-@dataclass
-class Outcome:
-    statuses: dict[str, int] = field(default_factory=dict)
-    lost: int = 0
-    latencies: list[float] = field(default_factory=list)
-    first_sent: float = 0.0
-    last_answer: float = 0.0
-    last_accepted: float = 0.0  # when the last unit was sold
-    sent_by: float = 0.0  # when the last attempt was sent, after the first
-
-
-class Conn:
-    """One keep-alive HTTP/1.1 connection, written by hand: the load generator shares the machine's
-    cores with the server and the database, so it spends as little CPU per attempt as it can."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(self, raw: bytes) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
-        try:
-            self.writer.write(raw)
-            head = await self.reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            length, close = 0, False
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"connection" and value.strip().lower() == b"close":
-                    close = True
-            body = await self.reader.readexactly(length) if length else b""
-        except BaseException:
-            self.close()
-            raise
-        if close:
-            self.close()
-        return status, body
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
 
 async def flash_sale(bases: list[str], s: Seeded, buyers: list[Buyer], attempts: int, rate: float,
                      concurrency: int, product_id: int | None = None) -> Outcome:
     """Attempt k is due at k/rate seconds (all within attempts/rate), by buyer k mod buyers, to
     server k mod servers (a round-robin balancer); at most `concurrency` are in flight, each on its
     own keep-alive connection to each server."""
-    out = Outcome()
     body = {"lines": [{"product_id": product_id or s.product_id, "quantity": 1}], "name": "김민지",
             "phone": "010-1234-5678",
             "postal_code": "04524", "address1": "서울 중구 세종대로 110", "payment_method": "cod"}
     payload = json.dumps(body, ensure_ascii=False).encode()
-    targets = [urlsplit(base) for base in bases]
     path = f"/api/v1/broadcasts/{s.broadcast_id}/purchases"
-    sent: list[float] = []
-    next_k = 0
 
-    def request(k: int) -> bytes:
+    def request(k: int, host: str) -> bytes:
         b = buyers[k % len(buyers)]
-        return (f"POST {path} HTTP/1.1\r\nHost: {targets[k % len(targets)].netloc}\r\n"
+        return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
                 f"Cookie: lc_session={b.cookie}\r\nX-CSRF-Token: {b.csrf}\r\n"
                 f"Content-Type: application/json\r\nIdempotency-Key: \"{uuid.uuid4()}\"\r\n"
                 f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
 
-    async def worker(conns: list[Conn], t0: float) -> None:
-        nonlocal next_k
-        while next_k < attempts:
-            k = next_k
-            next_k += 1
-            delay = t0 + k / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            raw = request(k)
-            start = time.perf_counter()
-            sent.append(start)
-            try:
-                status, data = await asyncio.wait_for(conns[k % len(conns)].request(raw), 60)
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, TimeoutError):
-                out.lost += 1
-                continue
-            end = time.perf_counter()
-            key = str(status)
-            if status == 409:
-                with contextlib.suppress(ValueError, KeyError):
-                    key = "409 " + json.loads(data)["error"]["code"]
-            out.statuses[key] = out.statuses.get(key, 0) + 1
-            if status == 201:
-                out.last_accepted = max(out.last_accepted, end)
-            out.latencies.append(end - start)
-            out.last_answer = max(out.last_answer, end)
-
-    pools = [[Conn(t.hostname or HOST, t.port or 80) for t in targets] for _ in range(concurrency)]
-    for conns in pools:  # the buyers are already on the sale page: their connections are open
-        for c in conns:
-            c.reader, c.writer = await asyncio.open_connection(c.host, c.port)
-    t0 = time.perf_counter()
-    try:
-        await asyncio.gather(*(worker(conns, t0) for conns in pools))
-    finally:
-        for conns in pools:
-            for c in conns:
-                c.close()
-    out.first_sent = min(sent) if sent else 0.0
-    out.sent_by = (max(sent) - out.first_sent) if sent else 0.0
-    return out
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
-    return ordered[index]
+    return await fire(bases, attempts, rate, concurrency, request)
 
 
 # -- one run ----------------------------------------------------------------------------------------
 
 async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"lc-bench-{backend}-"))
-    dbname = ""
-    server_version = ""
-    try:
-        if backend == "sqlite":
-            url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-            server_version = "SQLite " + sqlite3.sqlite_version
-        else:
-            dbname = f"lc_bench_{secrets.token_hex(4)}"
-            await pg_admin(args.pg_url, f'CREATE DATABASE "{dbname}"')
-            url = _with_db(args.pg_url, dbname)
-            server_version = str(await pg_admin(url, "SHOW server_version"))
-        servers = [Server(workdir, url, free_port(), args.log_level) for _ in range(args.processes)]
+    redis_url = args.redis_url if args.processes > 1 else ""  # several processes share Redis, as deployed
+    prefix = redis_prefix()
+    if redis_url:
+        await redis_ready(redis_url)
+    async with throwaway_database(backend, args.pg_url) as db:
+        url, server_version = db.url, db.server_version
+        servers = [Server(db.workdir, url, free_port(), args.log_level, redis_url, prefix)
+                   for _ in range(args.processes)]
         servers[0].upgrade()
         seeded = await seed(url)
         try:
@@ -404,24 +177,19 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 await flash_sale(bases, seeded, buyers, args.warmup, args.rate, args.concurrency,
                                  seeded.warmup_product_id)
                 keys_before = (await check(url, seeded)).keys
-            before = [cpu_seconds(server.proc.pid) for server in servers if server.proc]
+            before = server_cpu(servers)
             client_before = time.process_time()
             target = seeded.warmup_product_id if args.plenty else seeded.product_id
             outcome = await flash_sale(bases, seeded, buyers, args.attempts, args.rate, args.concurrency, target)
             client_cpu = time.process_time() - client_before
-            after = [cpu_seconds(server.proc.pid) for server in servers if server.proc]
-            server_cpu = (sum(a - b for a, b in zip(after, before, strict=True))  # type: ignore[operator]
-                          if None not in before + after else None)
+            spent = cpu_spent(before, server_cpu(servers))
         finally:
             for server in servers:
                 server.stop()
+            if redis_url:
+                await redis_forget(redis_url, prefix)
         checked = await check(url, seeded, target)
         checked.keys -= keys_before
-    finally:
-        if dbname:
-            with contextlib.suppress(Exception):
-                await pg_admin(args.pg_url, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        shutil.rmtree(workdir, ignore_errors=True)
     answered = len(outcome.latencies)
     elapsed = outcome.last_answer - outcome.first_sent if answered else float("nan")
     accepted = outcome.statuses.get("201", 0)
@@ -439,7 +207,7 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "max_ms": max(outcome.latencies) * 1000 if outcome.latencies else float("nan"),
         "mean_ms": statistics.fmean(outcome.latencies) * 1000 if outcome.latencies else float("nan"),
         "check": checked,
-        "server_cpu_ms": server_cpu * 1000 / answered if server_cpu is not None and answered else None,
+        "server_cpu_ms": spent * 1000 / answered if spent is not None and answered else None,
         "client_cpu_ms": client_cpu * 1000 / answered if answered else None,
         "exactly_100": (checked.sold == checked.purchases == checked.units_in_lines == accepted == answered
                         == args.attempts) if args.plenty else (
@@ -449,15 +217,15 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    v = versions()
     print()
-    print(f"machine:  {cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}")
-    print("versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    print_machine()
     aim = "a product with 1,000,000 units" if args.plenty else f"{UNITS} units"
     print(f"settings: {args.attempts} attempts for {aim}, {args.buyers} guest buyers, at most "
           f"{args.concurrency} in flight, sent at {args.rate:.0f}/s; `livecommerce serve` "
           "processes as in the table (round-robin), "
-          f"logging.level={args.log_level}, other settings default (database.pool_size 10 + 10 overflow); "
+          + (f"sharing Redis at {args.redis_url} (a key prefix of the run's own), "
+             if args.processes > 1 and args.redis_url else "")
+          + f"logging.level={args.log_level}, other settings default (database.pool_size 10 + 10 overflow); "
           "client, server and database on this machine")
     print()
     header = ("| backend | server | processes | warm-up | answered/s | p50 | p99 | max | accepted | sold out | other "
@@ -501,11 +269,16 @@ def main() -> int:
                    help="aim at a product with 1,000,000 units instead: every attempt buys (the cost of a purchase)")
     p.add_argument("--processes", type=int, default=1,
                    help="server processes, as behind a load balancer (PostgreSQL; SQLite is one process)")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
+                   help="the Redis that several processes share (under a key prefix of the run's own, deleted "
+                        "afterwards); one process runs without Redis. '' for none")
     args = p.parse_args()
     if not (1 <= args.attempts <= 100_000 and 1 <= args.buyers <= 10_000 and 1 <= args.concurrency <= 2000
             and args.rate > 0 and 1 <= args.processes <= 16 and 0 <= args.warmup <= 100_000):
         p.error("attempts 1..100000, buyers 1..10000, concurrency 1..2000, rate > 0, processes 1..16, "
                 "warmup 0..100000")
+    if args.redis_url and not args.redis_url.startswith("redis://127.0.0.1"):
+        p.error("--redis-url must be a redis://127.0.0.1 address")
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     results = [asyncio.run(run(b, args if b == "postgres" else argparse.Namespace(**{**vars(args), "processes": 1})))
                for b in backends]

@@ -190,6 +190,12 @@ def claim_closes_at(dropped_at: datetime, claim_minutes: int) -> datetime:
     return dropped_at + timedelta(minutes=claim_minutes)
 
 
+def planned_due(started_at: datetime, minute: int, now: datetime) -> bool:
+    """A drop planned for `minute` of a broadcast is due once that minute of the live stream has come
+    (counted from when the broadcast really went live, not from its scheduled start)."""
+    return now >= started_at + timedelta(minutes=minute)
+
+
 def claim_open(now: datetime, dropped_at: datetime, claim_minutes: int, *,
                broadcast_ended_at: datetime | None = None) -> bool:
     """A coupon is claimed during `claim_minutes` after its drop, and only while the broadcast goes

@@ -5,15 +5,14 @@ from __future__ import annotations
 import re
 import secrets
 import time
-import weakref
 from collections.abc import Callable
-from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth import hash_password, verify_password
+from .caches import Changed
 from .errors import Conflict, InvalidCredentials, ValidationFailed
 from .hot import HotPath
 from .models import Role, User
@@ -93,50 +92,91 @@ async def set_password(db: AsyncSession, user: User, password: str, min_password
     await db.flush()
 
 
+async def end_session(db: AsyncSession, user: User) -> bool:
+    """Sign-out: move the account's session epoch on, so that the cookie being replaced stops working
+    everywhere it went: a copy of it, and a socket opened with it, no longer act for the account. The
+    cookie names no browser, only the account and its epoch, so every browser signed in to the account is
+    signed out with it. A conditional statement (the epoch the caller saw), so two sign-outs at once move
+    it once; False when it had already moved."""
+    moved = await db.execute(update(User).where(User.id == user.id, User.session_epoch == user.session_epoch)
+                             .values(session_epoch=User.session_epoch + 1))
+    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+
+
 # -- the signed-in account, per request -------------------------------------------------------------
 
-_CACHES: weakref.WeakSet[AccountCache] = weakref.WeakSet()
-
-
 class AccountCache:
-    """Accounts as last read from the database, kept `ttl` seconds, so that a request or a socket
-    from a signed-in person does not read the account again each time. Any change to an account
-    flushed through this process forgets it at once (see `_forget_changed`); a change made by another
-    process is seen within `ttl`. `ttl` 0 reads on every call."""
+    """Accounts as last read from the database, kept `ttl` seconds, so that a request or a socket event
+    from a signed-in person does not read the account again each time. Kept by the app under
+    `AppKeys.accounts` and registered with its `Caches` watching `users.id`: a commit that changes an
+    account forgets it on this process at once and on the others within moments (see `caches`); `ttl`
+    bounds how long a change made where no one is told (Redis away, another program) goes unseen.
+    `ttl` 0 reads on every call."""
+
+    LIMIT = 100_000  # accounts kept at most: past it, what has expired goes, or everything
 
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
         self.clock = clock
         self._users: dict[int, tuple[float, User]] = {}
-        _CACHES.add(self)
+        self._reading: dict[int, int] = {}  # accounts being read now → how many reads
+        self._generation = 0  # moves when an account being read is forgotten: that read is not kept
 
     async def get(self, reads: HotPath, user_id: int, epoch: int | None) -> User | None:
-        """The active account `user_id` if the cookie's `epoch` is still its own (None: a socket, whose
-        cookie was checked when it connected), else None."""
+        """The active account `user_id` if `epoch` (the session's, from its cookie) is still its own, else
+        None. `epoch` None checks only that the account is active: for callers with no session at all."""
         now = self.clock()
         hit = self._users.get(user_id)
         if hit is not None and hit[0] > now:
             user = hit[1]
         else:
-            user = await reads.account(user_id)
-            if user is None:
-                self._users.pop(user_id, None)
+            found = await self._read(reads, user_id)
+            if found is None:
                 return None
-            if self.ttl > 0:
-                if len(self._users) >= 100_000:  # bounded: drop what has expired, or everything
-                    self._users = {k: v for k, v in self._users.items() if v[0] > now}
-                    if len(self._users) >= 100_000:
-                        self._users.clear()
-                self._users[user_id] = (now + self.ttl, user)
+            user = found
         if not user.is_active or (epoch is not None and user.session_epoch != epoch):
             return None
         return user
 
-    def forget(self, user_id: int) -> None:
-        self._users.pop(user_id, None)
+    async def _read(self, reads: HotPath, user_id: int) -> User | None:
+        generation = self._generation
+        self._reading[user_id] = self._reading.get(user_id, 0) + 1
+        try:
+            user = await reads.account(user_id)
+        finally:
+            left = self._reading[user_id] - 1
+            if left:
+                self._reading[user_id] = left
+            else:
+                del self._reading[user_id]
+        if user is None:
+            self._users.pop(user_id, None)
+            return None
+        # A read that began before a commit forgot this account may hold the row from before it.
+        if self.ttl > 0 and generation == self._generation:
+            now = self.clock()
+            if len(self._users) >= self.LIMIT:
+                self._users = {k: v for k, v in self._users.items() if v[0] > now}
+                if len(self._users) >= self.LIMIT:
+                    self._users.clear()
+            self._users[user_id] = (now + self.ttl, user)
+        return user
 
+    def forget(self, changed: Changed) -> None:
+        """Forget the accounts `changed` names (`caches.Forgets`)."""
+        ids = changed.get("users", frozenset())
+        if ids is None:
+            self._users.clear()
+            self._generation += 1
+            return
+        for user_id in ids:
+            if not isinstance(user_id, int):  # not an account's id
+                continue
+            self._users.pop(user_id, None)
+            if user_id in self._reading:
+                self._generation += 1
 
-@event.listens_for(User, "after_update")
-def _forget_changed(_mapper: Any, _conn: Any, target: User) -> None:
-    for cache in list(_CACHES):
-        cache.forget(target.id)
+    def __contains__(self, user_id: object) -> bool:
+        """Whether the account is kept and has not expired."""
+        hit = self._users.get(user_id) if isinstance(user_id, int) else None
+        return hit is not None and hit[0] > self.clock()

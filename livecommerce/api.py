@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from .auth import PUBLIC, Access, access, csrf_exempt
 from .errors import BadRequest, NotFound, ValidationFailed
+from .jsonenc import dumps
 
 PREFIX = "/api/v1"
 
@@ -158,7 +159,7 @@ class Api:
             if result is None:
                 return web.Response(status=204)
             payload = adapter.dump_python(result, mode="json") if adapter else result
-            return web.json_response(payload, status=ep.status, dumps=json_dumps)
+            return web.json_response(payload, status=ep.status, dumps=dumps)
 
         access(ep.access)(handler)
         if not ep.csrf:
@@ -169,7 +170,7 @@ class Api:
     def _openapi_handler(self) -> Callable[[web.Request], Awaitable[web.Response]]:
         @access(PUBLIC)
         async def openapi(request: web.Request) -> web.Response:
-            return web.json_response(self.openapi(), dumps=json_dumps)
+            return web.json_response(self.openapi(), dumps=dumps)
 
         return openapi
 
@@ -251,10 +252,6 @@ class Api:
 _STATUS_TEXT = {400: "Bad request", 401: "Not signed in", 403: "Not allowed, or CSRF check failed",
                 404: "Not found", 409: "Conflict with the current state", 413: "Request too large",
                 415: "Not JSON", 422: "Validation failed"}
-
-
-def json_dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 API = web.AppKey("api", Api)  # the JSON API being declared: domains add routes in `setup`, the app installs it

@@ -9,26 +9,29 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import StaticResource
 from redis.asyncio import Redis
 
+import coupons.events
+import coupons.setup
 import orders.events
 import orders.setup
 import sessions.events
 import sessions.setup
 import web as web_assets
 
-from . import i18n, logs, views
+from . import i18n, jsonenc, logs, views
 from .accounts import AccountCache
-from .api import API, json_dumps
+from .api import API
 from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secure
+from .caches import Caches, Watch
 from .config import Config
 from .db import make_engine, make_sessionmaker
-from .errors import N_, AppError, NotFound
+from .errors import N_, AppError, NotFound, error_body, status_for
 from .hot import HotPath
+from .internals import close_engineio_socket, close_redis_manager, engineio_sockets
 from .keys import AppKeys, state
 from .metrics import make_metrics
 from .models import User
@@ -40,8 +43,9 @@ log = logging.getLogger("livecommerce.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The domains, in their dependency order: each `setup(app)` registers what the domain brings.
-DOMAINS: tuple[Callable[[web.Application], None], ...] = (sessions.setup.setup, orders.setup.setup)
-LIVE_SETUPS: tuple[Callable[[web.Application], None], ...] = (sessions.events.setup, orders.events.setup)
+DOMAINS: tuple[Callable[[web.Application], None], ...] = (sessions.setup.setup, orders.setup.setup, coupons.setup.setup)
+LIVE_SETUPS: tuple[Callable[[web.Application], None], ...] = (sessions.events.setup, orders.events.setup,
+                                                             coupons.events.setup)
 
 CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: https:; "
        "frame-src https:; connect-src 'self' ws: wss: https:; style-src 'self'; script-src 'self'; "
@@ -62,16 +66,15 @@ def is_exempt(request: web.Request) -> bool:
     return isinstance(resource, StaticResource) or request.path.startswith("/socket.io/")
 
 
-def error_response(request: web.Request, status: int, code: str, message: str, details: Any = None) -> web.Response:
-    """`message` is already in the person's language."""
-    text_ = message
+def error_response(request: web.Request, status: int, exc: AppError) -> web.Response:
+    """`exc` as JSON (`{"error": error_body(exc)}`) or as the error page, with `status`."""
+    body = error_body(exc)
     if wants_json(request):
-        body: dict[str, Any] = {"code": code, "message": text_}
-        if details is not None:
-            body["details"] = details
-        return web.json_response({"error": body}, status=status, dumps=json_dumps)
+        return web.json_response({"error": body}, status=status, dumps=jsonenc.dumps)
+    text_ = body["message"]
     try:
-        resp = render(request, "error.html", {"status": status, "code": code, "message": text_, "details": details})
+        resp = render(request, "error.html", {"status": status, "code": exc.code, "message": text_,
+                                              "details": exc.details})
     except Exception:  # the error page itself must never fail
         log.exception("error page failed")
         resp = web.Response(text=f"{status} {text_}", content_type="text/plain")
@@ -106,19 +109,19 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             resp = await handler(request)
         except AppError as exc:
             code = exc.code
-            resp = error_response(request, exc.status, exc.code, i18n.gettext(exc.message, **exc.params), exc.details)
+            resp = error_response(request, status_for(app, exc), exc)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             code, message = _HTTP_ERRORS.get(exc.status, ("http_error", exc.reason or "Error"))
-            resp = error_response(request, exc.status, code, i18n.gettext(message))
+            resp = error_response(request, exc.status, AppError(message, code=code))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("request failed", extra={"request_id": request_id, "path": request.path})
             code = "internal"
-            resp = error_response(request, 500, "internal",
-                                  i18n.gettext(N_("Something went wrong on our side. Please try again.")))
+            resp = error_response(request, 500,
+                                  AppError(N_("Something went wrong on our side. Please try again."), code="internal"))
     except web.HTTPException as exc:  # redirects
         resp = exc
     finally:
@@ -232,8 +235,9 @@ def load_or_create_secret(config: Config) -> str:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = make_engine(app[AppKeys.config].database)
     app[AppKeys.engine] = engine
-    app[AppKeys.db] = make_sessionmaker(engine)
-    app[AppKeys.reader] = make_sessionmaker(engine, write=False)
+    session_class = app[AppKeys.caches].session_class  # its commits empty the app's caches
+    app[AppKeys.db] = make_sessionmaker(engine, session_class=session_class)
+    app[AppKeys.reader] = make_sessionmaker(engine, write=False, session_class=session_class)
     hot = app[AppKeys.hot] = HotPath(engine, app[AppKeys.reader])
     await hot.start(app[AppKeys.config].database.pool_size)
     yield
@@ -250,10 +254,15 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     app[AppKeys.redis] = client
     yield
     await client.aclose()
-    manager = app[AppKeys.sio].manager
-    redis_conn = getattr(manager, "redis", None)
-    if redis_conn is not None:
-        await redis_conn.aclose()
+    await close_redis_manager(app[AppKeys.sio].manager)
+
+
+async def _caches(app: web.Application) -> AsyncIterator[None]:
+    """Forget what other processes' commits changed (through Redis), and tell them what ours change."""
+    caches = app[AppKeys.caches]
+    await caches.start(app.get(AppKeys.redis), app[AppKeys.config].redis.prefix)
+    yield
+    await caches.close()
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -270,11 +279,11 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 async def close_sockets(app: web.Application) -> None:
-    sio = app[AppKeys.sio]
-    if sio.eio.sockets:
+    sockets = engineio_sockets(app[AppKeys.sio])
+    if sockets:
         # Every client on this process (they reconnect to another one). A socket whose peer already
         # vanished can wait forever on its send queue: do not let it hold the shutdown.
-        closing = [asyncio.ensure_future(s.close(wait=False)) for s in list(sio.eio.sockets.values())]
+        closing = [asyncio.ensure_future(close_engineio_socket(s)) for s in list(sockets.values())]
         _, pending = await asyncio.wait(closing, timeout=app[AppKeys.config].server.shutdown_timeout)
         for task in pending:
             task.cancel()
@@ -288,7 +297,9 @@ def create_app(config: Config) -> web.Application:
     app[AppKeys.catalogues] = i18n.load_catalogues(config.i18n.locales)
     app[AppKeys.codec] = SessionCodec(load_or_create_secret(config), config.security.session_max_age_hours * 3600)
     app[AppKeys.inflight] = {"count": 0, "idle": asyncio.Event()}
-    app[AppKeys.accounts] = AccountCache(config.security.account_cache_seconds)
+    caches = app[AppKeys.caches] = Caches()
+    caches.keep(app, AppKeys.accounts, AccountCache(config.security.account_cache_seconds), "accounts",
+                Watch("users", "id"))
     setup_templates(app)
 
     sio = make_sio(config)
@@ -298,6 +309,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(logs.flush_periodically)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(_caches)
     app.on_shutdown.append(_close_sockets)
 
     api = app[API] = views.make_api()

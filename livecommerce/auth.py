@@ -2,7 +2,13 @@
 
 The session cookie is signed (itsdangerous) and carries only the user's id, the user's
 session epoch and a CSRF token; the role always comes from the database, never from what a
-client says. Nothing is kept in one process's memory, so any server process can read it.
+client says. The cookie holds the whole session, so any server process can read it: no process
+keeps anything another one needs. Each process does remember the cookies it has verified
+(`SessionCodec`), until they expire, only to skip checking the same signature again on the next
+request; whether the session still holds is not remembered there: on every request and socket
+event the cookie's epoch is checked against the account (read through the app's account cache,
+which each commit that changes the account empties), so sign-out or a new password ends a
+session at once however long its cookie is remembered.
 """
 
 from __future__ import annotations
@@ -78,6 +84,15 @@ class Session:
 
 
 class SessionCodec:
+    """Signs and reads the session cookie. It remembers (per process, at most `REMEMBERED` cookies) what a
+    cookie whose signature it checked carries, until the cookie expires: a browser sends the same cookie on
+    every request, and this saves the signature check, nothing more. A remembered cookie is exactly as
+    good as the same cookie checked again, since a signature does not stop holding and the expiry is kept;
+    what can end a session early (sign-out, a new password, a disabled account) is the account's epoch,
+    checked by the caller on every request (`AccountCache.get`)."""
+
+    REMEMBERED = 50_000
+
     def __init__(self, secret: str, max_age_seconds: int) -> None:
         self._s = URLSafeTimedSerializer(secret, salt="livecommerce.session")
         self.max_age = max_age_seconds
@@ -87,8 +102,9 @@ class SessionCodec:
         return self._s.dumps(session.dump())
 
     def decode(self, value: str | None) -> Session | None:
-        """The session a cookie carries, if its signature holds and it has not expired. A cookie already
-        verified is remembered until it expires (a browser sends the same one on every request)."""
+        """The session a cookie carries, if its signature holds and it has not expired (a copy: what a
+        request changes in it does not reach the next one). Whether the session has been ended is for the
+        caller to check against the account, with `epoch`."""
         if not value:
             return None
         hit = self._verified.get(value)
@@ -101,7 +117,7 @@ class SessionCodec:
         session = Session.load(data)
         if session is None:
             return None
-        if len(self._verified) >= 50_000:
+        if len(self._verified) >= self.REMEMBERED:
             self._verified.clear()
         self._verified[value] = (signed_at.timestamp() + self.max_age, session)
         return session.copy()

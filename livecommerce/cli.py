@@ -243,6 +243,43 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_giveaway_verify(args: argparse.Namespace) -> int:
+    """Recompute a giveaway's winners from its published proof (fetched from a server, or a saved file) and
+    say whether the commitment, the entry list's digest and the winners match."""
+    import json
+    import urllib.request
+
+    from coupons import draw
+
+    if args.file:
+        with open(args.file, encoding="utf-8") as fh:
+            proof = json.load(fh)
+    else:
+        if args.giveaway is None:
+            print("give --giveaway ID (with --url) or --file PROOF.json", file=sys.stderr)
+            return 2
+        url = f"{args.url.rstrip('/')}/api/v1/giveaways/{args.giveaway}/proof"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            proof = json.load(resp)
+    if proof.get("seed") is None:
+        print(f"giveaway {proof.get('id')}: not drawn yet (state {proof.get('state')}); its commitment is "
+              f"{proof.get('commitment')}")
+        return 1
+    numbers = [int(e["number"]) for e in proof.get("entry_list", [])]
+    winners = [int(w["number"]) for w in proof.get("winners", [])]
+    result = draw.verify(proof["seed"], proof["commitment"], numbers, proof.get("digest") or "", winners,
+                         int(proof["winners_count"]))
+    mark = {True: "ok", False: "MISMATCH"}
+    print(f"giveaway {proof.get('id')}: {proof.get('prize_ko')}")
+    print(f"  commitment = sha256(seed): {mark[result.commitment_ok]}")
+    print(f"  digest of the {len(numbers)} entries: {mark[result.digest_ok]}")
+    print(f"  winners {winners}: {mark[result.winners_ok]}")
+    if args.entry is not None:
+        print(f"  entry number {args.entry}: {'in the list' if args.entry in numbers else 'NOT in the list'}")
+    print("verified: the draw is the one committed to" if result.ok else f"NOT verified: {result.reason}")
+    return 0 if result.ok and (args.entry is None or args.entry in numbers) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="livecommerce", description="Live-commerce session manager")
     sub = p.add_subparsers(dest="command", required=True)
@@ -283,6 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(sp)
     sp.set_defaults(func=cmd_loadtest)
+
+    giveaway = sub.add_parser("giveaway", help="giveaways").add_subparsers(dest="giveaway_command", required=True)
+    sp = giveaway.add_parser("verify", help="recompute a draw's winners from its published proof")
+    sp.add_argument("--giveaway", type=int, help="the giveaway's id (its proof is read from --url)")
+    sp.add_argument("--url", default="http://127.0.0.1:8080", help="the server (default: %(default)s)")
+    sp.add_argument("--file", help="a saved proof (the JSON of GET /api/v1/giveaways/{id}/proof) instead")
+    sp.add_argument("--entry", type=int, help="also check that this entry number is in the list")
+    sp.set_defaults(func=cmd_giveaway_verify)
 
     sp = sub.add_parser("check-config", help="validate the configuration and exit")
     common(sp)

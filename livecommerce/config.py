@@ -123,6 +123,12 @@ class OrdersConfig:
 
 
 @dataclass(frozen=True)
+class CouponsConfig:
+    timer_interval_ms: int = 1000
+    push_interval_ms: int = 500
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -133,6 +139,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     orders: OrdersConfig = field(default_factory=OrdersConfig)
+    coupons: CouponsConfig = field(default_factory=CouponsConfig)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -347,6 +354,9 @@ def validate(c: Config) -> None:
     _check(0 <= o.lineup_cache_seconds <= 5, "orders.lineup_cache_seconds", "0 to 5", o.lineup_cache_seconds)
     _check(0 <= o.expire_interval_seconds <= 3600, "orders.expire_interval_seconds", "0 (never) to 3600",
            o.expire_interval_seconds)
+    cp = c.coupons
+    _check(100 <= cp.timer_interval_ms <= 60_000, "coupons.timer_interval_ms", "100 to 60000", cp.timer_interval_ms)
+    _check(50 <= cp.push_interval_ms <= 10_000, "coupons.push_interval_ms", "50 to 10000", cp.push_interval_ms)
 
     lg = c.logging
     _check(lg.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",

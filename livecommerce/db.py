@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 from .config import DatabaseConfig
@@ -99,10 +99,14 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-def make_sessionmaker(engine: AsyncEngine, *, write: bool = True) -> async_sessionmaker[AsyncSession]:
+def make_sessionmaker(engine: AsyncEngine, *, write: bool = True,
+                      session_class: type[Session] = Session) -> async_sessionmaker[AsyncSession]:
     """Sessions for one unit of work. `write=True` (the default): on SQLite each transaction takes the
-    write lock when it begins; use `write=False` for units of work that only read."""
-    return async_sessionmaker(writer(engine) if write else engine, expire_on_commit=False)
+    write lock when it begins; use `write=False` for units of work that only read. `session_class`: the
+    (sync) session class underneath; the app gives its own (`Caches.session_class`), whose commits empty
+    the app's caches."""
+    return async_sessionmaker(writer(engine) if write else engine, expire_on_commit=False,
+                              sync_session_class=session_class)
 
 
 def _alembic_config(url: str) -> Any:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from orders.settings import seed_demo_order_settings
 from sessions.models import Broadcast, BroadcastHost, BroadcastState, LineupItem
 from sessions.schedule import weekly_rrule
 
@@ -105,8 +106,6 @@ async def seed(db: AsyncSession, config: Config, now: datetime) -> DemoResult:
                                  .order_by(Product.id))).all()
         live_prices = {n_ko: live for _, _, items in STALLS for n_ko, _, _, _, live, *_ in items}
         products = [(p, live_prices.get(p.name_ko, p.price)) for p in rows]
-
-    from orders.services import seed_demo_order_settings
 
     await seed_demo_order_settings(db, market.id)  # delivery options and payment, for the buy sheet
     first_merchant = await db.scalar(select(Merchant.id).where(Merchant.market_id == market.id).order_by(Merchant.id))

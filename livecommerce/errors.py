@@ -3,11 +3,20 @@
 Services raise `AppError` subclasses; the HTTP middleware turns them into
 `{"error": {"code", "message"}}` (JSON) or an error page (HTML), and socket handlers
 into an error acknowledgement. Messages are written as English msgids and translated.
+
+The body a client reads is built by one function, `error_body`, for every transport. HTTP statuses
+belong to the edge: the core's own errors below carry a default `status`; a domain's errors carry
+only their code, and the domain registers the status each code is answered with (`error_statuses`),
+which `status_for` reads.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from aiohttp import web
+
+from . import i18n
 
 
 def N_(message: str) -> str:
@@ -16,9 +25,10 @@ def N_(message: str) -> str:
 
 
 class AppError(Exception):
-    status = 400
+    status = 400  # the answer when neither the error nor the app's table of statuses says otherwise
     code = "bad_request"
     message = N_("The request could not be handled.")
+    translated = False  # True: `message` is already in the reader's language (an answer told again)
 
     def __init__(self, message: str | None = None, *, code: str | None = None, status: int | None = None,
                  details: Any = None, **params: Any) -> None:
@@ -77,3 +87,35 @@ class InvalidCredentials(AppError):
     status = 401
     code = "invalid_credentials"
     message = N_("Wrong username or password.")
+
+
+def error_body(exc: AppError) -> dict[str, Any]:
+    """What a client reads about a refusal, in the current language: `{"code", "message"[, "details"]}`.
+    The same under `"error"` in an HTTP answer, a socket acknowledgement and an answer kept with an
+    Idempotency-Key."""
+    message = exc.message if exc.translated else i18n.gettext(exc.message, **exc.params)
+    body: dict[str, Any] = {"code": exc.code, "message": message}
+    if exc.details is not None:
+        body["details"] = exc.details
+    return body
+
+
+ERROR_STATUSES = web.AppKey("error_statuses", dict[str, int])
+
+
+def error_statuses(app: web.Application) -> dict[str, int]:
+    """The app's HTTP status for each error code, made on first use: a domain's edge adds the codes of
+    its errors in its `setup`."""
+    statuses = app.get(ERROR_STATUSES)
+    if statuses is None:
+        statuses = app[ERROR_STATUSES] = {}
+    return statuses
+
+
+def status_for(app: web.Application, exc: AppError) -> int:
+    """The HTTP status `exc` is answered with: the one it was raised with, else the one registered for
+    its code, else its class's."""
+    if "status" in exc.__dict__:
+        return exc.status
+    statuses = app.get(ERROR_STATUSES)
+    return statuses.get(exc.code, exc.status) if statuses else exc.status

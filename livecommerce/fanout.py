@@ -6,6 +6,8 @@ python-socketio's stock `emit(room=…)` makes a task, a queue entry and a `wait
 its websocket accepts per-message-deflate, so each copy is compressed separately. Here websockets are
 opened without compression, and a room event costs one `transport.write` per viewer.
 
+What this path relies on inside python-socketio, python-engineio and aiohttp is kept in `internals.py`.
+
 Under load, room events are batched: the first event after a quiet spell goes out at once; events that
 follow within `batch_ms` are sent together as one `room:batch` frame when the window closes.
 """
@@ -15,15 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 import time
 from typing import Any
 
 import socketio
 from aiohttp.web import WebSocketResponse
-from engineio import packet as eio_packet
-from engineio.async_drivers.aiohttp import WebSocket as EngineIOWebSocket
-from socketio import packet as sio_packet
+
+from .internals import event_packet, install_room_websocket, room_frame, send_packet, write_frame
 
 log = logging.getLogger("livecommerce.fanout")
 
@@ -31,41 +31,6 @@ ROOM_PREFIX = "broadcast:"
 BATCHED_EVENT = "room"  # events of this name are batched under load
 BATCH_EVENT = "room:batch"
 MAX_BUFFER = 1 << 20  # a viewer whose socket has 1 MiB unsent is too slow: it is dropped and recovers
-
-
-class RoomWebSocket(EngineIOWebSocket):
-    """Engine.IO's aiohttp websocket, opened without per-message-deflate, and reachable from its
-    Engine.IO socket so that the room path can write frames to it directly."""
-
-    transport: Any = None
-
-    def __init__(self, handler: Any, server: Any) -> None:
-        super().__init__(handler, server)
-        eio_socket = getattr(handler, "__self__", None)
-        if eio_socket is not None:
-            eio_socket.lc_ws = self
-
-    async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
-        request = environ["aiohttp.request"]
-        self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
-        await self._sock.prepare(request)
-        writer = getattr(self._sock, "_writer", None)
-        self.transport = getattr(writer, "transport", None)  # the room path writes frames here
-        self.environ = environ
-        await self.handler(self)
-        return self._sock
-
-
-def ws_frame(payload: bytes) -> bytes:
-    """A final, unmasked text frame (servers never mask)."""
-    n = len(payload)
-    if n < 126:
-        header = struct.pack("!BB", 0x81, n)
-    elif n < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, n)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, n)
-    return header + payload
 
 
 class FastManager(socketio.AsyncManager):
@@ -104,35 +69,15 @@ class FastManager(socketio.AsyncManager):
             b = self._batches[key] = _Batch(self, namespace, room)
         return b
 
-    def encode(self, event: str, data: Any, namespace: str) -> bytes | None:
-        pkt = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data])
-        encoded = pkt.encode()
-        if isinstance(encoded, list):  # binary attachments: not for the fast path
-            return None
-        return ws_frame(eio_packet.Packet(eio_packet.MESSAGE, encoded).encode().encode("utf-8"))
-
     def write_room(self, event: str, data: Any, namespace: str, room: str) -> None:
         """Write one pre-encoded frame to every websocket of the room on this process."""
-        frame = self.encode(event, data, namespace)
-        slow: list[Any] = []
-        sockets = self.server.eio.sockets
-        written = 0
-        fallback = None
-        for _sid, eio_sid in self.get_participants(namespace, room):
-            s = sockets.get(eio_sid)
-            ws = getattr(s, "lc_ws", None)
-            transport = ws.transport if ws is not None else None
-            if (frame is not None and transport is not None and s.upgraded and not s.upgrading and not s.closed
-                    and not transport.is_closing()):
-                if transport.get_write_buffer_size() > MAX_BUFFER:
-                    slow.append(ws._sock)
-                    continue
-                transport.write(frame)
-                written += 1
-            else:  # long-polling or mid-upgrade: the ordinary way, through Engine.IO's queue
-                if fallback is None:
-                    fallback = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data])
-                self._spawn(self.server._send_packet(eio_sid, fallback))
+        server = self.server
+        written, slow, queued = write_frame(server, self.get_participants(namespace, room),
+                                            room_frame(server, event, data, namespace), MAX_BUFFER)
+        if queued:  # long-polling or mid-upgrade: the ordinary way, through Engine.IO's queue
+            fallback = event_packet(server, event, data, namespace)
+            for eio_sid in queued:
+                self._spawn(send_packet(server, eio_sid, fallback))
         self.frames_written += written
         for sock in slow:
             log.warning("dropping a viewer that cannot keep up")
@@ -198,6 +143,6 @@ class FastRedisManager(socketio.AsyncRedisManager, FastManager):  # type: ignore
 
 def install(sio: socketio.AsyncServer) -> None:
     """Open websockets without compression and with the room path's hook."""
-    sio.eio._async = {**sio.eio._async, "websocket": RoomWebSocket}
+    install_room_websocket(sio)
 
 

@@ -140,7 +140,8 @@ class HotPath:
 class NativeConnection:
     """Runs SQLAlchemy Core statements on an asyncpg connection, answering like SQLAlchemy's results
     do for what the purchase path uses (`first`, `one`, `scalar`, `scalar_one`, `scalars().all()`,
-    `all`, `rowcount`, attribute access on rows)."""
+    `all`, `rowcount`, attribute access on rows): a `uow.UnitOfWork`, like SQLAlchemy's sessions and
+    connections, so what runs inside a purchase is written once for all three."""
 
     def __init__(self, path: HotPath, conn: asyncpg.Connection) -> None:
         self.path = path

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .accounts import AccountCache
 from .auth import Session, SessionCodec
+from .caches import Caches
 from .config import Config
 from .hot import HotPath
 from .metrics import Metrics
@@ -31,7 +32,8 @@ class AppKeys:
     catalogues = web.AppKey("catalogues", dict[str, gettext.NullTranslations])
     codec = web.AppKey("codec", SessionCodec)
     inflight = web.AppKey("inflight", dict[str, Any])
-    accounts = web.AppKey("accounts", AccountCache)  # signed-in accounts, read at most every few seconds
+    caches = web.AppKey("caches", Caches)  # what is kept from the database, emptied after commits
+    accounts = web.AppKey("accounts", AccountCache)  # signed-in accounts, kept by `caches`
 
 
 @dataclass

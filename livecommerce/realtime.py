@@ -7,7 +7,6 @@ With `redis.url` empty the socket.io manager is in memory (one process); with it
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -20,29 +19,15 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from . import i18n
+from . import i18n, jsonenc
 from .api import format_validation
 from .auth import COOKIE, Access
 from .config import Config
-from .errors import AppError, Forbidden, Unauthenticated, ValidationFailed
+from .errors import AppError, Forbidden, Unauthenticated, ValidationFailed, error_body
 from .keys import AppKeys
 from .models import Role
 
 log = logging.getLogger("livecommerce.socket")
-
-
-class CompactJson:
-    """socket.io's JSON: UTF-8 as is (Hangul is 3 bytes, not a 6-byte `\\uXXXX` escape), no spaces."""
-
-    @staticmethod
-    def dumps(obj: Any, **kwargs: Any) -> str:
-        kwargs["ensure_ascii"] = False
-        kwargs.setdefault("separators", (",", ":"))
-        return json.dumps(obj, **kwargs)
-
-    @staticmethod
-    def loads(text: str | bytes, **kwargs: Any) -> Any:
-        return json.loads(text, **kwargs)
 
 
 def socket_origins(config: Config) -> list[str] | None:
@@ -60,13 +45,13 @@ def make_sio(config: Config) -> socketio.AsyncServer:
     if config.redis.url:
         manager: socketio.AsyncManager = FastRedisManager(
             config.redis.url, channel=f"{config.redis.prefix}socketio", batch_ms=config.room.batch_ms,
-            json=CompactJson)
+            json=jsonenc)
     else:
         manager = FastManager(batch_ms=config.room.batch_ms)
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
-        json=CompactJson,
+        json=jsonenc,  # socket.io's JSON is the API's: compact UTF-8
         cors_allowed_origins=socket_origins(config),
         cors_credentials=True,
         max_http_buffer_size=64 * 1024,
@@ -79,21 +64,25 @@ def make_sio(config: Config) -> socketio.AsyncServer:
 
 @dataclass
 class SocketUser:
-    """Who is on a socket, as the server established it at connect (from the signed cookie)."""
+    """Who is on a socket, as the server established it at connect (from the signed cookie). `epoch` is
+    the session epoch the cookie carried: the socket acts for the account only while it is the account's
+    (`Namespace.who`), as a request's cookie does."""
 
     user_id: int | None
     role: Role | None
     name: str
     locale: str
+    epoch: int = 0
 
     def as_session(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "role": self.role.value if self.role else None, "name": self.name,
-                "locale": self.locale}
+                "locale": self.locale, "epoch": self.epoch}
 
     @classmethod
     def from_session(cls, data: dict[str, Any]) -> SocketUser:
         role = data.get("role")
-        return cls(data.get("user_id"), Role(role) if role else None, data.get("name", ""), data.get("locale", "ko"))
+        return cls(data.get("user_id"), Role(role) if role else None, data.get("name", ""), data.get("locale", "ko"),
+                   data.get("epoch", 0))
 
 
 EventHandler = Callable[..., Awaitable[Any]]
@@ -130,10 +119,7 @@ def ok(data: Any = None) -> dict[str, Any]:
 
 
 def error_ack(exc: AppError) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": exc.code, "message": i18n.gettext(exc.message, **exc.params)}
-    if exc.details is not None:
-        body["details"] = exc.details
-    return {"ok": False, "error": body}
+    return {"ok": False, "error": error_body(exc)}
 
 
 def declared_events(group: type) -> list[EventSpec]:
@@ -237,7 +223,7 @@ class Namespace(socketio.AsyncNamespace):
         if session is not None and session.user_id is not None:
             user = await self.app[AppKeys.accounts].get(self.app[AppKeys.hot], session.user_id, session.epoch)
             if user is not None:
-                who = SocketUser(user.id, user.role, user.display_name, locale)
+                who = SocketUser(user.id, user.role, user.display_name, locale, session.epoch)
         await self.save_session(sid, who.as_session())
         self.app[AppKeys.metrics].sockets_connected.inc()
         for hook in self.connect_hooks:
@@ -253,7 +239,17 @@ class Namespace(socketio.AsyncNamespace):
         """Subclasses release what a socket held."""
 
     async def who(self, sid: str) -> SocketUser:
-        return SocketUser.from_session(await self.get_session(sid))
+        """Who is on the socket now. A signed-in socket is checked against the account on every event, as a
+        request is (the cached read of `AppKeys.accounts`, emptied after each commit that changes the
+        account): once its epoch has moved on (sign-out, a new password) or the account is disabled, the
+        socket is signed out; otherwise the role and name are the account's as they are now."""
+        who = SocketUser.from_session(await self.get_session(sid))
+        if who.user_id is None:
+            return who
+        user = await self.app[AppKeys.accounts].get(self.app[AppKeys.hot], who.user_id, who.epoch)
+        if user is None:
+            return SocketUser(None, None, "", who.locale)
+        return SocketUser(user.id, user.role, user.display_name, who.locale, who.epoch)
 
     async def _dispatch(self, found: tuple[EventSpec, Any] | None, event: str, sid: str,
                         data: Any) -> dict[str, Any]:

@@ -41,8 +41,14 @@ def sign_in(request: web.Request, user: User) -> None:
     st.dirty = True
 
 
-def sign_out(request: web.Request) -> None:
+async def sign_out(request: web.Request) -> None:
+    """End the session: the browser gets a signed-out cookie, and the account's session epoch moves on so
+    that the old cookie, wherever a copy of it went, and every socket opened with it stop acting for the
+    account (`accounts.end_session`)."""
     st = state(request)
+    if st.user is not None:
+        async with request.app[AppKeys.db].begin() as db:
+            await accounts.end_session(db, st.user)
     st.session = Session(locale=st.locale)
     st.user = None
     st.dirty = True
@@ -92,7 +98,7 @@ def make_api() -> Api:
 
     @api.route("POST", "/auth/logout", access=PUBLIC, tag="accounts", response=SessionOut, summary="Sign out")
     async def logout(call: Call[None, None]) -> SessionOut:
-        sign_out(call.request)
+        await sign_out(call.request)
         return session_out(call.request)
 
     @api.route("GET", "/me", access=SIGNED_IN, tag="accounts", response=UserOut, summary="The signed-in account")
@@ -231,7 +237,7 @@ async def join_page(request: web.Request) -> web.StreamResponse:
 
 @access(PUBLIC)
 async def logout_page(request: web.Request) -> web.StreamResponse:
-    sign_out(request)
+    await sign_out(request)
     raise web.HTTPSeeOther("/")
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from livecommerce.auth import SIGNED_IN
-from livecommerce.errors import AppError, Unauthenticated
+from livecommerce.errors import Unauthenticated
 from livecommerce.keys import AppKeys
 from livecommerce.realtime import EventGroup, ServerEvent, SocketUser, event, live_parts
 
@@ -30,16 +29,13 @@ class BuyEvents(EventGroup):
         the same key, over the socket or over HTTP, answers the same and buys nothing more. The answer is
         `{purchase, replayed}`; a refusal stored with the key comes back as the same error every time."""
         assert who.user_id is not None
-        user = await self.app[AppKeys.accounts].get(self.app[AppKeys.hot], who.user_id, None)
+        user = await self.app[AppKeys.accounts].get(self.app[AppKeys.hot], who.user_id, who.epoch)
         if user is None:
             raise Unauthenticated()
-        answer = await buying.purchase_once(self.app, user, p.broadcast_id, p.order(), p.idempotency_key)
-        data = json.loads(answer.body)
-        if answer.status >= 400:
-            err = data.get("error", {})
-            raise AppError(str(err.get("message", "")), code=str(err.get("code", "refused")), status=answer.status,
-                           details=err.get("details"))
-        return {"purchase": data, "replayed": answer.replayed}
+        result = await buying.purchase_once(self.app, user, p.broadcast_id, p.order(), p.idempotency_key)
+        if isinstance(result, buying.Refused):  # told as an error acknowledgement, the same on every retry
+            raise result.error
+        return {"purchase": result.purchase, "replayed": result.replayed}
 
 
 def setup(app: web.Application) -> None:

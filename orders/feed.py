@@ -13,7 +13,9 @@ from redis.asyncio import Redis
 from livecommerce.keys import AppKeys
 from sessions.room import NAMESPACE, moderators_room, publish, room
 
-from . import services as orders
+from .figures import broadcast_figures
+from .lineup import lineup_stock
+from .placing import PurchaseEvent
 from .schemas import FiguresOut
 
 
@@ -64,7 +66,7 @@ def sales_versions(app: web.Application) -> SalesVersions:
     return sales
 
 
-async def on_purchase(app: web.Application, event: orders.PurchaseEvent) -> None:
+async def on_purchase(app: web.Application, event: PurchaseEvent) -> None:
     """Registered as a purchase listener: runs after the purchase's commit."""
     await sales_versions(app).bump(event.broadcast_id)
     if event.kind != "placed":
@@ -86,11 +88,10 @@ async def push_sales(app: web.Application, broadcast_id: int) -> None:
     manager = app[AppKeys.sio].manager
     moderators = moderators_room(broadcast_id)
     async with app[AppKeys.reader]() as db:
-        left = await orders.lineup_stock(db, broadcast_id)
+        left = await lineup_stock(db, broadcast_id)
         figures: dict[str, Any] | None = None
         if manager.rooms.get(NAMESPACE, {}).get(moderators):
-            figures = FiguresOut.model_validate(await orders.broadcast_figures(db, broadcast_id)).model_dump(
-                mode="json")
+            figures = FiguresOut.model_validate(await broadcast_figures(db, broadcast_id)).model_dump(mode="json")
     manager.write_room("stock", {"broadcast_id": broadcast_id, "left": {str(k): v for k, v in left.items()}},
                        NAMESPACE, room(broadcast_id))
     if figures is not None:

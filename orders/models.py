@@ -122,7 +122,8 @@ class Purchase(Base):
     stream_second: Mapped[int] = mapped_column(Integer)  # now - broadcast.started_at, in whole seconds
     status: Mapped[OrderStatus] = mapped_column(_enum(OrderStatus, "order_status"), index=True)
     subtotal: Mapped[int] = mapped_column(Integer)  # the lines at their live prices
-    # Coupons (a later capability): the claimed coupon this purchase redeemed, and what it took off.
+    # The claimed coupon this purchase redeemed and what it took off (a pricer's, see `orders.pricing`);
+    # each line keeps its share of the discount.
     coupon_claim_id: Mapped[int | None] = mapped_column(Integer, default=None)
     coupon_code: Mapped[str | None] = mapped_column(String(40), default=None)
     discount: Mapped[int] = mapped_column(Integer, default=0)
@@ -156,6 +157,7 @@ class PurchaseLine(Base):
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("unit_price >= 0 AND usual_price >= 0 AND line_total >= 0", name="prices_not_negative"),
+        CheckConstraint("discount >= 0 AND discount <= line_total", name="discount_within_line"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -166,6 +168,8 @@ class PurchaseLine(Base):
     unit_price: Mapped[int] = mapped_column(Integer)  # the live price charged
     usual_price: Mapped[int] = mapped_column(Integer)  # the product's usual price at the time
     line_total: Mapped[int] = mapped_column(Integer)
+    # This line's share of the purchase's discount (a coupon's): its revenue is line_total - discount.
+    discount: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[OrderStatus] = mapped_column(_enum(OrderStatus, "order_status"), index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -4,7 +4,7 @@ and pay on delivery, 만나서 결제), which needs no outside service.
 A provider says which methods it offers a market, and what a new purchase needs to be paid (a
 transfer deadline and the account, or a gateway's checkout address). A card or easy-pay gateway
 tells the server later that a purchase was paid, through its webhook: the gateway's provider turns
-the signed webhook into a `PaymentEvent`, and `services.apply_payment_event` applies it (idempotent:
+the signed webhook into a `PaymentEvent`, and `fulfilment.apply_payment_event` applies it (idempotent:
 a webhook delivered twice pays once). See docs/payments.md.
 """
 
@@ -34,7 +34,7 @@ class PaymentStart:
 
     provider: str
     method: str
-    pay_by: datetime | None = None  # unpaid by then: cancelled (`services.expire_overdue`), units given back
+    pay_by: datetime | None = None  # unpaid by then: cancelled (`fulfilment.expire_overdue`), units given back
     instructions: dict[str, str | int] = field(default_factory=dict)  # shown to the buyer
     redirect_url: str | None = None  # a gateway's checkout page, if the buyer must go there
 

@@ -4,10 +4,10 @@ client made up is refused with 422) and generate the OpenAPI document."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from livecommerce import i18n
 from livecommerce.api import Strict
@@ -31,7 +31,9 @@ class OrderLineIn(Strict):
 class PurchaseIn(Strict):
     """An order. The server prices every line from the line-up: a price a client sends (`unit_price`
     or `price` on a line, `subtotal` or `total` on the order) is ignored, and is not part of the
-    request an Idempotency-Key is compared with."""
+    request an Idempotency-Key is compared with. Coupons the buyer picked (or asked to be picked) are
+    part of it only when there are some: an order without them is the same request as before they
+    existed."""
 
     lines: list[OrderLineIn] = Field(min_length=1, max_length=50)
     subtotal: Any = Field(default=None, exclude=True, description=IGNORED)
@@ -46,6 +48,21 @@ class PurchaseIn(Strict):
     delivery_option: DeliveryOption | None = Field(
         default=None, description="the option the buyer was quoted and confirms; if it no longer holds for this "
                                   "address and time, the order is refused (409) so the buyer sees the new promise")
+    coupons: list[Annotated[int, Field(ge=1, le=2**53)]] = Field(
+        default_factory=list, max_length=5, description="ids of the buyer's claimed coupons to use (the server "
+                                                         "checks them)")
+    suggest_coupon: bool = Field(default=False, description="let the server pick the buyer's best coupon")
+
+    @model_serializer(mode="wrap")
+    def _without_unpicked_coupons(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave the coupon fields out while they say nothing, so the fingerprint of an order without
+        coupons (`model_dump`) is what it was before they existed."""
+        data: dict[str, Any] = handler(self)
+        if not self.coupons:
+            data.pop("coupons", None)
+        if not self.suggest_coupon:
+            data.pop("suggest_coupon", None)
+        return data
 
 
 class SocketPurchaseIn(PurchaseIn):
@@ -70,6 +87,7 @@ class PurchaseLineOut(BaseModel):
     unit_price: int = Field(description="the live price charged, whole won")
     usual_price: int
     line_total: int
+    discount: int = Field(description="this line's share of the order's discount")
     status: OrderStatus
 
 
@@ -99,8 +117,8 @@ class PurchaseOut(BaseModel):
     lines: list[PurchaseLineOut]
     subtotal: int = Field(description="at live prices")
     savings: int = Field(description="what the live prices saved against the usual ones")
-    discount: int = Field(description="a coupon's discount")
-    coupon_code: str | None
+    discount: int = Field(description="a coupon's discount (each line has its share)")
+    coupon_code: str | None = Field(description="the code of the coupon redeemed, if any")
     delivery_fee: int
     total: int
     delivery: DeliveryOut
@@ -278,7 +296,8 @@ def line_out(line: Any, names: Names) -> PurchaseLineOut:
     ko, en = names.get(line.product_id, ("", ""))
     return PurchaseLineOut(id=line.id, product_id=line.product_id, merchant_id=line.merchant_id, name_ko=ko,
                            name_en=en, quantity=line.quantity, unit_price=line.unit_price,
-                           usual_price=line.usual_price, line_total=line.line_total, status=line.status)
+                           usual_price=line.usual_price, line_total=line.line_total, discount=line.discount,
+                           status=line.status)
 
 
 def purchase_out(p: Purchase, names: Names, settings: MarketOrderSettings | None, tz: ZoneInfo) -> PurchaseOut:

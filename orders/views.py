@@ -1,15 +1,12 @@
 """The orders API and pages: buying during a live stream (with an Idempotency-Key), the delivery
 quote, a viewer's orders, a stall's lines, the staff's orders with their CSV export, and the host's
-figures. Handlers parse, call a service inside one unit of work, and answer after the commit."""
+figures. Handlers parse, call a service inside one unit of work, and answer after the commit. The HTTP
+status of each of orders' refusals is decided here (`ERROR_STATUSES`), not by the domain."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import csv
-import io
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,17 +16,23 @@ from yarl import URL
 from livecommerce import i18n
 from livecommerce.api import Api, Call, path_id
 from livecommerce.auth import HOST, MERCHANT, PUBLIC, SIGNED_IN, STAFF, access
-from livecommerce.db import utcnow, writer
-from livecommerce.errors import N_, AppError, BadRequest, NotFound, ValidationFailed
+from livecommerce.db import utcnow
+from livecommerce.errors import AppError, BadRequest, NotFound, ValidationFailed, error_statuses, status_for
 from livecommerce.keys import AppKeys, signed_in_user, state
-from livecommerce.models import Product, Role, User
+from livecommerce.models import Market, Product, Role, User
 from livecommerce.templating import render
 from sessions import services as broadcasts
-from sessions.models import Broadcast, BroadcastState
+from sessions.models import BroadcastState
 
-from . import buying, rules, schemas, services
+from . import buying, fulfilment, rules, schemas
+from . import settings as order_settings
+from .connections import quick_read
+from .figures import broadcast_figures, orders_csv
+from .lineup import lineup_stock, read_lineup
 from .models import DELIVERY_LABELS, STATUS_LABELS, DeliveryOption, MarketOrderSettings, OrderStatus, Purchase
-from .payments import METHOD_LABELS, PAYMENT_PROVIDERS, InvalidWebhook, default_providers, offered
+from .payments import METHOD_LABELS, PAYMENT_PROVIDERS, InvalidWebhook, offered
+from .placing import notify
+from .pricing import PRICING
 from .schemas import (
     CheckoutItemOut,
     CheckoutOut,
@@ -54,10 +57,23 @@ log = logging.getLogger("livecommerce.orders")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
+# The HTTP status of each refusal orders' errors and rules carry: 409 when the state of things refuses
+# (it may pass later), 422 when the request does, 400 when it is malformed.
+ERROR_STATUSES = {
+    "broadcast_not_live": 409, "sold_out": 409, "not_enough_stock": 409, "delivery_option_changed": 409,
+    "illegal_status_move": 409, "cannot_cancel": 409, "idempotency_in_flight": 409,
+    "empty_order": 422, "duplicate_product": 422, "not_on_lineup": 422, "invalid_quantity": 422,
+    "invalid_phone": 422, "invalid_postal_code": 422, "outside_delivery_area": 422, "invalid_cutoff": 422,
+    "invalid_area": 422, "idempotency_key_reused": 422,
+    "idempotency_key_missing": 400,
+}
 
-def _json(answer: buying.Answer) -> web.Response:
-    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
-    return web.Response(status=answer.status, text=answer.body, content_type="application/json", headers=headers)
+
+def _answer(result: buying.PurchaseResult) -> web.Response:
+    """A purchase's result over HTTP: the JSON text kept with its Idempotency-Key, as it is, so a retry's
+    answer is the first one byte for byte."""
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return web.Response(status=result.status, text=result.body, content_type="application/json", headers=headers)
 
 
 def _tz(request: web.Request) -> Any:
@@ -78,14 +94,14 @@ def names_of(products: dict[int, Product]) -> schemas.Names:
 
 async def purchase_create(call: Call[PurchaseIn, None]) -> web.StreamResponse:
     """POST a purchase with an Idempotency-Key header: see `buying.purchase_once`."""
-    return _json(await buying.purchase_once(call.app, call.user, call.param("broadcast_id"), call.body,
-                                              call.request.headers.get(IDEMPOTENCY_HEADER)))
+    return _answer(await buying.purchase_once(call.app, call.user, call.param("broadcast_id"), call.body,
+                                                call.request.headers.get(IDEMPOTENCY_HEADER)))
 
 
 async def purchase_checkout(call: Call[None, None]) -> CheckoutOut:
     broadcast_id = call.param("broadcast_id")
-    async with services.quick_read(call.app) as db:
-        lineup = await services.read_lineup(db, broadcast_id)
+    async with quick_read(call.app) as db:
+        lineup = await read_lineup(db, broadcast_id)
     info, offers = lineup.info, lineup.offers
     methods = offered(call.app[PAYMENT_PROVIDERS], lineup.settings)
     return CheckoutOut(
@@ -99,9 +115,9 @@ async def purchase_checkout(call: Call[None, None]) -> CheckoutOut:
 
 async def delivery_quote(call: Call[None, QuoteQuery]) -> QuoteOut:
     broadcast_id = call.param("broadcast_id")
-    async with services.quick_read(call.app) as db:
-        settings = (await services.read_lineup(db, broadcast_id)).settings
-    q = rules.quote_delivery(services.delivery_rules(settings), call.query.postal_code, utcnow(),
+    async with quick_read(call.app) as db:
+        settings = (await read_lineup(db, broadcast_id)).settings
+    q = rules.quote_delivery(order_settings.delivery_rules(settings), call.query.postal_code, utcnow(),
                              call.app[AppKeys.config].tz)
     d = delivery_out(call.request, q.option, q.promise_at, q.fee)
     return QuoteOut(option=q.option, label=d.label, promise_at=q.promise_at, promise_text=d.promise_text, fee=q.fee,
@@ -139,29 +155,29 @@ def register_api(api: Api) -> None:
             log.warning("webhook refused", extra={"provider": name, "reason": str(exc)})
             raise BadRequest("The webhook's signature or content does not check out.", code="invalid_webhook") from None
         async with call.app[AppKeys.db].begin() as db:
-            purchase = await services.apply_payment_event(db, event, utcnow())
+            purchase = await fulfilment.apply_payment_event(db, event, utcnow())
         return WebhookOut(purchase_id=event.purchase_id, status=purchase.status.value if purchase else "ignored")
 
     @api.route("GET", "/broadcasts/{broadcast_id}/stock", access=PUBLIC, tag="orders", response=list[StockItemOut],
                errors=[404], summary="Units each product on the line-up can still sell")
     async def lineup_stock_get(call: Call[None, None]) -> list[StockItemOut]:
         broadcast_id = call.param("broadcast_id")
-        async with services.quick_read(call.app) as db:
-            left = await services.lineup_stock(db, broadcast_id)
+        async with quick_read(call.app) as db:
+            left = await lineup_stock(db, broadcast_id)
         return [StockItemOut(product_id=pid, left=n) for pid, n in left.items()]
 
     @api.route("GET", "/me/purchases", access=SIGNED_IN, tag="orders", response=list[PurchaseOut],
                summary="My orders, newest first")
     async def my_purchases(call: Call[None, None]) -> list[PurchaseOut]:
         async with call.app[AppKeys.reader]() as db:
-            rows = await services.my_purchases(db, call.user.id)
+            rows = await fulfilment.my_purchases(db, call.user.id)
             return await _outs(call.request, db, rows)
 
     @api.route("GET", "/purchases/{purchase_id}", access=SIGNED_IN, tag="orders", response=PurchaseOut,
                errors=[404], summary="One order (its buyer, or staff)")
     async def purchase_get(call: Call[None, None]) -> PurchaseOut:
         async with call.app[AppKeys.reader]() as db:
-            p = await services.get_purchase(db, call.param("purchase_id"))
+            p = await fulfilment.get_purchase(db, call.param("purchase_id"))
             if p.user_id != call.user.id and call.user.role is not Role.STAFF:
                 raise NotFound("No order with this id.", code="purchase_not_found")
             return (await _outs(call.request, db, [p]))[0]
@@ -176,7 +192,7 @@ def register_api(api: Api) -> None:
                errors=[404, 409], summary="The bank transfer arrived: the order is paid (staff)")
     async def purchase_paid(call: Call[None, None]) -> PurchaseOut:
         async with call.app[AppKeys.db].begin() as db:
-            p = await services.mark_paid(db, call.param("purchase_id"), utcnow())
+            p = await fulfilment.mark_paid(db, call.param("purchase_id"), utcnow())
             out = (await _outs(call.request, db, [p]))[0]
         return out
 
@@ -185,8 +201,8 @@ def register_api(api: Api) -> None:
     async def purchases_list(call: Call[None, PurchasesQuery]) -> list[PurchaseOut]:
         q = call.query
         async with call.app[AppKeys.reader]() as db:
-            rows = await services.list_purchases(db, services.PurchaseFilter(q.broadcast_id, q.merchant_id, q.status),
-                                                 q.limit, q.offset)
+            rows = await fulfilment.list_purchases(
+                db, fulfilment.PurchaseFilter(q.broadcast_id, q.merchant_id, q.status), q.limit, q.offset)
             return await _outs(call.request, db, rows)
 
     @api.route("GET", "/merchant/lines", access=MERCHANT, tag="orders", query=MerchantLinesQuery,
@@ -196,8 +212,8 @@ def register_api(api: Api) -> None:
         if user.merchant_id is None:
             raise AppError("Your account is not linked to a stall.", code="no_stall", status=403)
         async with call.app[AppKeys.reader]() as db:
-            rows = await services.merchant_lines(db, user.merchant_id, status=call.query.status,
-                                                 broadcast_id=call.query.broadcast_id)
+            rows = await fulfilment.merchant_lines(db, user.merchant_id, status=call.query.status,
+                                                   broadcast_id=call.query.broadcast_id)
         return [_merchant_line_out(call.request, r) for r in rows]
 
     @api.route("POST", "/purchase-lines/{line_id}/status", access=MERCHANT, tag="orders", body=LineStatusIn,
@@ -206,12 +222,13 @@ def register_api(api: Api) -> None:
     async def purchase_line_status(call: Call[LineStatusIn, None]) -> PurchaseOut:
         now = utcnow()
         async with call.app[AppKeys.db].begin() as db:
-            p = await services.move_line(db, call.user, call.param("line_id"), OrderStatus(call.body.status), now)
+            p = await fulfilment.move_line(db, call.user, call.param("line_id"), OrderStatus(call.body.status), now,
+                                           call.app[PRICING].releasers)
             out = (await _outs(call.request, db, [p]))[0]
-            event = (await services.cancelled_event(db, p, now)
+            event = (await fulfilment.cancelled_event(db, p, now)
                      if OrderStatus(call.body.status) in rules.RETURNS_STOCK else None)
         if event is not None:
-            await services.notify(call.app, event)
+            await notify(call.app, event)
         return out
 
     @api.route("GET", "/broadcasts/{broadcast_id}/figures", access=HOST, tag="orders", response=FiguresOut,
@@ -223,7 +240,7 @@ def register_api(api: Api) -> None:
         async with call.app[AppKeys.reader]() as db:
             await broadcasts.get_broadcast(db, broadcast_id)
             await broadcasts.check_host(db, broadcast_id, user.id, user.role)
-            f = await services.broadcast_figures(db, broadcast_id)
+            f = await broadcast_figures(db, broadcast_id)
         return FiguresOut.model_validate(f)
 
     @api.route("GET", "/markets/{market_id}/order-settings", access=PUBLIC, tag="orders", response=OrderSettingsOut,
@@ -231,10 +248,8 @@ def register_api(api: Api) -> None:
     async def order_settings_get(call: Call[None, None]) -> OrderSettingsOut:
         market_id = call.param("market_id")
         async with call.app[AppKeys.reader]() as db:
-            s = await services.order_settings(db, market_id)
+            s = await order_settings.order_settings(db, market_id)
             if s is None:
-                from livecommerce.models import Market
-
                 if await db.get(Market, market_id) is None:
                     raise NotFound("No market with this id.", code="market_not_found")
                 s = MarketOrderSettings(market_id=market_id, **_defaults())
@@ -244,8 +259,8 @@ def register_api(api: Api) -> None:
                response=OrderSettingsOut, errors=[404], summary="Set a market's delivery options and payment (staff)")
     async def order_settings_put(call: Call[OrderSettingsIn, None]) -> OrderSettingsOut:
         async with call.app[AppKeys.db].begin() as db:
-            s = await services.save_order_settings(db, call.param("market_id"),
-                                                   call.body.model_dump(exclude_none=True), utcnow())
+            s = await order_settings.save_order_settings(db, call.param("market_id"),
+                                                         call.body.model_dump(exclude_none=True), utcnow())
             out = OrderSettingsOut.model_validate(s)
         return out
 
@@ -257,15 +272,15 @@ def _defaults() -> dict[str, Any]:
 
 
 async def _outs(request: web.Request, db: Any, rows: Sequence[Purchase]) -> list[PurchaseOut]:
-    names = names_of(await services.products_of(db, rows))
+    names = names_of(await fulfilment.products_of(db, rows))
     settings: dict[int, MarketOrderSettings | None] = {}
     for p in rows:
         if p.market_id not in settings:
-            settings[p.market_id] = await services.order_settings(db, p.market_id)
+            settings[p.market_id] = await order_settings.order_settings(db, p.market_id)
     return [schemas.purchase_out(p, names, settings[p.market_id], _tz(request)) for p in rows]
 
 
-def _merchant_line_out(request: web.Request, r: services.MerchantLine) -> MerchantLineOut:
+def _merchant_line_out(request: web.Request, r: fulfilment.MerchantLine) -> MerchantLineOut:
     p = r.purchase
     return MerchantLineOut(
         line=schemas.line_out(r.line, names_of({r.product.id: r.product})), purchase_id=p.id,
@@ -279,10 +294,11 @@ def _merchant_line_out(request: web.Request, r: services.MerchantLine) -> Mercha
 async def _cancel(request: web.Request, purchase_id: int) -> PurchaseOut:
     now = utcnow()
     async with request.app[AppKeys.db].begin() as db:
-        p = await services.cancel_purchase(db, signed_in_user(request), purchase_id, now)
+        p = await fulfilment.cancel_purchase(db, signed_in_user(request), purchase_id, now,
+                                             request.app[PRICING].releasers)
         out = (await _outs(request, db, [p]))[0]
-        event = await services.cancelled_event(db, p, now)
-    await services.notify(request.app, event)
+        event = await fulfilment.cancelled_event(db, p, now)
+    await notify(request.app, event)
     return out
 
 
@@ -320,9 +336,9 @@ async def buy_page(request: web.Request) -> web.Response:
 async def my_orders_page(request: web.Request) -> web.Response:
     user = signed_in_user(request)
     async with request.app[AppKeys.reader]() as db:
-        rows = await services.my_purchases(db, user.id)
+        rows = await fulfilment.my_purchases(db, user.id)
         outs = await _outs(request, db, rows)
-        titles = await _titles(db, {p.broadcast_id for p in rows})
+        titles = await fulfilment.broadcasts_of(db, {p.broadcast_id for p in rows})
     return render(request, "orders/mine.html", {"orders": outs, "titles": titles,
                                                 "notice": request.query.get("done", ""), **_labels()})
 
@@ -333,21 +349,13 @@ async def my_order_cancel(request: web.Request) -> web.StreamResponse:
         await _cancel(request, path_id(request, "purchase_id"))
     except AppError as exc:
         async with request.app[AppKeys.reader]() as db:
-            rows = await services.my_purchases(db, signed_in_user(request).id)
+            rows = await fulfilment.my_purchases(db, signed_in_user(request).id)
             outs = await _outs(request, db, rows)
-            titles = await _titles(db, {p.broadcast_id for p in rows})
+            titles = await fulfilment.broadcasts_of(db, {p.broadcast_id for p in rows})
         return render(request, "orders/mine.html", {
             "orders": outs, "titles": titles, "notice": "", "error": i18n.gettext(exc.message, **exc.params),
-            **_labels()}, status=exc.status)
+            **_labels()}, status=status_for(request.app, exc))
     raise web.HTTPSeeOther("/orders?done=cancelled")
-
-
-async def _titles(db: Any, ids: set[int]) -> dict[int, Broadcast]:
-    from sqlalchemy import select
-
-    if not ids:
-        return {}
-    return {b.id: b for b in (await db.scalars(select(Broadcast).where(Broadcast.id.in_(ids)))).all()}
 
 
 async def _merchant_context(request: web.Request, user: User) -> dict[str, Any]:
@@ -357,10 +365,10 @@ async def _merchant_context(request: web.Request, user: User) -> dict[str, Any]:
         if user.merchant_id is None and user.role is Role.MERCHANT:
             raise AppError("Your account is not linked to a stall.", code="no_stall", status=403)
         merchant_id = user.merchant_id if user.role is Role.MERCHANT else _int_arg(request.query.get("merchant_id"))
-        merchants = await services.merchants_by_id(db)
-        rows = (await services.merchant_lines(db, merchant_id, status=status, broadcast_id=broadcast_id)
+        merchants = await fulfilment.merchants_by_id(db)
+        rows = (await fulfilment.merchant_lines(db, merchant_id, status=status, broadcast_id=broadcast_id)
                 if merchant_id is not None else [])
-        titles = await _titles(db, {r.purchase.broadcast_id for r in rows})
+        titles = await fulfilment.broadcasts_of(db, {r.purchase.broadcast_id for r in rows})
     return {"rows": rows, "merchant": merchants.get(merchant_id) if merchant_id else None, "merchants": merchants,
             "back": str(URL("/merchant/orders").with_query(
                 {k: v for k, v in request.query.items() if k in ("status", "broadcast_id", "merchant_id")})),
@@ -368,7 +376,7 @@ async def _merchant_context(request: web.Request, user: User) -> dict[str, Any]:
             "delivery_text": lambda p: delivery_out(request, p.delivery_option, p.delivery_promise_at,
                                                      p.delivery_fee).promise_text,
             "moves": {r.line.id: sorted((m.value for m in rules.allowed_moves(r.line.status, r.purchase.payment_method)
-                                         if m in services.MERCHANT_MOVES), key=lambda v: v != "packed")
+                                         if m in fulfilment.MERCHANT_MOVES), key=lambda v: v != "packed")
                       for r in rows},
             **_labels()}
 
@@ -388,21 +396,22 @@ async def merchant_line_post(request: web.Request) -> web.StreamResponse:
     back = str(form.get("back", ""))
     back = back if back.startswith("/merchant/orders") and "//" not in back else "/merchant/orders"
     try:
-        if wanted is None or wanted not in services.MERCHANT_MOVES:
+        if wanted is None or wanted not in fulfilment.MERCHANT_MOVES:
             raise ValidationFailed("Choose packed or delivered.", code="invalid_status")
         async with request.app[AppKeys.db].begin() as db:
-            await services.move_line(db, user, path_id(request, "line_id"), wanted, utcnow())
+            await fulfilment.move_line(db, user, path_id(request, "line_id"), wanted, utcnow(),
+                                       request.app[PRICING].releasers)
     except AppError as exc:
         ctx = await _merchant_context(request, user)
         return render(request, "orders/merchant.html", {**ctx, "error": i18n.gettext(exc.message, **exc.params)},
-                      status=exc.status)
+                      status=status_for(request.app, exc))
     raise web.HTTPSeeOther(back)
 
 
-def _staff_filter(request: web.Request) -> services.PurchaseFilter:
-    return services.PurchaseFilter(_int_arg(request.query.get("broadcast_id")),
-                                   _int_arg(request.query.get("merchant_id")),
-                                   _status_arg(request.query.get("status")))
+def _staff_filter(request: web.Request) -> fulfilment.PurchaseFilter:
+    return fulfilment.PurchaseFilter(_int_arg(request.query.get("broadcast_id")),
+                                     _int_arg(request.query.get("merchant_id")),
+                                     _status_arg(request.query.get("status")))
 
 
 STAFF_PAGE_SIZE = 100
@@ -412,10 +421,10 @@ async def _staff_context(request: web.Request) -> dict[str, Any]:
     f = _staff_filter(request)
     offset = _int_arg(request.query.get("offset")) or 0
     async with request.app[AppKeys.reader]() as db:
-        rows = await services.list_purchases(db, f, STAFF_PAGE_SIZE, offset)
-        total = await services.count_purchases(db, f)
+        rows = await fulfilment.list_purchases(db, f, STAFF_PAGE_SIZE, offset)
+        total = await fulfilment.count_purchases(db, f)
         outs = await _outs(request, db, rows)
-        merchants = await services.merchants_by_id(db)
+        merchants = await fulfilment.merchants_by_id(db)
         recent = await broadcasts.list_broadcasts(db, limit=200)
     query = {k: v for k, v in (("broadcast_id", f.broadcast_id), ("merchant_id", f.merchant_id),
                                 ("status", f.status.value if f.status else None)) if v}
@@ -442,64 +451,24 @@ async def staff_action(request: web.Request) -> web.StreamResponse:
     try:
         if action == "paid":
             async with request.app[AppKeys.db].begin() as db:
-                await services.mark_paid(db, purchase_id, now)
+                await fulfilment.mark_paid(db, purchase_id, now)
         else:
             await _cancel(request, purchase_id)
     except AppError as exc:
         ctx = await _staff_context(request)
         return render(request, "orders/staff.html", {**ctx, "error": i18n.gettext(exc.message, **exc.params)},
-                      status=exc.status)
+                      status=status_for(request.app, exc))
     raise web.HTTPSeeOther(back)
-
-
-CSV_COLUMNS = (
-    N_("Order number"), N_("Placed at"), N_("Broadcast"), N_("Second of stream"), N_("Order status"), N_("Buyer"),
-    N_("Phone"), N_("Postal code"), N_("Address"), N_("Product"), N_("Stall"), N_("Quantity"), N_("Live price"),
-    N_("Usual price"), N_("Line total"), N_("Line status"), N_("Delivery"), N_("Arrives by"), N_("Payment"),
-    N_("Paid at"), N_("Subtotal"), N_("Discount"), N_("Delivery fee"), N_("Total"), N_("Note"),
-)
 
 
 @access(STAFF)
 async def staff_csv(request: web.Request) -> web.StreamResponse:
-    """The filtered orders, one row per line, as a CSV that Excel opens with Korean intact: UTF-8
-    with a byte-order mark, CRLF line ends, every text cell safe from formula injection."""
-    f = _staff_filter(request)
+    """The filtered orders, one row per line (`figures.orders_csv`), as a CSV that Excel opens with
+    Korean intact: UTF-8 with a byte-order mark, CRLF line ends."""
     tz = request.app[AppKeys.config].tz
-    loc = state(request).locale
     async with request.app[AppKeys.reader]() as db:
-        rows = await services.list_purchases(db, f, limit=100_000)
-        products = await services.products_of(db, rows)
-        merchants = await services.merchants_by_id(db)
-        titles = await _titles(db, {p.broadcast_id for p in rows})
-    buf = io.StringIO()
-    out = csv.writer(buf, lineterminator="\r\n")
-    out.writerow([i18n.gettext(c) for c in CSV_COLUMNS])
-
-    def text(value: str) -> str:
-        return rules.spreadsheet_safe(value)
-
-    def when(moment: datetime | None) -> str:
-        return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
-
-    for p in rows:
-        b = titles.get(p.broadcast_id)
-        for li in p.lines:
-            if f.merchant_id is not None and li.merchant_id != f.merchant_id:
-                continue
-            prod = products.get(li.product_id)
-            m = merchants.get(li.merchant_id)
-            out.writerow([
-                p.id, when(p.placed_at), text(i18n.pick(b, "title", loc)) if b else p.broadcast_id, p.stream_second,
-                i18n.gettext(STATUS_LABELS[p.status]), text(p.contact_name), text(p.contact_phone), p.postal_code,
-                text(f"{p.address1} {p.address2}".strip()),
-                text(i18n.pick(prod, "name", loc)) if prod else li.product_id,
-                text(i18n.pick(m, "name", loc)) if m else li.merchant_id, li.quantity, li.unit_price, li.usual_price,
-                li.line_total, i18n.gettext(STATUS_LABELS[li.status]),
-                i18n.gettext(DELIVERY_LABELS[p.delivery_option]),
-                when(p.delivery_promise_at), i18n.gettext(METHOD_LABELS.get(p.payment_method, p.payment_method)),
-                when(p.paid_at), p.subtotal, p.discount, p.delivery_fee, p.total, text(p.note)])
-    body = "\ufeff" + buf.getvalue()
+        text = await orders_csv(db, _staff_filter(request), tz, state(request).locale)
+    body = "\ufeff" + text
     stamp = utcnow().astimezone(tz).strftime("%Y%m%d-%H%M")
     return web.Response(body=body.encode("utf-8"), content_type="text/csv", charset="utf-8",
                         headers={"Content-Disposition": f'attachment; filename="orders-{stamp}.csv"',
@@ -513,60 +482,17 @@ async def figures_page(request: web.Request) -> web.Response:
     async with request.app[AppKeys.reader]() as db:
         b = await broadcasts.get_broadcast(db, broadcast_id, full=True)
         await broadcasts.check_host(db, broadcast_id, user.id, user.role)
-        f = await services.broadcast_figures(db, broadcast_id)
+        f = await broadcast_figures(db, broadcast_id)
     return render(request, "orders/figures.html", {
         "b": b, "f": f, "figures_json": FiguresOut.model_validate(f).model_dump(mode="json")})
 
 
 # -- wiring ----------------------------------------------------------------------------------------
 
-async def orders_ctx(app: web.Application) -> AsyncIterator[None]:
-    """On startup (after the database is open): the engines and checks purchases use. Then each process
-    deletes expired idempotency keys every `orders.purge_interval_minutes`, and cancels bank transfers
-    left unpaid after their deadline every `orders.expire_interval_seconds`."""
-    cfg = app[AppKeys.config].orders
-    engine = app[AppKeys.engine]
-    app[services.WRITES] = writer(engine)
-    if engine.dialect.name == "postgresql":
-        app[services.QUICK_READS] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    app[buying.KEY_CHECKS] = buying.KeyChecks(app)
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(cfg.purge_interval_minutes * 60)
-            try:
-                async with app[AppKeys.db].begin() as db:
-                    n = await services.purge_keys(db, utcnow(), cfg.idempotency_retention_hours)
-                if n:
-                    log.info("idempotency keys purged", extra={"count": n})
-            except Exception:
-                log.exception("purging idempotency keys failed")
-
-    async def sweep() -> None:
-        while True:
-            await asyncio.sleep(cfg.expire_interval_seconds)
-            try:
-                await services.expire_overdue(app, utcnow())
-            except Exception:
-                log.exception("cancelling unpaid transfers failed")
-
-    tasks = [asyncio.create_task(loop())] if cfg.purge_interval_minutes > 0 else []
-    if cfg.expire_interval_seconds > 0:
-        tasks.append(asyncio.create_task(sweep()))
-    yield
-    for task in tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 def register(app: web.Application, api: Api) -> None:
-    """Wire orders into the app: API routes (before `api.install`), pages, the payment providers, the
-    purchase listeners (empty: the live room adds its own) and the key purge."""
-    app[PAYMENT_PROVIDERS] = default_providers()
-    app[services.PURCHASE_LISTENERS] = []
-    app[buying.LINEUPS] = buying.LineupCache(app[AppKeys.config].orders.lineup_cache_seconds)
-    app[buying.ADMISSION] = buying.Admission()
+    """Orders' edge in the app: API routes (before `api.install`), pages, and the HTTP status of each of
+    orders' refusals."""
+    error_statuses(app).update(ERROR_STATUSES)
     register_api(api)
     r = app.router
     r.add_get(r"/live/{broadcast_id:\d+}/buy", buy_page, name="orders_buy")
@@ -578,4 +504,3 @@ def register(app: web.Application, api: Api) -> None:
     r.add_get("/staff/orders.csv", staff_csv, name="orders_staff_csv")
     r.add_post(r"/staff/orders/{purchase_id:\d+}/{action:paid|cancel}", staff_action, name="orders_staff_action")
     r.add_get(r"/host/broadcasts/{broadcast_id:\d+}/figures", figures_page, name="orders_figures")
-    app.cleanup_ctx.append(orders_ctx)

@@ -3,6 +3,7 @@ lifecycle controls. Every event declares who may send it and validates its paylo
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -43,6 +44,8 @@ from .schemas import (
     SlowModeIn,
     SpotlightIn,
 )
+
+log = logging.getLogger("livecommerce.room")
 
 
 async def enter_own_room(ns: Namespace, sid: str, who: SocketUser) -> None:
@@ -154,6 +157,11 @@ class RoomEvents(EventGroup):
             m = await chat.post(db, b, author, text, now)
             payload = chat.message_out(m)
         env = await publish(self.app, b.id, "chat", payload)
+        for listener in room_hooks(self.app).on_chat:
+            try:
+                await listener(self.app, b.id, who, text)
+            except Exception:  # the message is sent: a listener's failure must not turn it into an error
+                log.exception("chat listener failed", extra={"broadcast": b.id})
         return {"id": m.id, "offset": env.offset}
 
     @event("heart", access=PUBLIC, payload=HeartIn, errors=("not_in_room",))

@@ -52,18 +52,20 @@ def moderators_room(broadcast_id: int) -> str:
 SnapshotPart = Callable[[web.Application, Broadcast, SocketUser], Awaitable[dict[str, Any]]]
 TickListener = Callable[[web.Application, int], Awaitable[None]]
 TransitionListener = Callable[[web.Application, int, BroadcastState, datetime], Awaitable[None]]
+ChatListener = Callable[[web.Application, int, SocketUser, str], Awaitable[None]]
 
 
 @dataclass
 class RoomHooks:
     """Where other domains plug into a broadcast's room: parts of the join snapshot (each returns keys
     merged into the answer of `join`), listeners on the room's ticker (a few times a second, per room with
-    viewers on this process) and on the broadcast's transitions (after the commit, on the process that made
-    the move)."""
+    viewers on this process), on the broadcast's transitions (after the commit, on the process that made
+    the move) and on chat messages (after the message is sent to the room)."""
 
     snapshot_parts: list[SnapshotPart] = field(default_factory=list)
     on_tick: list[TickListener] = field(default_factory=list)
     on_transition: list[TransitionListener] = field(default_factory=list)
+    on_chat: list[ChatListener] = field(default_factory=list)  # after a message is posted and sent
 
 
 ROOM_HOOKS = web.AppKey("room_hooks", RoomHooks)
@@ -107,6 +109,46 @@ local total = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
 return total
 """
+
+
+class Versions:
+    """A version per broadcast for one kind of change (sales, claims…), bumped after each commit that makes
+    such a change: in Redis when it is configured (every process sees the bump), in memory otherwise. Each
+    process pushes the new figures to its viewers when the version it last pushed is behind, at most every
+    `min_interval` seconds: many changes, one push."""
+
+    def __init__(self, redis: Redis | None, prefix: str, name: str, min_interval: float = 1.0) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.name = name
+        self.min_interval = min_interval
+        self._local: dict[int, int] = {}
+        self._seen: dict[int, int] = {}
+        self._pushed_at: dict[int, float] = {}
+
+    def _key(self, broadcast_id: int) -> str:
+        return f"{self.prefix}room:{broadcast_id}:{self.name}"
+
+    async def bump(self, broadcast_id: int) -> None:
+        if self.redis is not None:
+            await self.redis.incr(self._key(broadcast_id))
+        else:
+            self._local[broadcast_id] = self._local.get(broadcast_id, 0) + 1
+
+    async def version(self, broadcast_id: int) -> int:
+        if self.redis is not None:
+            return int(await self.redis.get(self._key(broadcast_id)) or 0)
+        return self._local.get(broadcast_id, 0)
+
+    async def due(self, broadcast_id: int) -> bool:
+        """True (once per change) when the version moved since this process last pushed."""
+        version = await self.version(broadcast_id)
+        now = time.monotonic()
+        if version == self._seen.get(broadcast_id, 0) or now - self._pushed_at.get(broadcast_id, 0) < self.min_interval:
+            return False
+        self._seen[broadcast_id] = version
+        self._pushed_at[broadcast_id] = now
+        return True
 
 
 class RoomRuntime:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from dateutil.rrule import DAILY, MONTHLY, WEEKLY, rrule, rrulestr
+from dateutil.rrule import rrule, rrulestr
 
 from livecommerce.errors import N_
 
@@ -80,6 +80,15 @@ def format_local(moment: datetime) -> str:
     return moment.strftime(LOCAL_FORMAT)
 
 
+def _frequency(body: str) -> str:
+    """The FREQ part of an RRULE line (read from the text: the parsed rule keeps it private)."""
+    for part in body.upper().split(";"):
+        name, _, value = part.partition("=")
+        if name.strip() == "FREQ":
+            return value.strip()
+    return ""
+
+
 def check_rrule(text: str, dtstart_local: datetime) -> rrule:
     """Parse an RFC 5545 RRULE (without DTSTART) and refuse what a weekly show cannot be."""
     body = text.strip()
@@ -91,7 +100,7 @@ def check_rrule(text: str, dtstart_local: datetime) -> rrule:
         rule = rrulestr(body, dtstart=dtstart_local)
     except (ValueError, TypeError) as exc:
         raise ScheduleError("invalid_rrule", N_("This RRULE cannot be read: %(problem)s"), problem=str(exc)) from None
-    if not isinstance(rule, rrule) or rule._freq not in (DAILY, WEEKLY, MONTHLY):
+    if not isinstance(rule, rrule) or _frequency(body) not in ("DAILY", "WEEKLY", "MONTHLY"):
         raise ScheduleError("invalid_rrule", N_("A series repeats daily, weekly or monthly."))
     if rule.after(dtstart_local, inc=True) is None:
         raise ScheduleError("invalid_rrule", N_("This RRULE never happens after its start."))

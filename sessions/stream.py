@@ -19,6 +19,9 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
+from livecommerce import jsonenc
+from livecommerce.internals import pubsub_emit_parts
+
 
 @dataclass(frozen=True)
 class Envelope:
@@ -113,12 +116,10 @@ local offset = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], offset .. '-0', 'd', ARGV[3], 't', ARGV[4], 'ts', ARGV[5])
 if ARGV[6] ~= '' then
   -- Send it to every server process in the same step, so that every process sees the room's events in
-  -- offset order (python-socketio's Redis manager message format).
+  -- offset order: the envelope between the two halves of python-socketio's pub/sub message (ARGV[7..8]).
   local env = '{"e":"' .. epoch .. '","o":' .. offset .. ',"t":"' .. ARGV[4] .. '","d":' .. ARGV[3] ..
               ',"ts":' .. ARGV[5] .. '}'
-  local msg = '{"method":"emit","event":"room","data":[' .. env .. '],"binary":false,"namespace":"' ..
-              ARGV[7] .. '","room":"' .. ARGV[8] .. '","skip_sid":null,"callback":null,"host_id":"room-stream"}'
-  redis.call('PUBLISH', ARGV[6], msg)
+  redis.call('PUBLISH', ARGV[6], ARGV[7] .. env .. ARGV[8])
 end
 return {epoch, offset}
 """
@@ -145,9 +146,10 @@ class RedisStream:
         """Append an event; with `channel`, also send it to the room on every server process, in the same
         atomic step (so every process delivers the room's events in offset order)."""
         ts = round(time.time(), 3)
-        raw = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        raw = jsonenc.dumps(data)
+        before, after = pubsub_emit_parts("room", namespace, sio_room) if channel else ("", "")
         epoch, offset = await self._publish(keys=self._keys(room), args=[
-            secrets.token_hex(4), self.max_length, raw, type_, repr(ts), channel, namespace, sio_room])
+            secrets.token_hex(4), self.max_length, raw, type_, repr(ts), channel, before, after])
         return Envelope(_s(epoch), int(offset), type_, data, ts)
 
     async def position(self, room: int) -> tuple[str, int]:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from livecommerce.accounts import set_password
 from livecommerce.auth import COOKIE
 from livecommerce.config import Config
+from livecommerce.keys import AppKeys
 from livecommerce.models import Product, User
 from sessions.models import Broadcast, BroadcastState
 from tests.support import PASSWORD, World, cookie_of, csrf, fresh, sign_in
@@ -235,13 +236,14 @@ async def test_tampered_cookie_is_anonymous(client: TestClient, world: World) ->
     assert resp.status == 401
 
 
-async def test_password_change_signs_out_other_browsers(client: TestClient, world: World, db: AsyncSession) -> None:
+async def test_password_change_signs_out_other_browsers(client: TestClient, world: World,
+                                                         app: web.Application) -> None:
     await sign_in(client, "host")
     assert (await client.get("/api/v1/me")).status == 200
-    user = await (await fresh(db)).get(User, world.host.id)
-    assert user is not None
-    await set_password(db, user, "a brand new password")
-    await db.commit()
+    async with app[AppKeys.db].begin() as db:  # changed by the app, which then forgets the kept account
+        user = await db.get(User, world.host.id)
+        assert user is not None
+        await set_password(db, user, "a brand new password")
     assert (await client.get("/api/v1/me")).status == 401
 
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coupons import rules
 from coupons.rules import (
     Applied,
     Coupon,
@@ -430,3 +431,10 @@ def test_the_best_coupon_is_never_beaten(claimed: list[Coupon], lines: list[Line
         assert best is None
     else:
         assert best is not None and discount(best, lines) == max(offs)
+
+
+def test_a_planned_drop_is_due_from_the_minute_of_the_live_stream() -> None:
+    started = datetime(2026, 12, 7, 10, 3, tzinfo=UTC)  # went live three minutes late
+    assert not rules.planned_due(started, 20, started + timedelta(minutes=19, seconds=59))
+    assert rules.planned_due(started, 20, started + timedelta(minutes=20))
+    assert rules.planned_due(started, 0, started)

@@ -20,12 +20,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce import logs
-from livecommerce.accounts import AccountCache, set_password
 from livecommerce.auth import Session, SessionCodec
-from livecommerce.keys import AppKeys
-from livecommerce.models import User
-from orders import buying, services
+from livecommerce.errors import NotFound
+from orders.keys import KEY_CHECKS
+from orders.lineup import LINEUPS, BroadcastInfo, Lineup, OfferRow
 from orders.models import IdempotencyKey, Purchase
+from orders.placing import Admission, Ticket
 from orders.rules import Offer, Wanted
 from sessions.models import BroadcastState, LineupItem
 from tests.support import World, fresh, sign_in
@@ -35,24 +35,24 @@ from .support import browser, buy, order
 # -- admission (no server) -------------------------------------------------------------------------
 
 
-def _lineup(left: dict[int, int]) -> services.Lineup:
-    info = services.BroadcastInfo(1, 1, BroadcastState.LIVE, datetime(2026, 11, 25, tzinfo=UTC))
-    offers = {pid: services.OfferRow(Offer(pid, 1, 9900, 12900, n, "만두"), "만두", "Dumplings", "", "", "", n, 0)
+def _lineup(left: dict[int, int]) -> Lineup:
+    info = BroadcastInfo(1, 1, BroadcastState.LIVE, datetime(2026, 11, 25, tzinfo=UTC))
+    offers = {pid: OfferRow(Offer(pid, 1, 9900, 12900, n, "만두"), "만두", "Dumplings", "", "", "", n, 0)
               for pid, n in left.items()}
-    return services.Lineup(info, offers, None)
+    return Lineup(info, offers, None)
 
 
 async def test_admission_lets_through_as_many_units_as_are_left_and_the_rest_wait() -> None:
-    admission = buying.Admission()
+    admission = Admission()
     lineup = _lineup({7: 3})
     first = admission.enter(1, [Wanted(7, 2)], lineup)
     second = admission.enter(1, [Wanted(7, 1)], lineup)
-    assert isinstance(first, buying.Ticket) and isinstance(second, buying.Ticket)
+    assert isinstance(first, Ticket) and isinstance(second, Ticket)
     assert admission.in_flight(1, 7) == 3
     third = admission.enter(1, [Wanted(7, 1)], lineup)
     assert isinstance(third, asyncio.Event) and not third.is_set()  # waits: every unit is being bought
     other_show = admission.enter(2, [Wanted(7, 1)], _lineup({7: 1}))
-    assert isinstance(other_show, buying.Ticket)  # another broadcast is counted apart
+    assert isinstance(other_show, Ticket)  # another broadcast is counted apart
     first.release()
     assert not third.is_set() and admission.in_flight(1, 7) == 1
     second.release()
@@ -62,16 +62,16 @@ async def test_admission_lets_through_as_many_units_as_are_left_and_the_rest_wai
 
 
 async def test_admission_refuses_at_once_when_nothing_is_in_flight() -> None:
-    admission = buying.Admission()
+    admission = Admission()
     gate = admission.enter(1, [Wanted(7, 2)], _lineup({7: 1}))
     assert isinstance(gate, asyncio.Event) and gate.is_set()  # checking again gives the refusal
 
 
 async def test_admission_lets_few_write_at_once_in_arrival_order() -> None:
-    admission = buying.Admission()
+    admission = Admission()
     lineup = _lineup({7: 100})
     tickets = [admission.enter(1, [Wanted(7, 1)], lineup) for _ in range(admission.WRITERS + 2)]
-    assert all(isinstance(t, buying.Ticket) for t in tickets)
+    assert all(isinstance(t, Ticket) for t in tickets)
     order_seen: list[int] = []
 
     async def write(i: int, t: Any) -> None:
@@ -158,7 +158,7 @@ async def test_key_checks_asked_together_share_queries(app: web.Application, cli
     db.add(IdempotencyKey(user_id=world.viewer.id, key="known", fingerprint="f" * 64, state="done", token="t",
                           created_at=datetime.now(UTC), started_at=datetime.now(UTC)))
     await db.commit()
-    checks = app[buying.KEY_CHECKS]
+    checks = app[KEY_CHECKS]
     queries = 0
     real = checks._found
 
@@ -178,7 +178,7 @@ async def test_key_checks_asked_together_share_queries(app: web.Application, cli
 async def test_the_kept_line_up_is_dropped_by_a_commit_here_and_lowered_by_a_sale(
         app: web.Application, client: TestClient, world: World, db: AsyncSession) -> None:
     await client.get("/api/v1/auth/session")
-    cache = app[buying.LINEUPS]
+    cache = app[LINEUPS]
     assert cache.ttl > 0
     first = await cache.get(app, world.live.id)
     assert await cache.get(app, world.live.id) is first  # kept
@@ -202,37 +202,11 @@ async def test_a_broadcast_that_does_not_exist_is_not_kept(app: web.Application,
                                                            world: World) -> None:
     await client.get("/api/v1/auth/session")
     for _ in range(2):
-        with pytest.raises(services.NotFound):
-            await app[buying.LINEUPS].get(app, 999_999)
+        with pytest.raises(NotFound):
+            await app[LINEUPS].get(app, 999_999)
 
 
 # -- accounts and cookies ---------------------------------------------------------------------------
-
-async def test_an_account_is_kept_briefly_and_forgotten_when_it_changes(app: web.Application, client: TestClient,
-                                                                        world: World, db: AsyncSession) -> None:
-    await client.get("/api/v1/auth/session")
-    now = [0.0]
-    cache = AccountCache(5.0, clock=lambda: now[0])
-    hot = app[AppKeys.hot]
-    user = await cache.get(hot, world.viewer.id, 0)
-    assert user is not None and user.display_name == "시청자" and user.role.value == "viewer"
-    assert await cache.get(hot, world.viewer.id, 0) is user  # kept
-    assert await cache.get(hot, world.viewer.id, 1) is None  # a cookie from another epoch
-    # a change made by another process is seen once the time is up
-    await db.execute(update(User).where(User.id == world.viewer.id).values(display_name="새이름"))
-    await db.commit()
-    assert (await cache.get(hot, world.viewer.id, 0)) is user
-    now[0] = 5.1
-    renamed = await cache.get(hot, world.viewer.id, 0)
-    assert renamed is not None and renamed.display_name == "새이름"
-    # a change flushed through this process forgets it at once: the old cookies stop working
-    viewer = await (await fresh(db)).get(User, world.viewer.id)
-    assert viewer is not None
-    await set_password(db, viewer, "another password")
-    await db.commit()
-    assert await cache.get(hot, world.viewer.id, 0) is None
-    assert await cache.get(hot, 999_999, 0) is None
-
 
 async def test_a_verified_cookie_is_remembered_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     codec = SessionCodec("s" * 40, max_age_seconds=60)

@@ -22,7 +22,11 @@ from livecommerce.config import Config
 from livecommerce.db import make_engine, make_sessionmaker, utcnow
 from livecommerce.errors import AppError
 from livecommerce.models import Product
-from orders import buying, rules, services
+from orders import buying, rules
+from orders.errors import KeyLost, SoldOut
+from orders.fulfilment import apply_payment_event, expire_overdue
+from orders.keys import claim_key, complete_key, purge_keys
+from orders.lineup import lineup_stock
 from orders.models import (
     DeliveryOption,
     IdempotencyKey,
@@ -40,9 +44,10 @@ from orders.payments import (
     PaymentStart,
     default_providers,
 )
-from orders.rules import PricedLine, Replay
+from orders.placing import PURCHASE_LISTENERS, EventLine, OrderInput, PurchaseEvent, place_purchase, take_stock
+from orders.rules import PricedLine, Replay, masked_name
 from orders.schemas import PurchaseIn, SocketPurchaseIn
-from orders.services import PURCHASE_LISTENERS, PurchaseEvent
+from orders.settings import save_order_settings, seed_demo_order_settings
 from sessions.models import Broadcast, BroadcastState, LineupItem
 from tests.support import World, fresh, sign_in, socket_for
 
@@ -240,32 +245,32 @@ async def test_a_stale_attempt_cannot_commit_after_a_retry_took_over(config: Con
     lock = config.orders.idempotency_lock_seconds
     try:
         async with maker.begin() as s:
-            slow = await services.claim_key(s, world.viewer.id, "k-3", "f" * 64, now, lock)
+            slow = await claim_key(s, world.viewer.id, "k-3", "f" * 64, now, lock)
         async with maker.begin() as s:
-            assert (await services.claim_key(s, world.viewer.id, "k-3", "f" * 64, now, lock)).outcome is \
+            assert (await claim_key(s, world.viewer.id, "k-3", "f" * 64, now, lock)).outcome is \
                 Replay.IN_FLIGHT
         async with maker.begin() as s:
-            retry = await services.claim_key(s, world.viewer.id, "k-3", "f" * 64, now + timedelta(seconds=lock), lock)
+            retry = await claim_key(s, world.viewer.id, "k-3", "f" * 64, now + timedelta(seconds=lock), lock)
         assert slow.outcome is retry.outcome is Replay.NEW and slow.token != retry.token
-        order_in = services.OrderInput([rules.Wanted(world.products[0].id, 1)], "김민지", "010-1234-5678", "04524",
+        order_in = OrderInput([rules.Wanted(world.products[0].id, 1)], "김민지", "010-1234-5678", "04524",
                                        "서울", "", "", "cod")
         viewer = await db.get(type(world.viewer), world.viewer.id)
         assert viewer is not None
         db.expunge(viewer)  # a plain object from here: the checks below end the test session's snapshot
         try:
             async with maker.begin() as s:
-                placed = await services.place_purchase(s, user=viewer, broadcast_id=world.live.id, order=order_in,
+                placed = await place_purchase(s, user=viewer, broadcast_id=world.live.id, order=order_in,
                                                        now=now, config=config, providers=default_providers())
-                await services.complete_key(s, slow, 201, "{}", placed.purchase.id)
+                await complete_key(s, slow, 201, "{}", placed.purchase.id)
             raise AssertionError("the slow attempt committed")
-        except services.KeyLost:
+        except KeyLost:
             pass
         assert await count(db, Purchase) == 0
         assert await sold(db, world.live.id, world.products[0].id) == 0
         async with maker.begin() as s:
-            placed = await services.place_purchase(s, user=viewer, broadcast_id=world.live.id, order=order_in,
+            placed = await place_purchase(s, user=viewer, broadcast_id=world.live.id, order=order_in,
                                                    now=now, config=config, providers=default_providers())
-            await services.complete_key(s, retry, 201, "{}", placed.purchase.id)
+            await complete_key(s, retry, 201, "{}", placed.purchase.id)
         assert await count(db, Purchase) == 1
     finally:
         await engine.dispose()
@@ -359,7 +364,7 @@ async def test_old_keys_are_purged(db: AsyncSession, world: World) -> None:
         db.add(IdempotencyKey(user_id=world.viewer.id, key=key, fingerprint="f" * 64, state=KeyState.DONE,
                               token="t" * 32, created_at=at, started_at=at))
     await db.commit()
-    assert await services.purge_keys(db, now, 24) == 1
+    assert await purge_keys(db, now, 24) == 1
     await db.commit()
     assert (await db.scalars(select(IdempotencyKey.key))).all() == ["young"]
 
@@ -410,9 +415,9 @@ async def test_a_multi_line_order_takes_all_its_lines_or_none(config: Config, wo
              PricedLine(world.products[1].id, world.other_merchant.id, 2, 13900, 18000)]
     try:
         async with make_sessionmaker(engine).begin() as s:
-            await services.take_stock(s, world.live.id, lines, {world.products[1].id: "참기름"})
+            await take_stock(s, world.live.id, lines, {world.products[1].id: "참기름"})
         raise AssertionError("two units were taken from a product that has one")
-    except services.SoldOut as exc:
+    except SoldOut as exc:
         assert exc.details == {"product_id": world.products[1].id} and exc.params["product"] == "참기름"
     finally:
         await engine.dispose()
@@ -463,7 +468,7 @@ async def test_listeners_hear_each_committed_purchase_and_cancellation(app: web.
     e = heard[0]
     assert (e.kind, e.purchase_id, e.broadcast_id, e.user_id, e.buyer) == (
         "placed", body["id"], world.live.id, world.viewer.id, "시**")
-    assert e.lines == (services.EventLine(world.products[0].id, 2, 9900, world.products[0].name_ko,
+    assert e.lines == (EventLine(world.products[0].id, 2, 9900, world.products[0].name_ko,
                                           world.products[0].name_en),)
     assert e.stock_left == {world.products[0].id: 28} and e.total == body["total"]
     status, _, _ = await buy(client, token, world.live.id, order(world, payment_method="bank_transfer"))
@@ -474,14 +479,14 @@ async def test_listeners_hear_each_committed_purchase_and_cancellation(app: web.
 
 
 async def test_functions_for_the_live_room(world: World, db: AsyncSession) -> None:
-    assert await services.lineup_stock(db, world.live.id) == {world.products[0].id: 30, world.products[1].id: 20}
-    assert services.masked_name("시청자") == "시**"
+    assert await lineup_stock(db, world.live.id) == {world.products[0].id: 30, world.products[1].id: 20}
+    assert masked_name("시청자") == "시**"
 
 
 # -- delivery --------------------------------------------------------------------------------------
 
 async def _settings(db: AsyncSession, world: World, **values: Any) -> None:
-    await services.save_order_settings(db, world.market.id, values, utcnow())
+    await save_order_settings(db, world.market.id, values, utcnow())
     await db.commit()
 
 
@@ -549,8 +554,8 @@ async def test_order_settings_are_checked(client: TestClient, world: World) -> N
 
 
 async def test_the_demo_settings_offer_bank_transfer(client: TestClient, world: World, db: AsyncSession) -> None:
-    await services.seed_demo_order_settings(db, world.market.id)
-    await services.seed_demo_order_settings(db, world.market.id)  # again: still one row
+    await seed_demo_order_settings(db, world.market.id)
+    await seed_demo_order_settings(db, world.market.id)  # again: still one row
     await db.commit()
     assert await count(db, MarketOrderSettings) == 1
     checkout = await (await client.get(f"/api/v1/broadcasts/{world.live.id}/checkout")).json()
@@ -563,7 +568,7 @@ async def test_the_demo_settings_offer_bank_transfer(client: TestClient, world: 
 # -- payment and fulfilment ------------------------------------------------------------------------
 
 async def test_bank_transfer_then_packing_and_delivery(server: TestServer, world: World, db: AsyncSession) -> None:
-    await services.seed_demo_order_settings(db, world.market.id)
+    await seed_demo_order_settings(db, world.market.id)
     await db.commit()
     viewer, merchant, staff = browser(server), browser(server), browser(server)
     try:
@@ -685,19 +690,19 @@ async def test_a_gateway_pays_through_its_webhook_once(app: web.Application, cli
 
     with pytest.raises(InvalidWebhook):
         gateway.verify_webhook(*webhook(body["total"], secret=b"forged"))
-    assert await services.apply_payment_event(db, gateway.verify_webhook(*webhook(body["total"], "failed")),
+    assert await apply_payment_event(db, gateway.verify_webhook(*webhook(body["total"], "failed")),
                                               utcnow()) is None
     with pytest.raises(AppError) as info:
-        await services.apply_payment_event(db, gateway.verify_webhook(*webhook(body["total"] - 1)), utcnow())
+        await apply_payment_event(db, gateway.verify_webhook(*webhook(body["total"] - 1)), utcnow())
     assert info.value.code == "amount_mismatch"
     await db.rollback()
     offline = PaymentEvent("offline", body["id"], "x", body["total"], "paid")
     with pytest.raises(AppError) as info:
-        await services.apply_payment_event(db, offline, utcnow())
+        await apply_payment_event(db, offline, utcnow())
     assert info.value.code == "wrong_provider"
     await db.rollback()
     for _ in range(2):  # a webhook delivered twice pays once
-        paid = await services.apply_payment_event(db, gateway.verify_webhook(*webhook(body["total"])), utcnow())
+        paid = await apply_payment_event(db, gateway.verify_webhook(*webhook(body["total"])), utcnow())
         await db.commit()
         assert paid is not None and paid.status is OrderStatus.PAID and paid.payment_ref == "pk_1"
     p = await (await fresh(db)).get(Purchase, body["id"])
@@ -740,7 +745,7 @@ async def test_the_hosts_figures(server: TestServer, world: World, db: AsyncSess
 
 async def test_a_transfer_unpaid_after_its_deadline_is_cancelled_and_its_units_come_back(
         app: web.Application, client: TestClient, world: World, db: AsyncSession) -> None:
-    await services.seed_demo_order_settings(db, world.market.id)
+    await seed_demo_order_settings(db, world.market.id)
     await db.commit()
     heard: list[PurchaseEvent] = []
 
@@ -761,11 +766,11 @@ async def test_a_transfer_unpaid_after_its_deadline_is_cancelled_and_its_units_c
     assert (await client.post(f"/api/v1/purchases/{paid['id']}/paid", headers={"X-CSRF-Token": staff})).status == 200
     assert await sold(db, world.live.id, world.products[0].id) == 6
     pay_by = datetime.fromisoformat(late["payment"]["pay_by"])
-    assert await services.expire_overdue(app, pay_by - timedelta(seconds=1)) == 0  # not yet
+    assert await expire_overdue(app, pay_by - timedelta(seconds=1)) == 0  # not yet
     heard.clear()
     after = pay_by + timedelta(seconds=1)
-    assert await services.expire_overdue(app, after) == 1
-    assert await services.expire_overdue(app, after) == 0  # once
+    assert await expire_overdue(app, after) == 1
+    assert await expire_overdue(app, after) == 0  # once
     p = await (await fresh(db)).get(Purchase, late["id"])
     assert p is not None and p.status is OrderStatus.CANCELLED
     for other in (paid, cod):

@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders import services
 from orders.models import OrderStatus, Purchase, PurchaseLine
+from orders.settings import seed_demo_order_settings
 from sessions.models import Broadcast, BroadcastState
 from tests.support import World, csrf, fresh, sign_in
 
@@ -110,7 +110,7 @@ async def test_a_stall_sees_and_moves_only_its_own_lines(server: TestServer, htt
 
 async def test_staff_orders_filters_actions_and_csv(server: TestServer, http: TestClient, world: World,
                                                    db: AsyncSession) -> None:
-    await services.seed_demo_order_settings(db, world.market.id)
+    await seed_demo_order_settings(db, world.market.id)
     await db.commit()
     body = await _two_stall_order(server, world)
     viewer = browser(server)

@@ -6,23 +6,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
 import pytest
-import socketio
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.app import create_app
-from livecommerce.auth import COOKIE
 from livecommerce.config import Config
 from sessions.chat import Bucket, ChatRefused, blocked_word, clean_text, take
 from sessions.models import BlockedWord, Broadcast, ChatMessage
 from sessions.stream import decide
-from tests.support import World, csrf, fresh, sign_in, socket_for
-
-NS = "/live"
-
+from tests.support import NS, World, browser_session, csrf, fresh, guest, sign_in, signed_in, viewer
 
 # -- pure rules ---------------------------------------------------------------------------------
 
@@ -65,97 +59,6 @@ def test_recovery_decisions() -> None:
     assert decide("e1", 10, "e1", 7, 9, 0.0, 1.0, 100, 60) == "too_old"  # trimmed away
     assert decide("e1", 10, "e1", 7, 8, 0.0, 100.0, 100, 60) == "too_old"  # older than allowed
     assert decide("e1", 500, "e1", 7, 8, 0.0, 1.0, 100, 60) == "too_long"
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-class Viewer:
-    """A real socket.io client that keeps every room event it receives, in order — as the pages do:
-    an event whose offset it has already seen (a live copy of something it recovered) is dropped."""
-
-    def __init__(self, sio: socketio.AsyncClient) -> None:
-        self.sio = sio
-        self.events: list[dict[str, Any]] = []
-        self.other: dict[str, list[Any]] = {}
-        self.arrived = asyncio.Event()
-        self.frames = 0
-        self.last = -1
-        self.dropped = 0
-        sio.on("room", self._one, namespace=NS)
-        sio.on("room:batch", self._many, namespace=NS)
-        for name in ("counts", "mod:reported", "you:muted", "you:banned"):
-            sio.on(name, self._named(name), namespace=NS)
-
-    def _keep(self, env: dict[str, Any]) -> None:
-        if env["o"] <= self.last:
-            self.dropped += 1
-            return
-        self.last = env["o"]
-        self.events.append(env)
-
-    async def _one(self, env: dict[str, Any]) -> None:
-        self.frames += 1
-        self._keep(env)
-        self.arrived.set()
-
-    async def _many(self, envs: list[dict[str, Any]]) -> None:
-        self.frames += 1
-        for env in envs:
-            self._keep(env)
-        self.arrived.set()
-
-    def _named(self, name: str):  # type: ignore[no-untyped-def]
-        async def handler(data: Any) -> None:
-            self.other.setdefault(name, []).append(data)
-            self.arrived.set()
-
-        return handler
-
-    async def call(self, event: str, data: Any) -> dict[str, Any]:
-        ack = await self.sio.call(event, data, namespace=NS, timeout=10)
-        assert isinstance(ack, dict)
-        if event == "join" and ack.get("ok"):
-            pos = ack["data"]["position"]["offset"]
-            self.last = max(self.last, pos) if ack["data"]["recovered"] else pos
-        return ack
-
-    async def wait_for(self, predicate: Any, limit: float = 5.0) -> None:
-        async def loop() -> None:
-            while not predicate():
-                self.arrived.clear()
-                await self.arrived.wait()
-
-        await asyncio.wait_for(loop(), limit)
-
-    def chat_texts(self) -> list[str]:
-        return [e["d"]["text"] for e in self.events if e["t"] == "chat"]
-
-
-async def viewer(server: TestServer, cookie: str | None = None) -> Viewer:
-    return Viewer(await socket_for(f"http://127.0.0.1:{server.port}", cookie))
-
-
-def _session(server: TestServer) -> aiohttp.ClientSession:
-    # (a TestClient would close the server when it closes)
-    return aiohttp.ClientSession(base_url=f"http://127.0.0.1:{server.port}", cookie_jar=aiohttp.CookieJar(unsafe=True))
-
-
-def _cookie(session: aiohttp.ClientSession) -> str:
-    return next(c.value for c in session.cookie_jar if c.key == COOKIE)
-
-
-async def signed_in(server: TestServer, username: str) -> Viewer:
-    async with _session(server) as http:
-        await sign_in(http, username)  # type: ignore[arg-type]
-        return await viewer(server, _cookie(http))
-
-
-async def guest(server: TestServer, nickname: str) -> tuple[Viewer, int]:
-    async with _session(server) as http:
-        token = await csrf(http)  # type: ignore[arg-type]
-        resp = await http.post("/api/v1/auth/guest", json={"nickname": nickname}, headers={"X-CSRF-Token": token})
-        user_id = (await resp.json())["user"]["id"]
-        return await viewer(server, _cookie(http)), user_id
 
 
 # -- the room -----------------------------------------------------------------------------------
@@ -507,7 +410,7 @@ async def test_purchases_appear_in_the_room(server: TestServer, world: World) ->
         await watcher.call("join", {"broadcast_id": world.live.id})
         await host.call("join", {"broadcast_id": world.live.id})
         await host.call("host:watch", {"broadcast_id": world.live.id})
-        async with _session(server) as http:
+        async with browser_session(server) as http:
             token = await csrf(http)  # type: ignore[arg-type]
             resp = await http.post("/api/v1/auth/guest", json={"nickname": "김민지"}, headers={"X-CSRF-Token": token})
             token = (await resp.json())["csrf_token"]

@@ -1,6 +1,7 @@
 /* The buy sheet (viewer/_buy.html): quantity steppers, a running total with the live discount, the
- * delivery promise quoted by the server as the postal code is typed, and the order sent with an
- * Idempotency-Key.
+ * delivery promise quoted by the server as the postal code is typed, the viewer's coupons for this
+ * broadcast (none, one of them, or the best one picked by the server) with the discount estimated
+ * here (coupons.js), and the order sent with an Idempotency-Key.
  *
  * The key is made once when the sheet opens and kept for every retry of the same order, so a
  * confirm pressed twice or resent after a dropped connection buys once. Once the server has given a
@@ -8,7 +9,10 @@
  * gets a new key.
  *
  * For the live room: LC.buySheet.setStock({productId: left, ...}) updates the units left (e.g. from
- * a socket push); LC.buySheet.refresh() reloads them from the server.
+ * a socket push); LC.buySheet.refresh() reloads them from the server; LC.buySheet.refreshCoupons()
+ * reloads the viewer's coupons (after a claim).
+ *
+ * Without a sign-in the sheet only invites to join: there is no form, and nothing is loaded.
  */
 (function () {
   "use strict";
@@ -43,8 +47,13 @@
   var methodsBox = $("buy-methods");
   var postal = $("buy-postal");
   var items = Array.prototype.slice.call(root.querySelectorAll(".buy-item"));
+  var couponsField = $("buy-coupons-field");
+  var couponsBox = $("buy-coupons");
+  var couponNote = $("buy-coupon-note");
   var state = { open: root.getAttribute("data-state") === "live", left: {}, fee: 0, key: null, busy: false,
                 max: 10, methods: [], unanswered: false,
+                coupons: [] /* the viewer's usable coupons here: {id: claim id, ...the drop's terms} */,
+                couponChoice: "best" /* "none", "best" or a claim id */, couponSeq: 0,
                 quoted: null /* {postal, option}: the promise shown, which the order confirms */ };
 
   function newKey() {
@@ -81,6 +90,130 @@
     render();
   }
 
+  /** The cart as the coupon maths reads it: the lines chosen, at the live prices. */
+  function cartLines() {
+    var lines = [];
+    items.forEach(function (li) {
+      var pid = li.getAttribute("data-product");
+      var q = Math.min(quantity(pid), limit(pid));
+      if (q > 0) {
+        lines.push({ product_id: Number(pid), merchant_id: Number(li.getAttribute("data-merchant")),
+                     line_total: q * Number(li.getAttribute("data-price")) });
+      }
+    });
+    return lines;
+  }
+
+  function chosenCoupon() {
+    for (var i = 0; i < state.coupons.length; i++) {
+      if (String(state.coupons[i].id) === state.couponChoice) return state.coupons[i];
+    }
+    return null;
+  }
+
+  function whyNot(r) {
+    if (r.reason === "below_minimum") return t("coupon_below", { amount: won(r.missing) });
+    if (r.reason === "out_of_scope") return t("coupon_out");
+    return t("coupon_empty");
+  }
+
+  /** The coupon discount estimated for the cart as it is now (the server works out the exact one). */
+  function estimate(lines) {
+    var C = LC.coupons;
+    if (!C || !state.coupons.length || state.couponChoice === "none") return { off: 0, note: "" };
+    if (state.couponChoice === "best") {
+      var best = C.best(state.coupons, lines);
+      if (!best) return { off: 0, note: lines.length ? t("coupon_best_none") : "" };
+      return { off: best.off, note: t("coupon_best_is", { name: couponName(best.coupon), amount: won(best.off) }) };
+    }
+    var c = chosenCoupon();
+    if (!c) return { off: 0, note: "" };
+    var r = C.discount(c, lines);
+    if (!r.ok) return { off: 0, note: lines.length ? t("coupon_not_applying", { why: whyNot(r) }) : "" };
+    return { off: r.off, note: "" };
+  }
+
+  function couponName(c) {
+    var name = strings.locale === "en" ? c.name_en || c.name_ko : c.name_ko || c.name_en;
+    return name || (LC.coupons ? LC.coupons.label(c) : "");
+  }
+
+  function renderCouponChoices() {
+    if (!couponsBox || !couponsField) return;
+    couponsBox.textContent = "";
+    couponsField.hidden = !state.coupons.length;
+    if (!state.coupons.length) return;
+    var ids = state.coupons.map(function (c) { return String(c.id); });
+    if (state.couponChoice !== "none" && state.couponChoice !== "best" && ids.indexOf(state.couponChoice) === -1) {
+      state.couponChoice = "best"; // the coupon chosen is gone (used, or expired)
+    }
+    var choices = [{ value: "best", text: t("coupon_best") }];
+    state.coupons.forEach(function (c) {
+      var terms = LC.coupons ? [LC.coupons.label(c), LC.coupons.minimum(c), LC.coupons.scope(c)].filter(Boolean)
+        .join(" · ") : "";
+      choices.push({ value: String(c.id), text: couponName(c), sub: terms, coupon: c });
+    });
+    choices.push({ value: "none", text: t("coupon_none") });
+    choices.forEach(function (ch) {
+      var label = document.createElement("label");
+      label.className = "choice coupon-choice";
+      var input = document.createElement("input");
+      input.type = "radio";
+      input.name = "coupon_choice";
+      input.value = ch.value;
+      input.checked = ch.value === state.couponChoice;
+      label.appendChild(input);
+      var body = document.createElement("span");
+      body.className = "coupon-choice-body";
+      var main = document.createElement("span");
+      main.className = "coupon-choice-name";
+      main.textContent = ch.text;
+      body.appendChild(main);
+      if (ch.sub) {
+        var sub = document.createElement("span");
+        sub.className = "coupon-choice-sub";
+        sub.textContent = ch.sub;
+        body.appendChild(sub);
+      }
+      label.appendChild(body);
+      if (ch.coupon) {
+        var est = document.createElement("span");
+        est.className = "coupon-choice-off";
+        est.setAttribute("data-coupon", ch.value);
+        label.appendChild(est);
+      }
+      couponsBox.appendChild(label);
+    });
+  }
+
+  function renderCouponEstimates(lines) {
+    if (!couponsBox || !LC.coupons) return;
+    Array.prototype.forEach.call(couponsBox.querySelectorAll("[data-coupon]"), function (span) {
+      var c = null;
+      state.coupons.forEach(function (x) { if (String(x.id) === span.getAttribute("data-coupon")) c = x; });
+      if (!c) return;
+      var r = LC.coupons.discount(c, lines);
+      span.textContent = r.ok ? t("coupon_off", { amount: won(r.off) }) : lines.length ? whyNot(r) : "";
+      span.classList.toggle("is-off", !r.ok);
+    });
+  }
+
+  function loadCoupons() {
+    if (!form || !couponsBox) return;
+    var seq = ++state.couponSeq;
+    request("GET", "/api/v1/me/coupons?broadcast_id=" + broadcastId).then(function (r) {
+      if (seq !== state.couponSeq || r.status !== 200 || !Array.isArray(r.data)) return;
+      state.coupons = r.data.filter(function (h) { return h && h.drop && h.state === "claimed"; }).map(function (h) {
+        var d = h.drop;
+        return { id: h.claim_id, kind: d.kind, value: d.value, max_discount: d.max_discount, min_order: d.min_order,
+                 scope: d.scope, merchant_id: d.merchant_id, product_ids: d.product_ids || [], name_ko: d.name_ko,
+                 name_en: d.name_en, combinable: d.combinable };
+      });
+      renderCouponChoices();
+      render();
+    }).catch(function () { /* the order can still be placed without a coupon */ });
+  }
+
   function render() {
     if (!form) return;
     var usual = 0, subtotal = 0, count = 0;
@@ -104,12 +237,20 @@
       count += q;
     });
     var fee = count > 0 ? state.fee : 0;
+    var lines = cartLines();
+    var est = estimate(lines);
+    renderCouponEstimates(lines);
+    if (couponNote) couponNote.textContent = state.coupons.length ? [est.note, t("coupon_note")].filter(Boolean).join(" ") : "";
+    var couponRow = $("buy-coupon-row");
+    if (couponRow) couponRow.hidden = !(est.off > 0);
+    if ($("buy-coupon")) $("buy-coupon").textContent = "−" + won(est.off);
+    var total = Math.max(0, subtotal - est.off) + fee;
     $("buy-usual").textContent = won(usual);
     $("buy-savings").textContent = usual > subtotal ? "−" + won(usual - subtotal) : won(0);
     $("buy-fee").textContent = fee > 0 ? won(fee) : t("fee_free");
-    $("buy-total").textContent = won(subtotal + fee);
+    $("buy-total").textContent = won(total);
     if (confirmBtn) {
-      confirmBtn.textContent = state.busy ? t("sending") : t("confirm_total", { total: won(subtotal + fee) });
+      confirmBtn.textContent = state.busy ? t("sending") : t("confirm_total", { total: won(total) });
       confirmBtn.disabled = state.busy || !state.open || count === 0 || !state.methods.length;
     }
     var closed = $("buy-closed");
@@ -195,6 +336,8 @@
     };
     // The buyer confirms the promise they were shown; if it no longer holds, the server says so.
     if (state.quoted && state.quoted.postal === body.postal_code) body.delivery_option = state.quoted.option;
+    if (state.coupons.length && state.couponChoice === "best") body.suggest_coupon = true;
+    else if (chosenCoupon()) body.coupons = [Number(state.couponChoice)];
     return body;
   }
 
@@ -235,8 +378,17 @@
         $("buy-done-text").textContent = t("done", { id: r.data.id, total: won(r.data.total) }) + " " +
           r.data.delivery.promise_text;
         $("buy-done-pay").textContent = paymentText(r.data);
+        var doneCoupon = $("buy-done-coupon");
+        if (doneCoupon) {
+          var off = Number(r.data.discount) || 0;
+          doneCoupon.textContent = off <= 0 ? "" : r.data.coupon_code
+            ? t("done_discount_code", { code: r.data.coupon_code, amount: won(off) })
+            : t("done_discount", { amount: won(off) });
+          doneCoupon.hidden = off <= 0;
+        }
         done.hidden = false;
         loadCheckout();
+        loadCoupons(); // a coupon used is gone
       } else if (r.status >= 500 || (error && error.code === "idempotency_in_flight")) {
         state.unanswered = true;
         showError((error && error.message) || t("network")); // same order: keep the key for the retry
@@ -245,6 +397,7 @@
         showError((error && error.message) || t("network"));
         if (error && error.details && error.details.product_id) loadCheckout();
         if (error && (error.code === "delivery_option_changed" || error.code === "outside_delivery_area")) quote();
+        if (error && /coupon/.test(error.code || "")) loadCoupons();
       }
       render();
     }).catch(function () {
@@ -268,6 +421,14 @@
     });
   }
   if (form) form.addEventListener("submit", submit);
+  if (couponsBox) {
+    couponsBox.addEventListener("change", function (evt) {
+      if (evt.target && evt.target.name === "coupon_choice") {
+        state.couponChoice = evt.target.value;
+        render();
+      }
+    });
+  }
   var again = $("buy-again");
   if (again) {
     again.addEventListener("click", function () {
@@ -280,11 +441,13 @@
   }
 
   function opened() {
+    if (!form) return; // not signed in: the sheet only invites to join
     // A new opening of the sheet is a new order, unless the last one is still unanswered: then a
     // confirm retries it with the same key.
     if (!state.unanswered) state.key = null;
     loadCheckout();
     quote();
+    loadCoupons();
   }
   if (details) {
     details.addEventListener("toggle", function () { if (details.open) opened(); });
@@ -298,6 +461,7 @@
       render();
     },
     setOpen: function (open) { state.open = !!open; render(); },
-    refresh: loadCheckout
+    refresh: function () { return form ? loadCheckout() : undefined; },
+    refreshCoupons: loadCoupons
   };
 })();

@@ -1,7 +1,7 @@
 /* The host console: go live and end the broadcast over the socket (the HTTP API when the socket
  * is down), follow the broadcast's state, and run the room (room.js): the chat with moderation on
- * each message, reports from viewers, the pinned notice, slow mode, the spotlight, and the live
- * figures. */
+ * each message, reports from viewers, the pinned notice, slow mode, the spotlight, the live
+ * figures, the coupons (drop one now, follow what is claimed) and the giveaway (start, close, draw). */
 (function () {
   "use strict";
 
@@ -55,6 +55,7 @@
   }
 
   function render() {
+    renderPromos();
     if (goLive) goLive.disabled = busy || (b.state !== "scheduled" && b.state !== "lobby");
     if (endBtn) endBtn.disabled = busy || b.state !== "live";
     var can = inRoom && LC.isOpen(b.state);
@@ -302,6 +303,398 @@
     });
   }
 
+  // -- coupons and giveaways -----------------------------------------------------------------------
+
+  var ps = LC.readJson("promo-i18n") || {};
+  function pt(key, params) {
+    var text = Object.prototype.hasOwnProperty.call(ps, key) ? String(ps[key]) : t(key);
+    Object.keys(params || {}).forEach(function (name) {
+      text = text.split("{" + name + "}").join(String(params[name]));
+    });
+    return text;
+  }
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text != null) node.textContent = text;
+    return node;
+  }
+  function showIn(box, text, kind) {
+    if (!box) return;
+    clearTimeout(box._timer);
+    box.textContent = text || "";
+    box.setAttribute("data-kind", kind || "ok");
+    box.hidden = !text;
+    if (text && kind !== "error") box._timer = setTimeout(function () { box.hidden = true; }, 5000);
+  }
+
+  var dropForm = $("drop-form");
+  var dropTemplate = $("drop-template");
+  var dropQuantity = $("drop-quantity");
+  var dropNow = $("drop-now");
+  var dropList = $("drop-list");
+  var couponMessage = $("coupon-message");
+  var gwForm = $("giveaway-form");
+  var gwStart = $("gw-start");
+  var gwMode = $("gw-mode");
+  var gwMessage = $("giveaway-message");
+  var promo = { templates: [], drops: {}, giveaway: null, dropping: false, gwBusy: false, fresh: false };
+
+  function canAct() {
+    return inRoom && b.state === "live";
+  }
+
+  function renderPromos() {
+    if (!promo) return; // the first render comes before this part of the page is set up
+    var can = canAct();
+    Array.prototype.forEach.call(document.querySelectorAll(".promo-live-only"), function (n) {
+      n.hidden = b.state === "live";
+    });
+    if (dropTemplate) dropTemplate.disabled = !promo.templates.length;
+    if (dropQuantity) dropQuantity.disabled = !promo.templates.length;
+    if (dropNow) dropNow.disabled = !can || promo.dropping || !promo.templates.length || !dropTemplate.value;
+    var g = promo.giveaway;
+    var running = g && (g.state === "open" || g.state === "closed") && !promo.fresh;
+    if (gwForm) gwForm.hidden = !!(g && !promo.fresh);
+    if (gwStart) gwStart.disabled = !can || promo.gwBusy;
+    var close = $("gw-close");
+    var draw = $("gw-draw");
+    if (close) {
+      close.hidden = !(g && g.state === "open");
+      close.disabled = !can || promo.gwBusy;
+    }
+    if (draw) {
+      draw.hidden = !running;
+      draw.disabled = !inRoom || promo.gwBusy;
+    }
+  }
+
+  function templateTerms(tpl) {
+    return [LC.coupons.label(tpl), LC.coupons.minimum(tpl), LC.coupons.scope(tpl)].filter(Boolean).join(" · ");
+  }
+
+  function loadTemplates() {
+    if (!dropTemplate) return;
+    fetch("/api/v1/broadcasts/" + encodeURIComponent(b.id) + "/coupon-templates", {
+      credentials: "same-origin", headers: { "Accept": "application/json" }
+    }).then(function (resp) {
+      return resp.ok ? resp.json() : Promise.reject(resp.status);
+    }).then(function (list) {
+      promo.templates = Array.isArray(list) ? list : [];
+      dropTemplate.textContent = "";
+      var first = el("option", null, pt("choose_coupon"));
+      first.value = "";
+      dropTemplate.appendChild(first);
+      promo.templates.forEach(function (tpl) {
+        var o = el("option", null, LC.pick(tpl, "name") + " · " + LC.coupons.label(tpl));
+        o.value = String(tpl.id);
+        dropTemplate.appendChild(o);
+      });
+      if (promo.templates.length === 1) dropTemplate.value = String(promo.templates[0].id);
+      var none = $("drop-none");
+      if (none) none.hidden = promo.templates.length > 0;
+      templateChosen();
+    }).catch(function () {
+      dropTemplate.textContent = "";
+      dropTemplate.appendChild(el("option", null, pt("loading_failed")));
+      showIn(couponMessage, pt("loading_failed"), "error");
+    });
+  }
+
+  function templateChosen() {
+    var tpl = null;
+    promo.templates.forEach(function (x) { if (String(x.id) === dropTemplate.value) tpl = x; });
+    var terms = $("drop-terms");
+    if (terms) terms.textContent = tpl ? templateTerms(tpl) : "";
+    if (dropQuantity) dropQuantity.placeholder = tpl ? pt("default_quantity", { n: LC.number(tpl.quantity) }) : "";
+    render();
+  }
+
+  function dropNode(entry) {
+    var d = entry.drop;
+    var li = el("li", "drop-item");
+    li.setAttribute("data-drop", String(d.id));
+    var head = el("p", "drop-item-head");
+    head.appendChild(el("strong", "drop-item-name", LC.pick(d, "name")));
+    head.appendChild(el("span", "badge drop-state"));
+    li.appendChild(head);
+    li.appendChild(el("p", "muted small drop-item-terms", templateTerms(d)));
+    var bar = el("progress", "drop-progress");
+    bar.max = Math.max(1, d.quantity);
+    li.appendChild(bar);
+    var figures = el("p", "drop-item-figures");
+    figures.appendChild(el("span", "drop-claimed"));
+    figures.appendChild(el("span", "drop-redeemed"));
+    var clock = el("span", "drop-clock");
+    clock.appendChild(el("span", "countdown-label", pt("claim_within") + " "));
+    var counter = el("span", "countdown");
+    counter.setAttribute("data-done", pt("drop_closed"));
+    clock.appendChild(counter);
+    figures.appendChild(clock);
+    li.appendChild(figures);
+    return li;
+  }
+
+  function renderDrop(entry) {
+    var d = entry.drop;
+    var li = entry.node;
+    li.setAttribute("data-state", d.state);
+    var label = d.state === "planned" ? pt("drop_planned", { minute: d.planned_minute })
+      : pt("drop_" + (d.state || "open"));
+    var badge = li.querySelector(".drop-state");
+    badge.textContent = label;
+    badge.setAttribute("data-state", d.state);
+    var bar = li.querySelector(".drop-progress");
+    bar.max = Math.max(1, d.quantity);
+    bar.value = Math.min(d.claimed, d.quantity);
+    li.querySelector(".drop-claimed").textContent = pt("claimed_of", { claimed: LC.number(d.claimed),
+                                                                     quantity: LC.number(d.quantity) });
+    var redeemed = li.querySelector(".drop-redeemed");
+    var hasRedeemed = typeof d.redeemed === "number"; // given when the server sends it
+    redeemed.hidden = !hasRedeemed;
+    redeemed.textContent = hasRedeemed ? " · " + pt("redeemed_n", { n: LC.number(d.redeemed) }) : "";
+    var clock = li.querySelector(".drop-clock");
+    var counter = clock.querySelector(".countdown");
+    var ticking = d.state === "open" && d.claim_closes_at;
+    clock.hidden = !ticking;
+    counter.setAttribute("data-until", ticking ? d.claim_closes_at : "");
+  }
+
+  function upsertDrop(d, keepFigures) {
+    if (!d || d.id == null || !dropList) return;
+    var entry = promo.drops[d.id];
+    if (!entry) {
+      entry = promo.drops[d.id] = { drop: d, node: null };
+      entry.node = dropNode(entry);
+      dropList.insertBefore(entry.node, dropList.firstChild); // newest first
+    } else {
+      var was = entry.drop;
+      entry.drop = d;
+      if (keepFigures) d.claimed = Math.max(d.claimed || 0, was.claimed || 0); // claims only go up
+      if (typeof d.redeemed !== "number" && typeof was.redeemed === "number") d.redeemed = was.redeemed;
+    }
+    renderDrop(entry);
+    var empty = $("drop-empty");
+    if (empty) empty.hidden = Object.keys(promo.drops).length > 0;
+    LC.tick();
+  }
+
+  function setDropFigures(map, field) {
+    Object.keys(map || {}).forEach(function (id) {
+      var entry = promo.drops[id];
+      if (!entry) return;
+      var v = map[id];
+      if (field === "left") {
+        entry.drop.claimed = Math.max(entry.drop.claimed || 0, entry.drop.quantity - Number(v));
+      } else {
+        if (typeof v.claimed === "number") entry.drop.claimed = Math.max(entry.drop.claimed || 0, v.claimed);
+        if (typeof v.quantity === "number") entry.drop.quantity = v.quantity;
+        if (typeof v.redeemed === "number") entry.drop.redeemed = v.redeemed;
+      }
+      renderDrop(entry);
+    });
+  }
+
+  function loadDrops() {
+    fetch("/api/v1/broadcasts/" + encodeURIComponent(b.id) + "/drops", {
+      credentials: "same-origin", headers: { "Accept": "application/json" }
+    }).then(function (resp) { return resp.ok ? resp.json() : []; }).then(function (list) {
+      (Array.isArray(list) ? list : []).forEach(function (d) {
+        if (d.state !== "cancelled") upsertDrop(d, true);
+      });
+    }).catch(function () { /* the room's events still fill the list */ });
+  }
+
+  if (dropTemplate) dropTemplate.addEventListener("change", templateChosen);
+  if (dropForm) {
+    dropForm.addEventListener("submit", function (evt) {
+      evt.preventDefault();
+      var id = Number(dropTemplate.value);
+      if (!id || promo.dropping) return;
+      var payload = { broadcast_id: b.id, template_id: id };
+      var q = parseInt(dropQuantity.value, 10);
+      if (q > 0) payload.quantity = q;
+      promo.dropping = true;
+      render();
+      room.call("host:coupon_drop", payload, function (ack) {
+        promo.dropping = false;
+        if (ack.ok && ack.data) {
+          upsertDrop(ack.data, true);
+          dropQuantity.value = "";
+          showIn(couponMessage, pt("dropped", { name: LC.pick(ack.data, "name"), n: LC.number(ack.data.quantity) }));
+        } else {
+          showIn(couponMessage, ack.error.message, "error");
+        }
+        render();
+      });
+    });
+  }
+
+  // the giveaway
+
+  function gwLabel(state) { return pt("gw_" + state); }
+
+  function renderGiveaway() {
+    var g = promo.giveaway;
+    var box = $("gw-current");
+    if (!box) return;
+    box.hidden = !g || promo.fresh;
+    if (!g) {
+      render();
+      return;
+    }
+    var state = $("gw-state");
+    state.textContent = gwLabel(g.state);
+    state.setAttribute("data-state", g.state);
+    $("gw-prize").textContent = LC.pick(g, "prize");
+    $("gw-how").textContent = g.mode === "keyword" ? pt("how_keyword", { keyword: g.keyword })
+      : pt("how_" + g.mode);
+    $("gw-entries").textContent = LC.number(g.entries || 0);
+    $("gw-winners-count").textContent = LC.number(g.winners_count || 0);
+    var line = $("gw-countdown-line");
+    line.hidden = g.state !== "open";
+    $("gw-countdown").setAttribute("data-until", g.state === "open" ? g.closes_at : "");
+    var winners = $("gw-winner-list");
+    winners.textContent = "";
+    (g.winners || []).forEach(function (w) {
+      var li = el("li", "giveaway-winner");
+      li.appendChild(el("span", "giveaway-winner-name", w.name));
+      li.appendChild(el("span", "giveaway-winner-number", pt("entry_number", { n: w.number })));
+      winners.appendChild(li);
+    });
+    winners.hidden = !(g.winners && g.winners.length);
+    var verify = $("gw-verify");
+    verify.href = g.verify_url || "/giveaways/" + g.id + "/verify";
+    verify.hidden = g.state !== "drawn";
+    $("gw-new").hidden = !(g.state === "drawn" || g.state === "cancelled");
+    LC.tick();
+    render();
+  }
+
+  function setGiveaway(g) {
+    if (g && promo.giveaway && promo.giveaway.id === g.id) {
+      g.entries = Math.max(g.entries || 0, promo.giveaway.entries || 0);
+    }
+    if (g && (!promo.giveaway || promo.giveaway.id !== g.id)) promo.fresh = false;
+    promo.giveaway = g || null;
+    renderGiveaway();
+  }
+
+  function giveawayCall(name, okText) {
+    var g = promo.giveaway;
+    if (!g || promo.gwBusy) return;
+    promo.gwBusy = true;
+    render();
+    room.call(name, { broadcast_id: b.id, giveaway_id: g.id }, function (ack) {
+      promo.gwBusy = false;
+      if (ack.ok && ack.data) {
+        setGiveaway(ack.data);
+        showIn(gwMessage, okText);
+      } else {
+        showIn(gwMessage, ack.error.message, "error");
+      }
+      render();
+    });
+  }
+
+  if (gwMode) {
+    var syncMode = function () { $("gw-keyword-field").hidden = gwMode.value !== "keyword"; };
+    gwMode.addEventListener("change", syncMode);
+    syncMode();
+  }
+  if (gwForm) {
+    gwForm.addEventListener("submit", function (evt) {
+      evt.preventDefault();
+      if (promo.gwBusy) return;
+      var payload = {
+        broadcast_id: b.id,
+        prize_ko: $("gw-prize-ko").value.trim(),
+        prize_en: $("gw-prize-en").value.trim(),
+        winners: parseInt($("gw-winners").value, 10) || 1,
+        mode: gwMode.value,
+        keyword: $("gw-keyword").value.trim(),
+        minutes: parseInt($("gw-minutes").value, 10) || 3
+      };
+      if (!payload.prize_ko) {
+        showIn(gwMessage, pt("prize_missing"), "error");
+        $("gw-prize-ko").focus();
+        return;
+      }
+      if (payload.mode === "keyword" && !payload.keyword.replace(/^#/, "")) {
+        showIn(gwMessage, pt("keyword_missing"), "error");
+        $("gw-keyword").focus();
+        return;
+      }
+      promo.gwBusy = true;
+      render();
+      room.call("host:giveaway_start", payload, function (ack) {
+        promo.gwBusy = false;
+        if (ack.ok && ack.data) {
+          promo.fresh = false;
+          setGiveaway(ack.data);
+          showIn(gwMessage, pt("started"));
+        } else {
+          showIn(gwMessage, ack.error.message, "error");
+        }
+        render();
+      });
+    });
+  }
+  var gwClose = $("gw-close");
+  if (gwClose) gwClose.addEventListener("click", function () { giveawayCall("host:giveaway_close", pt("closed_ok")); });
+  var gwDraw = $("gw-draw");
+  if (gwDraw) {
+    gwDraw.addEventListener("click", function () {
+      var g = promo.giveaway;
+      if (!g || !window.confirm(pt("confirm_draw", { n: g.winners_count }))) return;
+      giveawayCall("host:giveaway_draw", pt("drawn_ok"));
+    });
+  }
+  var gwNew = $("gw-new");
+  if (gwNew) {
+    gwNew.addEventListener("click", function () {
+      promo.fresh = true; // the form again; the last giveaway stays on the viewers' page until the next one
+      renderGiveaway();
+      $("gw-prize-ko").focus();
+    });
+  }
+
+  function promoSnapshot(snap) {
+    var c = snap.coupons;
+    if (c && c.open) {
+      var open = {};
+      c.open.forEach(function (d) { open[d.id] = true; upsertDrop(d, true); });
+      Object.keys(promo.drops).forEach(function (id) {
+        var entry = promo.drops[id];
+        if (entry.drop.state === "open" && !open[id]) {
+          entry.drop.state = "closed";
+          renderDrop(entry);
+        }
+      });
+    }
+    if (Object.prototype.hasOwnProperty.call(snap, "giveaway")) setGiveaway(snap.giveaway);
+  }
+
+  function promoEvent(env) {
+    var d = env.d || {};
+    switch (env.t) {
+      case "coupon:drop":
+        upsertDrop(d, true);
+        break;
+      case "coupon:closed":
+        if (promo.drops[d.id]) {
+          promo.drops[d.id].drop.state = "closed";
+          renderDrop(promo.drops[d.id]);
+        }
+        break;
+      case "giveaway:open":
+      case "giveaway:closed":
+      case "giveaway:drawn":
+        setGiveaway(d);
+        break;
+    }
+  }
+
   // -- the room ------------------------------------------------------------------------------------
 
   room = LC.room({
@@ -316,10 +709,12 @@
     },
     actions: actions,
     decorate: function (li, m) { markReported(li, m.id); },
+    onEvent: promoEvent,
     onSnapshot: function (snap) {
       b.starts_at = snap.starts_at || b.starts_at;
       b.ends_at = snap.ends_at || b.ends_at;
       if (snap.state && snap.state !== b.state) apply(snap.state);
+      promoSnapshot(snap);
     },
     onJoined: function () {
       inRoom = true;
@@ -355,6 +750,21 @@
     },
     onSpotlight: showSpotlight
   });
+
+  room.on("coupons", function (evt) {
+    if (evt && evt.broadcast_id === b.id) setDropFigures(evt.left, "left");
+  });
+  room.on("coupons:figures", function (evt) {
+    if (evt && evt.broadcast_id === b.id) setDropFigures(evt.drops, "figures");
+  });
+  room.on("giveaway:entries", function (evt) {
+    var g = promo.giveaway;
+    if (!evt || evt.broadcast_id !== b.id || !g || g.id !== evt.giveaway_id) return;
+    g.entries = Math.max(g.entries || 0, Number(evt.entries) || 0);
+    renderGiveaway();
+  });
+  loadTemplates();
+  loadDrops();
 
   room.on("disconnect", function () {
     inRoom = false;

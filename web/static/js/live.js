@@ -1,5 +1,6 @@
 /* The viewer's live sale page: the broadcast's state without a reload, the room's chat (room.js),
- * hearts over the video, the viewer count, and the product in the spotlight. */
+ * hearts over the video, the viewer count, the product in the spotlight, and the coupons and the
+ * giveaway (promos.js). */
 (function () {
   "use strict";
 
@@ -25,6 +26,7 @@
   var heartsCount = $("hearts-count");
   var spot = $("spotlight");
   var room = null;
+  var promos = null;
   var spotItem = null;
   var hearts = { shown: 0, server: -1 };
 
@@ -213,6 +215,7 @@
       }];
     },
     onEvent: function (env) {
+      if (promos && promos.event(env)) return;
       // Social proof: "김** bought Sesame oil ×2", in the chat as a quiet line.
       if (env.t !== "purchase" || !env.d) return;
       var what = (env.d.lines || []).map(function (ln) {
@@ -224,6 +227,7 @@
       b.starts_at = snap.starts_at || b.starts_at;
       b.ends_at = snap.ends_at || b.ends_at;
       if (snap.state) apply(snap.state);
+      if (promos) promos.snapshot(snap);
     },
     onJoined: function (data, how) {
       showMessage("");
@@ -254,6 +258,7 @@
     onCounts: counts,
     onSpotlight: showSpotlight
   });
+  promos = LC.promos ? LC.promos({ broadcastId: b.id, room: room, signedIn: signedIn }) : null;
   room.on("stock", function (evt) {
     if (evt && evt.broadcast_id === b.id) applyStock(evt.left);
   });

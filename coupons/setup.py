@@ -1,0 +1,27 @@
+"""`setup(app)`: coupons and giveaways in the app — the API and pages, the socket events, the room's join
+snapshot part and listeners (ticker, transitions, chat keywords), the pricer and the give-back inside the
+purchase's transaction, and the timer that makes the planned drops."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from orders.pricing import pricing_hooks
+from sessions.room import room_hooks
+
+from . import claiming, events, live, redemption, views
+
+
+def setup(app: web.Application) -> None:
+    views.register(app)
+    events.setup(app)
+    hooks = room_hooks(app)
+    hooks.snapshot_parts.append(live.snapshot)
+    hooks.on_tick.append(live.on_tick)
+    hooks.on_transition.append(live.on_transition)
+    hooks.on_chat.append(live.on_chat)
+    pricing = pricing_hooks(app)
+    pricing.pricers.append(redemption.price)
+    pricing.releasers.append(redemption.give_back)
+    app.cleanup_ctx.append(live.live_ctx)
+    app.cleanup_ctx.append(claiming.gate_ctx)

@@ -1,0 +1,197 @@
+"""Every place where livecommerce reaches under the public API of a library it depends on, in one module,
+so that an upgrade has one file to read and `tests/core/test_internals.py` to run.
+
+Tested with aiohttp 3.14.5, python-socketio 5.18.1, python-engineio 4.15.1 (pinned below the next minor
+in pyproject.toml), and redis 8.1.0, SQLAlchemy 2.1.9, asyncpg 0.32.0 (only their public API is used).
+
+What is relied on, library by library:
+
+python-engineio 4.15
+- `AsyncServer._async` (private): the table of the async driver in use; its `"websocket"` entry is the
+  class Engine.IO instantiates for every websocket, as `cls(socket._websocket_handler, server)`, so the
+  handler is a bound method whose `__self__` is the Engine.IO socket (`install_room_websocket`).
+- `engineio.async_drivers.aiohttp.WebSocket` (driver module): `__init__(handler, server)`; `__call__(environ)`
+  opens the `WebSocketResponse` from `environ["aiohttp.request"]`, keeps it in `_sock` (private, read by
+  the driver's `send`, `wait` and `close`), sets `environ`, runs `handler(self)` and returns the response;
+  `server.max_http_buffer_size` (`RoomWebSocket`).
+- the Engine.IO socket's state attributes `upgraded`, `upgrading` and `closed`, the server's `sockets`
+  (Engine.IO sid → socket) and `AsyncSocket.close(wait=False)` (`write_frame`, `engineio_sockets`,
+  `close_engineio_socket`).
+- `engineio.packet.Packet(MESSAGE, text).encode()`: the Engine.IO message is `"4" + text` (`room_frame`).
+
+python-socketio 5.18
+- `AsyncServer._send_packet(eio_sid, packet)` (private): sends one Socket.IO packet to one client
+  through Engine.IO's queue (`send_packet`).
+- `AsyncServer.packet_class(EVENT, namespace=…, data=[event, data]).encode()`: a `str` when the data has
+  no binary attachments (`room_frame`, `event_packet`).
+- `AsyncPubSubManager`'s message format on the bus: `{"method": "emit", "event", "data": [one item],
+  "binary", "namespace", "room", "skip_sid", "callback", "host_id"}`; its listener skips a message
+  whose `host_id` is its own and hands the others to `_handle_emit` (`pubsub_emit_parts`).
+- `AsyncRedisManager.redis` (undocumented): the manager's own Redis client, which it never closes
+  (`close_redis_manager`).
+
+aiohttp 3.14
+- `WebSocketResponse(compress=False)` refuses per-message-deflate, so no compression state is kept per
+  connection; `request.transport` is the transport aiohttp's websocket writer writes to; that writer
+  writes each uncompressed frame whole and at once, so a frame written beside it never lands inside
+  one of its frames (`RoomWebSocket`, `write_frame`).
+
+Outside this module (checked by the same tests): through subclassing in `livecommerce/fanout.py`,
+`AsyncManager.rooms` (namespace → room → {sid: eio_sid}, also read by `sessions/room.py` and
+`orders/feed.py`), `get_participants`, `emit(…)`'s signature, and `AsyncPubSubManager._handle_emit`
+delivering on each process with `super().emit(…)`, which is `FastManager.emit` in `FastRedisManager`'s
+method order. And SQLAlchemy's expression internals that `livecommerce/caches.py` walks to learn which rows a
+bulk statement changes (`sql.util.find_tables`, `orm.base.NO_VALUE`, binary and boolean clause lists, a bind
+parameter's `effective_value`): SQLAlchemy is bounded below 2.2 for them, and tests/core/test_caches.py fails
+if they stop answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from collections.abc import Awaitable, Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import socketio
+from aiohttp.web import WebSocketResponse
+from engineio import packet as eio_packet
+from engineio.async_drivers.aiohttp import WebSocket as EngineIOWebSocket
+from socketio import packet as sio_packet
+
+# -- the websocket Engine.IO opens -----------------------------------------------------------------
+
+
+class RoomWebSocket(EngineIOWebSocket):
+    """Engine.IO's aiohttp websocket, opened without per-message-deflate, and reachable from its
+    Engine.IO socket (as `lc_ws`) so that frames can be written to its transport directly."""
+
+    transport: asyncio.Transport | None = None
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        super().__init__(handler, server)
+        eio_socket = getattr(handler, "__self__", None)
+        if eio_socket is not None:
+            eio_socket.lc_ws = self
+
+    async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
+        request = environ["aiohttp.request"]
+        self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        await self._sock.prepare(request)
+        self.transport = request.transport  # where aiohttp's websocket writer writes its frames
+        self.environ = environ
+        await self.handler(self)
+        return self._sock
+
+
+def install_room_websocket(sio: socketio.AsyncServer) -> None:
+    """Have Engine.IO open every websocket of `sio` as a `RoomWebSocket`."""
+    eio = sio.eio
+    eio._async = {**eio._async, "websocket": RoomWebSocket}
+
+
+# -- one frame for every websocket of a room ---------------------------------------------------------
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked, uncompressed WebSocket text frame (servers never mask)."""
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x81, n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    return header + payload
+
+
+def room_frame(sio: socketio.AsyncServer, event: str, data: Any, namespace: str) -> bytes | None:
+    """The event as the one WebSocket frame every client receives (a Socket.IO EVENT packet in an
+    Engine.IO MESSAGE), or None when the data has binary attachments (not for the fast path)."""
+    encoded = sio.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data]).encode()
+    if isinstance(encoded, list):
+        return None
+    return text_frame(eio_packet.Packet(eio_packet.MESSAGE, encoded).encode().encode("utf-8"))
+
+
+def write_frame(sio: socketio.AsyncServer, participants: Iterable[tuple[str, str]], frame: bytes | None,
+                max_buffer: int) -> tuple[int, Sequence[WebSocketResponse], Sequence[str]]:
+    """Write `frame` straight to the transport of each participant's (sid, eio_sid) websocket.
+
+    Returns how many got it, the websockets too slow to take it (more than `max_buffer` bytes still
+    unsent; nothing written to them), and the Engine.IO sids that must get the event the ordinary way
+    (long-polling, mid-upgrade, closing, or no frame because the event has binary attachments)."""
+    sockets = sio.eio.sockets
+    written = 0
+    slow: list[WebSocketResponse] | None = None  # made only when needed: most frames have neither
+    queued: list[str] | None = None
+    for _sid, eio_sid in participants:
+        s = sockets.get(eio_sid)
+        ws: Any = getattr(s, "lc_ws", None)
+        transport = ws.transport if ws is not None else None
+        if (frame is not None and transport is not None and s.upgraded and not s.upgrading and not s.closed
+                and not transport.is_closing()):
+            if transport.get_write_buffer_size() > max_buffer:
+                if slow is None:
+                    slow = []
+                slow.append(ws._sock)
+                continue
+            transport.write(frame)
+            written += 1
+        else:
+            if queued is None:
+                queued = []
+            queued.append(eio_sid)
+    return written, slow or (), queued or ()
+
+
+# -- the ordinary way, through Engine.IO's queue ------------------------------------------------------
+
+
+def event_packet(sio: socketio.AsyncServer, event: str, data: Any, namespace: str) -> Any:
+    """The Socket.IO EVENT packet `sio.emit` would build."""
+    return sio.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, data])
+
+
+def send_packet(sio: socketio.AsyncServer, eio_sid: str, packet: Any) -> Awaitable[None]:
+    """Send one Socket.IO packet to one client through its Engine.IO queue (a coroutine to await)."""
+    return sio._send_packet(eio_sid, packet)
+
+
+# -- python-socketio's pub/sub bus ------------------------------------------------------------------
+
+_DATA = "\x00data\x00"
+
+
+@lru_cache(maxsize=1024)
+def pubsub_emit_parts(event: str, namespace: str, room: str) -> tuple[str, str]:
+    """The message python-socketio's pub/sub managers (`AsyncRedisManager`) act on as
+    `emit(event, data, namespace=namespace, room=room)`, as the text before and the text after the
+    JSON of `data`. Its `host_id` is no server's own, so every server process delivers it, the one
+    that published it included."""
+    message = {"method": "emit", "event": event, "data": [_DATA], "binary": False, "namespace": namespace,
+               "room": room, "skip_sid": None, "callback": None, "host_id": "room-stream"}
+    before, after = json.dumps(message, ensure_ascii=False, separators=(",", ":")).split(json.dumps(_DATA))
+    return before, after
+
+
+# -- shutting down ------------------------------------------------------------------------------------
+
+
+def engineio_sockets(sio: socketio.AsyncServer) -> dict[str, Any]:
+    """Engine.IO's open sockets on this process, by Engine.IO sid."""
+    return sio.eio.sockets
+
+
+async def close_engineio_socket(socket: Any) -> None:
+    """Close one Engine.IO socket without waiting for its send queue to drain."""
+    await socket.close(wait=False)
+
+
+async def close_redis_manager(manager: Any) -> None:
+    """Close the Redis client a socket.io Redis manager opened for itself (it has no close of its own)."""
+    client = getattr(manager, "redis", None)
+    if client is not None:
+        await client.aclose()
