@@ -16,10 +16,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -40,8 +40,8 @@ from .models import ClaimedCoupon, ClaimState, CouponDrop, DropState
 __all__ = ["ERROR_STATUSES", "GATE", "ClaimKeyMissing", "ClaimResult", "Claimed", "Gate", "Got", "Refused",
            "claim_once", "claim_out", "gate_ctx", "take"]
 
-_D = CouponDrop.__table__  # type: ignore[attr-defined]
-_C = ClaimedCoupon.__table__  # type: ignore[attr-defined]
+# declarative classes map a Table; SQLAlchemy types `__table__` as any FromClause
+_D, _C = cast(Table, CouponDrop.__table__), cast(Table, ClaimedCoupon.__table__)
 
 _TAKE = (update(_D).where(_D.c.id == bindparam("d"), _D.c.state == DropState.OPEN.value,
                           _D.c.claimed < _D.c.quantity, _D.c.claim_closes_at > bindparam("now"))

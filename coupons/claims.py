@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from livecommerce.db import rowcount
 from livecommerce.errors import N_, AppError, Conflict, NotFound, ValidationFailed
 from livecommerce.models import Merchant, Product, User
 from sessions.models import Broadcast, BroadcastState
@@ -196,7 +197,7 @@ async def plan_drop(db: AsyncSession, broadcast_id: int, template_id: int, minut
 async def cancel_planned(db: AsyncSession, drop_id: int) -> bool:
     moved = await db.execute(update(CouponDrop).where(CouponDrop.id == drop_id, CouponDrop.state == D.PLANNED)
                              .values(state=D.CANCELLED).execution_options(synchronize_session=False))
-    return bool(moved.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(moved))
 
 
 async def due_planned(db: AsyncSession, now: datetime, limit: int = 50) -> list[int]:
@@ -221,7 +222,7 @@ async def release_planned(db: AsyncSession, drop_id: int, now: datetime) -> Coup
                              .values(state=D.OPEN, dropped_at=now, planned_at=now,
                                      claim_closes_at=rules.claim_closes_at(now, d.claim_minutes))
                              .execution_options(synchronize_session=False))
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(moved) != 1:
         return None
     await db.refresh(d)
     return d
@@ -237,7 +238,7 @@ async def close_due(db: AsyncSession, now: datetime) -> list[CouponDrop]:
     for d in rows.all():
         moved = await db.execute(update(CouponDrop).where(CouponDrop.id == d.id, CouponDrop.state == D.OPEN)
                                  .values(state=D.CLOSED).execution_options(synchronize_session=False))
-        if moved.rowcount == 1:  # type: ignore[attr-defined]
+        if rowcount(moved) == 1:
             closed.append(d)
     ended = select(Broadcast.id).where(Broadcast.state.in_(
         [BroadcastState.ENDED, BroadcastState.MISSED, BroadcastState.CANCELLED]))

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from livecommerce.db import rowcount
 from livecommerce.errors import N_, AppError, Conflict, Forbidden, NotFound, ValidationFailed
 from livecommerce.models import Role, User
 from orders.models import OrderStatus, Purchase
@@ -159,7 +160,7 @@ async def close(db: AsyncSession, giveaway_id: int, now: datetime) -> Giveaway |
     moved = await db.execute(update(Giveaway).where(Giveaway.id == giveaway_id, Giveaway.state == G.OPEN)
                              .values(state=G.CLOSED, closed_at=now)
                              .execution_options(synchronize_session=False))
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(moved) != 1:
         return None
     if g.mode is EntryMode.BUYERS:
         count = await enter_buyers(db, g, now)
@@ -194,7 +195,7 @@ async def draw_winners(db: AsyncSession, giveaway_id: int, now: datetime) -> tup
     moved = await db.execute(update(Giveaway).where(Giveaway.id == giveaway_id, Giveaway.state == G.CLOSED)
                              .values(state=G.DRAWN, drawn_at=now)
                              .execution_options(synchronize_session=False))
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(moved) != 1:
         raise Conflict(N_("This giveaway has already been drawn."), code="already_drawn")
     picked = draw.draw(g.seed, g.digest, numbers, g.winners)
     entries = {e.number: e for e in (await db.scalars(select(GiveawayEntry).where(

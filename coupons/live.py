@@ -17,6 +17,7 @@ from aiohttp import web
 from livecommerce.db import utcnow
 from livecommerce.keys import AppKeys
 from livecommerce.realtime import SocketUser
+from orders.placing import PurchaseEvent
 from sessions.models import Broadcast, BroadcastState
 from sessions.room import NAMESPACE, Versions, moderators_room, publish, room, user_room
 
@@ -75,6 +76,12 @@ async def winners_told(app: web.Application, g: Giveaway, winners: list[Giveaway
                                    "prize_en": g.prize_en, "number": w.number, "rank": w.rank,
                                    "details_url": f"/giveaways/{g.id}/won"},
                        room=user_room(w.user_id), namespace=NAMESPACE)
+
+
+async def on_purchase(app: web.Application, event: PurchaseEvent) -> None:
+    """A purchase that redeemed a coupon (or gave one back): the console's redemptions move."""
+    if event.coupon_claim_id is not None:
+        await app[LIVE].claims.bump(event.broadcast_id)
 
 
 async def on_tick(app: web.Application, broadcast_id: int) -> None:

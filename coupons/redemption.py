@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 
 from livecommerce.errors import N_, AppError
 from livecommerce.uow import UnitOfWork
@@ -24,9 +24,8 @@ from sessions.models import Broadcast
 from . import rules
 from .models import ClaimedCoupon, ClaimState, CouponDrop
 
-_C = ClaimedCoupon.__table__  # type: ignore[attr-defined]
-_D = CouponDrop.__table__  # type: ignore[attr-defined]
-_B = Broadcast.__table__  # type: ignore[attr-defined]
+# declarative classes map a Table; SQLAlchemy types `__table__` as any FromClause
+_C, _D, _B = (cast(Table, m.__table__) for m in (ClaimedCoupon, CouponDrop, Broadcast))
 
 _HELD = (select(_C.c.id, _C.c.user_id, _C.c.state, _C.c.claimed_at, _C.c.use_ends_at, _D.c.id.label("drop_id"),
                 _D.c.kind, _D.c.value, _D.c.max_discount, _D.c.min_order, _D.c.scope, _D.c.merchant_id,
@@ -54,7 +53,7 @@ class CouponRefused(AppError):
 
 
 def _refuse(code: str, message: str, **params: object) -> CouponRefused:
-    return CouponRefused(message, code=code, **params)
+    return CouponRefused.with_params(message, code, params)
 
 
 @dataclass(frozen=True)
@@ -117,8 +116,8 @@ async def price(uow: UnitOfWork, ctx: PricingContext) -> Adjustment | None:
         except rules.CouponError as exc:
             raise _refuse(exc.code, exc.message, **exc.params) from None
     else:
-        rows = (await uow.execute(_BY_OWNER, {"u": ctx.user_id})).all()
-        candidates = [h for h in (_held(r, ctx.now) for r in rows) if h.usable and h.market_id == ctx.market_id]
+        owned = (await uow.execute(_BY_OWNER, {"u": ctx.user_id})).all()
+        candidates = [h for h in (_held(r, ctx.now) for r in owned) if h.usable and h.market_id == ctx.market_id]
         best = rules.best_coupon([h.coupon for h in candidates], ctx.lines)
         if best is None:
             return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from orders.placing import PURCHASE_LISTENERS
 from orders.pricing import pricing_hooks
 from sessions.room import room_hooks
 
@@ -20,6 +21,7 @@ def setup(app: web.Application) -> None:
     hooks.on_tick.append(live.on_tick)
     hooks.on_transition.append(live.on_transition)
     hooks.on_chat.append(live.on_chat)
+    app[PURCHASE_LISTENERS].append(live.on_purchase)
     pricing = pricing_hooks(app)
     pricing.pricers.append(redemption.price)
     pricing.releasers.append(redemption.give_back)

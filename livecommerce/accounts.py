@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth import hash_password, verify_password
 from .caches import Changed
+from .db import rowcount
 from .errors import Conflict, InvalidCredentials, ValidationFailed
 from .hot import HotPath
 from .models import Role, User
@@ -100,7 +101,7 @@ async def end_session(db: AsyncSession, user: User) -> bool:
     it once; False when it had already moved."""
     moved = await db.execute(update(User).where(User.id == user.id, User.session_epoch == user.session_epoch)
                              .values(session_epoch=User.session_epoch + 1))
-    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+    return rowcount(moved) == 1
 
 
 # -- the signed-in account, per request -------------------------------------------------------------

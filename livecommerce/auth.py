@@ -16,8 +16,9 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -155,20 +156,23 @@ HOST = Access(frozenset({Role.HOST, Role.STAFF}), "hosts and staff")
 MERCHANT = Access(frozenset({Role.MERCHANT, Role.STAFF}), "merchants and staff")
 
 
-def access(rule: Access) -> Any:
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[object]])  # an aiohttp handler, or a page's (`templating.page`)
+
+
+def access(rule: Access) -> Callable[[Handler], Handler]:
     """Mark an aiohttp handler with who may call it; the access middleware enforces it."""
 
-    def mark(handler: Any) -> Any:
-        handler.__access__ = rule
+    def mark(handler: Handler) -> Handler:
+        handler.__dict__["__access__"] = rule
         return handler
 
     return mark
 
 
-def csrf_exempt(handler: Any) -> Any:
+def csrf_exempt(handler: Handler) -> Handler:
     """Mark a handler whose caller is not a browser and proves itself otherwise (a payment gateway's
     signed webhook): the CSRF check, which needs our session cookie, does not apply to it."""
-    handler.__csrf_exempt__ = True
+    handler.__dict__["__csrf_exempt__"] = True
     return handler
 
 

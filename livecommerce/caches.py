@@ -190,10 +190,10 @@ class Caches:
 
     @staticmethod
     def _notes(session: Session) -> _Notes:
-        notes = session.info.get(_NOTES)
+        notes: _Notes | None = session.info.get(_NOTES)
         if notes is None:
             notes = session.info[_NOTES] = {}
-        return notes  # type: ignore[no-any-return]
+        return notes
 
     def _after_flush(self, session: Session, _flush: UOWTransaction) -> None:
         for obj in (*session.new, *session.dirty, *session.deleted):

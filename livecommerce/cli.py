@@ -143,7 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import seed
+    from .demo import DemoResult, seed
 
     config = _config(args)
     setup_logging(config.logging)
@@ -153,7 +153,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ensure_sqlite_dir(config.database.url)
         asyncio.run(upgrade(config.database.url))
 
-    async def _seed():  # type: ignore[no-untyped-def]
+    async def _seed() -> DemoResult:
         engine = make_engine(config.database)
         try:
             async with make_sessionmaker(engine).begin() as db:

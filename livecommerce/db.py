@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack, cast
 
 from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import CursorResult, Dialect, Result
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
@@ -56,6 +56,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def rowcount(result: Result[Unpack[tuple[Any, ...]]]) -> int:
+    """How many rows an UPDATE or DELETE run by a session matched."""
+    # its result is a CursorResult, which counts them; SQLAlchemy types `AsyncSession.execute` as a Result
+    return cast("CursorResult[Unpack[tuple[Any, ...]]]", result).rowcount
 
 
 def make_engine(cfg: DatabaseConfig) -> AsyncEngine:

@@ -94,12 +94,12 @@ async def seed(db: AsyncSession, config: Config, now: datetime) -> DemoResult:
             merchant = Merchant(market_id=market.id, name_ko=m_ko, name_en=m_en)
             db.add(merchant)
             await db.flush()
-            for n_ko, n_en, img, price, live, stock, u_ko, u_en, d_ko, d_en in items:
+            for n_ko, n_en, img, price, live_price, stock, u_ko, u_en, d_ko, d_en in items:
                 p = Product(merchant_id=merchant.id, name_ko=n_ko, name_en=n_en, image=f"/static/demo/{img}",
                             price=price, stock=stock, unit_ko=u_ko, unit_en=u_en, description_ko=d_ko,
                             description_en=d_en)
                 db.add(p)
-                products.append((p, live))
+                products.append((p, live_price))
         await db.flush()
     else:
         rows = (await db.scalars(select(Product).join(Merchant).where(Merchant.market_id == market.id)

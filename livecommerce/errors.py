@@ -12,7 +12,8 @@ which `status_for` reads.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -41,6 +42,14 @@ class AppError(Exception):
         self.details = details
         self.params = params
         super().__init__(self.message)
+
+    @classmethod
+    def with_params(cls, message: str, code: str, params: Mapping[str, object]) -> Self:
+        """The error for a lower layer's refusal: its message, code and the values of its message's
+        `%(name)s` placeholders (all of them placeholders, whatever their names)."""
+        error = cls(message, code=code)
+        error.params = dict(params)
+        return error
 
 
 class BadRequest(AppError):

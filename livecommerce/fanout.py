@@ -33,7 +33,7 @@ BATCH_EVENT = "room:batch"
 MAX_BUFFER = 1 << 20  # a viewer whose socket has 1 MiB unsent is too slow: it is dropped and recovers
 
 
-class FastManager(socketio.AsyncManager):
+class FastManager(socketio.AsyncManager):  # type: ignore[misc]  # python-socketio ships no types
     """The in-process client manager with the encode-once room path."""
 
     batch_seconds: float = 0.1
@@ -129,7 +129,7 @@ class _Batch:
             self.manager.write_room(BATCH_EVENT, items, self.namespace, self.room)
 
 
-class FastRedisManager(socketio.AsyncRedisManager, FastManager):  # type: ignore[misc]
+class FastRedisManager(socketio.AsyncRedisManager, FastManager):  # type: ignore[misc]  # python-socketio ships no types
     """Rooms across processes through Redis pub/sub; each process delivers to its own sockets with the
     encode-once path (AsyncPubSubManager's local delivery calls FastManager.emit)."""
 

@@ -17,11 +17,13 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from .models import Role, User
 
@@ -32,7 +34,11 @@ class Compiled:
     """A statement compiled once for asyncpg: its SQL with $n placeholders and its parameters' order."""
 
     def __init__(self, stmt: Executable, dialect: Dialect, keys: Sequence[str] | None = None) -> None:
+        if not isinstance(stmt, ClauseElement):
+            raise TypeError(f"not a Core statement: {stmt!r}")
         c = stmt.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
+        if not isinstance(c, SQLCompiler):  # a select, insert, update or delete compiles to one
+            raise TypeError(f"not a select, insert, update or delete: {stmt!r}")
         self.compiled = c
         self.sql = str(c)
         self.names: list[str] = list(c.positiontup or [])
@@ -48,8 +54,8 @@ def _bind(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
-_USER_COLUMNS = [c.name for c in User.__table__.columns]  # type: ignore[attr-defined]
-_ACCOUNT = select(*User.__table__.columns).where(User.__table__.c.id == bindparam("id"))  # type: ignore[attr-defined]
+_USER_COLUMNS = [c.name for c in User.__table__.columns]
+_ACCOUNT = select(*User.__table__.columns).where(User.__table__.c.id == bindparam("id"))
 
 
 class HotPath:
@@ -143,7 +149,7 @@ class NativeConnection:
     `all`, `rowcount`, attribute access on rows): a `uow.UnitOfWork`, like SQLAlchemy's sessions and
     connections, so what runs inside a purchase is written once for all three."""
 
-    def __init__(self, path: HotPath, conn: asyncpg.Connection) -> None:
+    def __init__(self, path: HotPath, conn: PoolConnectionProxy) -> None:
         self.path = path
         self.conn = conn
         self.dialect = path.engine.dialect
@@ -171,7 +177,7 @@ class Row:
 
     __slots__ = ("_r",)
 
-    def __init__(self, record: Any) -> None:
+    def __init__(self, record: asyncpg.Record) -> None:
         self._r = record
 
     def __getattr__(self, name: str) -> Any:

@@ -53,7 +53,7 @@ import json
 import struct
 from collections.abc import Awaitable, Iterable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import socketio
 from aiohttp.web import WebSocketResponse
@@ -64,7 +64,7 @@ from socketio import packet as sio_packet
 # -- the websocket Engine.IO opens -----------------------------------------------------------------
 
 
-class RoomWebSocket(EngineIOWebSocket):
+class RoomWebSocket(EngineIOWebSocket):  # type: ignore[misc]  # python-engineio ships no types
     """Engine.IO's aiohttp websocket, opened without per-message-deflate, and reachable from its
     Engine.IO socket (as `lc_ws`) so that frames can be written to its transport directly."""
 
@@ -157,7 +157,8 @@ def event_packet(sio: socketio.AsyncServer, event: str, data: Any, namespace: st
 
 def send_packet(sio: socketio.AsyncServer, eio_sid: str, packet: Any) -> Awaitable[None]:
     """Send one Socket.IO packet to one client through its Engine.IO queue (a coroutine to await)."""
-    return sio._send_packet(eio_sid, packet)
+    # python-socketio ships no types: `_send_packet` is a coroutine function
+    return cast("Awaitable[None]", sio._send_packet(eio_sid, packet))
 
 
 # -- python-socketio's pub/sub bus ------------------------------------------------------------------
@@ -182,7 +183,7 @@ def pubsub_emit_parts(event: str, namespace: str, room: str) -> tuple[str, str]:
 
 def engineio_sockets(sio: socketio.AsyncServer) -> dict[str, Any]:
     """Engine.IO's open sockets on this process, by Engine.IO sid."""
-    return sio.eio.sockets
+    return cast("dict[str, Any]", sio.eio.sockets)  # python-engineio ships no types
 
 
 async def close_engineio_socket(socket: Any) -> None:

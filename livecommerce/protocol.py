@@ -88,10 +88,10 @@ def render(parts: LiveParts) -> str:
     lines += ["## Server → client", ""]
     for server_event in parts.server_events:
         lines += [f"### `{server_event.name}`", "", f"To: {server_event.to}.", ""]
-        model = server_event.model
-        if model is not None:
-            doc = " ".join((model.__doc__ or "").split())
-            lines += [doc, "", "| field | type | required | notes |", "|---|---|---|---|", *_fields(model), ""]
+        event_model = server_event.model
+        if event_model is not None:
+            doc = " ".join((event_model.__doc__ or "").split())
+            lines += [doc, "", "| field | type | required | notes |", "|---|---|---|---|", *_fields(event_model), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -107,8 +107,8 @@ def event(name: str, *, access: Access, payload: type[BaseModel] | None = None, 
     (besides the common ones) for the protocol document."""
 
     def mark(fn: EventHandler) -> EventHandler:
-        fn.__event__ = EventSpec(name, access, payload, fn,  # type: ignore[attr-defined]
-                                 summary or " ".join((fn.__doc__ or "").split()), errors)
+        fn.__dict__["__event__"] = EventSpec(name, access, payload, fn,
+                                             summary or " ".join((fn.__doc__ or "").split()), errors)
         return fn
 
     return mark
@@ -186,7 +186,7 @@ def live_parts(app: web.Application) -> LiveParts:
     return parts
 
 
-class Namespace(socketio.AsyncNamespace):
+class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socketio ships no types
     """A namespace whose connections are authenticated from the session cookie and whose events
     are declared with `@event(...)` in event groups: validated, role-checked, logged and counted."""
 

@@ -22,7 +22,7 @@ from . import rules
 from .connections import statements, transaction
 from .errors import IdempotencyInFlight, IdempotencyKeyMissing, IdempotencyKeyReused, KeptRefusal, KeyLost
 from .keys import Claim, claim_key, complete_key, release_key, stored_answer
-from .lineup import lineups_sold
+from .lineup import LINEUPS
 from .payments import PAYMENT_PROVIDERS
 from .placing import OrderInput, Placed, PurchaseEvent, admit, notify, place_purchase
 from .pricing import PRICING
@@ -146,7 +146,7 @@ async def _buy(app: web.Application, user: User, broadcast_id: int, body: Purcha
                                               pricers=app[PRICING].pricers)
             result = bought[0]
             if placed.event is not None:  # the line-ups kept here learn what is left, with no read
-                lineups_sold(broadcast_id, placed.event.stock_left)
+                app[LINEUPS].sold(broadcast_id, placed.event.stock_left)
         except AppError as exc:  # refused while buying: nothing was bought; the answer is kept
             placed = None
             result = Refused(exc, status_for(app, exc), jsonenc.dumps({"error": error_body(exc)}))

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from livecommerce.db import rowcount
 from livecommerce.errors import Conflict, Forbidden, NotFound
 from livecommerce.keys import AppKeys
 from livecommerce.models import Merchant, Product, Role, User
@@ -157,7 +158,7 @@ async def _set_line(db: AsyncSession, line: PurchaseLine, wanted: OrderStatus, n
     result = await db.execute(update(PurchaseLine)
                               .where(PurchaseLine.id == line.id, PurchaseLine.status == line.status)
                               .values(status=wanted, updated_at=now).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         raise Conflict("Someone else changed this order first. Reload and try again.", code="status_changed")
     line.status = wanted
 
@@ -306,7 +307,7 @@ def cancel_event(purchase: Purchase, user: User | None, left: dict[int, int], no
     return PurchaseEvent(purchase.status.value, purchase.id, purchase.broadcast_id, purchase.user_id,
                          masked_name(user.display_name) if user else "*",
                          tuple(EventLine(li.product_id, li.quantity, li.unit_price) for li in purchase.lines),
-                         purchase.total, purchase.stream_second, left, now)
+                         purchase.total, purchase.stream_second, left, now, purchase.coupon_claim_id)
 
 
 async def cancelled_event(db: AsyncSession, purchase: Purchase, now: datetime) -> PurchaseEvent:

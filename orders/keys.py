@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from livecommerce.db import rowcount
 from livecommerce.hot import Unavailable
 from livecommerce.keys import AppKeys
 from livecommerce.uow import UnitOfWork, dialect_name
@@ -127,7 +128,7 @@ async def purge_keys(db: AsyncSession, now: datetime, retention_hours: int) -> i
     """Forget keys older than the retention (at least 24 hours), finished or not."""
     result = await db.execute(delete(IdempotencyKey).where(
         IdempotencyKey.created_at < now - timedelta(hours=retention_hours)))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 # -- checks asked together --------------------------------------------------------------------------

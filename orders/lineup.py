@@ -8,18 +8,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 from aiohttp import web
-from sqlalchemy import Table, and_, bindparam, event, func, select
-from sqlalchemy.orm import ORMExecuteState
-from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy import Table, and_, bindparam, func, select
 
 from livecommerce import i18n
+from livecommerce.caches import Changed, Key, Watch
 from livecommerce.errors import NotFound
 from livecommerce.models import Product
 from livecommerce.uow import UnitOfWork
@@ -32,13 +30,12 @@ from .rules import Offer
 
 __all__ = [
     "LINEUPS",
+    "WATCHES",
     "BroadcastInfo",
     "Lineup",
     "LineupCache",
     "OfferRow",
     "lineup_stock",
-    "lineups_changed",
-    "lineups_sold",
     "read_broadcast",
     "read_lineup",
     "read_offers",
@@ -139,8 +136,9 @@ class LineupCache:
     attempts without a read of their own. An attempt it lets through is checked again inside its own
     transaction, so a stale entry can only refuse, for at most `ttl`, what has just become possible
     on another process (units given back, the show going live, a new line-up). Concurrent callers
-    share one read. Every commit on this process that touches a broadcast, a line-up, a product, the
-    show's sales or a market's order settings empties every cache at once (see `_note_change`)."""
+    share one read. The app's caches tell it (`forget`) after every commit that touches a broadcast, a
+    line-up, a product, the show's sales or a market's order settings, on any process; a purchase made
+    here tells it what it left (`sold`)."""
 
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
@@ -148,7 +146,6 @@ class LineupCache:
         self._entries: dict[tuple[int, str], tuple[float, Lineup]] = {}
         self._reading: dict[tuple[int, str], asyncio.Task[Lineup]] = {}
         self._generation = 0
-        _LINEUP_CACHES.add(self)
 
     async def get(self, app: web.Application, broadcast_id: int) -> Lineup:
         if self.ttl <= 0:
@@ -181,6 +178,19 @@ class LineupCache:
         self._generation += 1
         self._entries.clear()
 
+    def forget(self, changed: Changed) -> None:
+        """A commit changed what some line-ups hold (see `WATCHES`): drop them; a read in flight may be from
+        before the commit, so it is not kept either."""
+        ids: set[Key] = set()
+        for keys in changed.values():
+            if keys is None:
+                self.clear()
+                return
+            ids |= keys
+        self._generation += 1
+        for k in [k for k in self._entries if k[0] in ids]:
+            del self._entries[k]
+
     def sold(self, broadcast_id: int, left: Mapping[int, int]) -> None:
         """A purchase committed here: what its products have left now, as its UPDATEs returned them.
         Units only go down when buying (they come back through a cancellation, which clears), so
@@ -197,45 +207,11 @@ class LineupCache:
             self._entries[k] = (expires, dataclasses.replace(lineup, offers=offers))
 
 
-_LINEUP_CACHES: weakref.WeakSet[LineupCache] = weakref.WeakSet()
-_SHAPES_A_LINEUP = frozenset({Broadcast, LineupItem, LineupSale, Product, MarketOrderSettings})
-_CHANGED = "lineups_changed"
-
-
-@event.listens_for(OrmSession, "after_flush")
-def _note_flush(session: OrmSession, _ctx: Any) -> None:
-    if any(type(o) in _SHAPES_A_LINEUP for o in (*session.new, *session.dirty, *session.deleted)):
-        session.info[_CHANGED] = True
-
-
-@event.listens_for(OrmSession, "do_orm_execute")
-def _note_statement(state: ORMExecuteState) -> None:
-    if ((state.is_update or state.is_delete or state.is_insert) and state.bind_mapper is not None
-            and state.bind_mapper.class_ in _SHAPES_A_LINEUP):
-        state.session.info[_CHANGED] = True
-
-
-@event.listens_for(OrmSession, "after_commit")
-def _note_change(session: OrmSession) -> None:
-    if session.info.pop(_CHANGED, False):
-        lineups_changed()
-
-
-@event.listens_for(OrmSession, "after_rollback")
-def _forget_change(session: OrmSession) -> None:
-    session.info.pop(_CHANGED, None)
-
-
-def lineups_changed() -> None:
-    """Empty every kept line-up (a commit touched what they hold)."""
-    for cache in list(_LINEUP_CACHES):
-        cache.clear()
-
-
-def lineups_sold(broadcast_id: int, left: Mapping[int, int]) -> None:
-    """Tell every kept line-up what a purchase committed here left (see `LineupCache.sold`)."""
-    for cache in list(_LINEUP_CACHES):
-        cache.sold(broadcast_id, left)
+# What a line-up is read from: the app's caches forget the kept line-ups after a commit that changed one of
+# these (here at once, on the other processes through Redis); the keys are broadcast ids where a column names
+# them, else every line-up is dropped.
+WATCHES = (Watch("broadcasts", "id"), Watch("lineup_items", "broadcast_id"), Watch("lineup_sales", "broadcast_id"),
+           Watch("products"), Watch("market_order_settings"))
 
 
 LINEUPS = web.AppKey("orders_lineups", LineupCache)

@@ -102,6 +102,7 @@ class PurchaseEvent:
     stream_second: int
     stock_left: dict[int, int]  # product id -> units left for the show, as of this commit
     at: datetime
+    coupon_claim_id: int | None = None  # the coupon the purchase redeemed (given back when it is called off)
 
 
 PurchaseListener = Callable[[web.Application, PurchaseEvent], Awaitable[None]]
@@ -343,7 +344,7 @@ async def place_purchase(db: UnitOfWork, *, user: User, broadcast_id: int, order
     placed.event = PurchaseEvent("placed", purchase.id, broadcast_id, user.id, masked_name(user.display_name),
                                  tuple(EventLine(li.product_id, li.quantity, li.unit_price,
                                                  *placed.names.get(li.product_id, ("", ""))) for li in basket.lines),
-                                 purchase.total, purchase.stream_second, left, now)
+                                 purchase.total, purchase.stream_second, left, now, purchase.coupon_claim_id)
     return placed
 
 

@@ -21,7 +21,7 @@ from . import events, feed, views
 from .connections import QUICK_READS, WRITES
 from .fulfilment import expire_overdue
 from .keys import KEY_CHECKS, KeyChecks, purge_keys
-from .lineup import LINEUPS, LineupCache
+from .lineup import LINEUPS, WATCHES, LineupCache
 from .payments import PAYMENT_PROVIDERS, default_providers
 from .placing import ADMISSION, PURCHASE_LISTENERS, Admission
 from .pricing import pricing_hooks
@@ -33,7 +33,8 @@ def setup(app: web.Application) -> None:
     app[PAYMENT_PROVIDERS] = default_providers()
     app[PURCHASE_LISTENERS] = []
     pricing_hooks(app)  # made now, for the domains after this one to fill in their `setup`
-    app[LINEUPS] = LineupCache(app[AppKeys.config].orders.lineup_cache_seconds)
+    app[AppKeys.caches].keep(app, LINEUPS, LineupCache(app[AppKeys.config].orders.lineup_cache_seconds), "lineups",
+                             *WATCHES)
     app[ADMISSION] = Admission()
     views.register(app, app[API])
     events.setup(app)

@@ -103,7 +103,8 @@ async def purchase_checkout(call: Call[None, None]) -> CheckoutOut:
     async with quick_read(call.app) as db:
         lineup = await read_lineup(db, broadcast_id)
     info, offers = lineup.info, lineup.offers
-    methods = offered(call.app[PAYMENT_PROVIDERS], lineup.settings)
+    providers = call.app[PAYMENT_PROVIDERS]
+    methods = offered(providers, lineup.settings)
     return CheckoutOut(
         broadcast_id=broadcast_id, state=info.state.value, open=info.state is BroadcastState.LIVE,
         items=[CheckoutItemOut(product_id=pid, name_ko=r.name_ko, name_en=r.name_en, image=r.image, unit_ko=r.unit_ko,
@@ -267,7 +268,7 @@ def register_api(api: Api) -> None:
 
 def _defaults() -> dict[str, Any]:
     """The column defaults, for a market that has no settings row yet."""
-    return {c.name: c.default.arg for c in MarketOrderSettings.__table__.columns  # type: ignore[attr-defined]
+    return {c.name: c.default.arg for c in MarketOrderSettings.__table__.columns
             if c.default is not None and not callable(c.default.arg)}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
@@ -39,4 +40,4 @@ def feed(broadcasts: Sequence[Broadcast], *, base_url: str, tz: ZoneInfo, name: 
         ev.add("status", STATUS.get(b.state, "CONFIRMED"))
         cal.add_component(ev)
     cal.add_missing_timezones()
-    return cal.to_ical()
+    return cast(bytes, cal.to_ical())  # icalendar leaves `to_ical` unannotated; it answers bytes

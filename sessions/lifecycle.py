@@ -22,7 +22,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.config import Config
-from livecommerce.db import utcnow
+from livecommerce.db import rowcount, utcnow
 from livecommerce.keys import AppKeys
 
 from . import planning, services
@@ -74,7 +74,7 @@ async def apply(db: AsyncSession, broadcast_id: int, action: Action, at: datetim
         .where(Broadcast.id == broadcast_id, Broadcast.state == S.LIVE, Broadcast.warned_at.is_(None))
         .values(warned_at=at)
         .execution_options(synchronize_session=False))
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 class Scheduler:

@@ -5,18 +5,21 @@ stock than the product has."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from livecommerce.config import Config
+from livecommerce.db import Base
 from livecommerce.errors import N_, Conflict, NotFound, ValidationFailed
 from livecommerce.models import Market, Product, Role, User
 
@@ -35,6 +38,7 @@ from .models import (
 )
 from .schedule import (
     Exception_,
+    Occurrence,
     Planned,
     ScheduleError,
     check_duration,
@@ -52,11 +56,11 @@ ACTIVE = (S.SCHEDULED, S.LOBBY, S.LIVE, S.ENDED)  # states that occupy their hou
 
 
 def invalid(exc: ScheduleError) -> ValidationFailed:
-    return ValidationFailed(exc.message, code=exc.code, **exc.params)
+    return ValidationFailed.with_params(exc.message, exc.code, exc.params)
 
 
-def _insert(db: AsyncSession):  # type: ignore[no-untyped-def]
-    return pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
+def _insert(db: AsyncSession) -> Callable[[type[Base]], postgresql.Insert | sqlite.Insert]:
+    return pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -79,7 +83,7 @@ def exceptions_of(series: Series) -> list[Exception_]:
             for e in series.exceptions]
 
 
-def occurrences(series: Series, start: datetime, end: datetime) -> list:  # type: ignore[type-arg]
+def occurrences(series: Series, start: datetime, end: datetime) -> list[Occurrence]:
     tz = ZoneInfo(series.timezone)
     return expand(series.rrule, parse_local(series.dtstart_local), tz, timedelta(minutes=series.duration_minutes),
                   start, end, until_local=parse_local(series.until_local) if series.until_local else None,
@@ -179,7 +183,7 @@ async def create_series(db: AsyncSession, data: SeriesInput, config: Config, now
     return series
 
 
-async def update_series(db: AsyncSession, series_id: int, changes: dict[str, object], config: Config,
+async def update_series(db: AsyncSession, series_id: int, changes: dict[str, Any], config: Config,
                         now: datetime) -> Series:
     """Change a series; its coming broadcasts that have not opened yet follow the change."""
     series = await get_series(db, series_id)
@@ -195,7 +199,7 @@ async def update_series(db: AsyncSession, series_id: int, changes: dict[str, obj
     for k, v in changes.items():
         setattr(series, k, v.removeprefix("RRULE:") if k == "rrule" and isinstance(v, str) else v)
     if host_ids is not None:
-        ids = await _check_hosts(db, host_ids)  # type: ignore[arg-type]
+        ids = await _check_hosts(db, host_ids)
         series.hosts = [SeriesHost(user_id=h) for h in ids]
     await db.flush()
     await _follow_series(db, series, now, config)
@@ -367,7 +371,7 @@ async def _broadcast(db: AsyncSession, broadcast_id: int) -> Broadcast:
     return b
 
 
-async def update_broadcast(db: AsyncSession, broadcast_id: int, changes: dict[str, object], config: Config,
+async def update_broadcast(db: AsyncSession, broadcast_id: int, changes: dict[str, Any], config: Config,
                            now: datetime) -> Broadcast:
     b = await _broadcast(db, broadcast_id)
     if b.state in (S.ENDED, S.MISSED, S.CANCELLED):
@@ -389,11 +393,10 @@ async def update_broadcast(db: AsyncSession, broadcast_id: int, changes: dict[st
     for k, v in changes.items():
         setattr(b, k, v)
     if host_ids is not None:
-        ids = await _check_hosts(db, host_ids)  # type: ignore[arg-type]
+        ids = await _check_hosts(db, host_ids)
         b.hosts = [BroadcastHost(user_id=h) for h in ids]
     if partners is not None:
-        b.partners = [PartnerChannel(name=p["name"], url=p["url"], position=i)  # type: ignore[index]
-                      for i, p in enumerate(partners)]  # type: ignore[arg-type]
+        b.partners = [PartnerChannel(name=p["name"], url=p["url"], position=i) for i, p in enumerate(partners)]
     await db.flush()
     await refuse_conflicts(db, [Planned(b.id, b.starts_at, b.ends_at, b.market_id, b.channel,
                                         frozenset(h.user_id for h in b.hosts), b.title_ko)])
@@ -424,7 +427,7 @@ async def set_lineup(db: AsyncSession, broadcast_id: int, items: Sequence[Lineup
         try:
             check_reservation(item.stock_reserved, p.stock)
         except ScheduleError as exc:
-            raise Conflict(exc.message, code=exc.code, **exc.params) from None
+            raise Conflict.with_params(exc.message, exc.code, exc.params) from None
     await db.execute(delete(LineupItem).where(LineupItem.broadcast_id == b.id))
     for pos, item in enumerate(items):
         db.add(LineupItem(broadcast_id=b.id, product_id=item.product_id, position=pos, live_price=item.live_price,

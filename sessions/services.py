@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from livecommerce.config import Config
+from livecommerce.db import rowcount
 from livecommerce.errors import Conflict, Forbidden, NotFound
 from livecommerce.models import Role, User
 
@@ -85,7 +86,7 @@ async def move(db: AsyncSession, broadcast_id: int, wanted: BroadcastState, at: 
         .where(Broadcast.id == broadcast_id, Broadcast.state.in_(allowed_from(wanted)))
         .values(**values)
         .execution_options(synchronize_session=False))
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 async def transition(db: AsyncSession, broadcast_id: int, wanted: BroadcastState, at: datetime) -> Transition:

@@ -538,7 +538,7 @@ async def _load_broadcast(db: AsyncSession, broadcast_id: int) -> Broadcast:
 
 def _lineup_rows(b: Broadcast, products: Iterable[tuple[Product, Merchant]]) -> list[dict[str, Any]]:
     current = {item.product_id: item for item in b.lineup}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p, merchant in products:
         item = current.get(p.id)
         if not p.is_active and item is None:

@@ -14,6 +14,7 @@ import json
 import secrets
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -169,8 +170,10 @@ class RedisStream:
             return Recovery(not reason, [], epoch_now, top, reason)
         if top - offset > self.recover_max:
             return Recovery(False, [], epoch_now, top, "too_long")
-        rows = await self.redis.xrange(stream, min=f"{offset + 1}-0", max="+", count=self.recover_max + 1)
-        events = [_envelope(epoch_now, entry_id, fields) for entry_id, fields in rows]
+        # XRANGE answers a list (empty when nothing is in range) whose entries all have fields: redis-py's
+        # types also allow the nil replies of other stream commands
+        rows = await self.redis.xrange(stream, min=f"{offset + 1}-0", max="+", count=self.recover_max + 1) or []
+        events = [_envelope(epoch_now, entry_id, fields) for entry_id, fields in rows if fields is not None]
         oldest = events[0].offset if events else None
         reason = decide(epoch_now, top, epoch, offset, oldest, events[0].ts if events else None, time.time(),
                         self.recover_max, self.max_age)
@@ -183,6 +186,6 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _envelope(epoch: str, entry_id: Any, fields: dict[Any, Any]) -> Envelope:
+def _envelope(epoch: str, entry_id: bytes | str | None, fields: Mapping[bytes | str, bytes | str]) -> Envelope:
     f = {_s(k): _s(v) for k, v in fields.items()}
     return Envelope(epoch, int(_s(entry_id).split("-")[0]), f["t"], json.loads(f["d"]), float(f["ts"]))

@@ -66,6 +66,9 @@ async def test_a_coupon_dropped_claimed_and_redeemed_once(server: TestServer, wo
         assert purchase["total"] == purchase["subtotal"] - 3000 + purchase["delivery_fee"]
         used = await fan.call("buy", {**buy, "idempotency_key": "buy-2"})
         assert used["ok"] is False and used["error"]["code"] == "coupon_used"
+        assert (await host.call("host:watch", {"broadcast_id": world.live.id}))["ok"]
+        await host.wait_for(lambda: any(f["drops"].get(str(drop["id"]), {}).get("redeemed") == 1
+                                        for f in host.other.get("coupons:figures", [])), limit=10)
     finally:
         await host.sio.disconnect()
         await fan.sio.disconnect()

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from livecommerce import logs
 from livecommerce.auth import Session, SessionCodec
 from livecommerce.errors import NotFound
+from livecommerce.keys import AppKeys
 from orders.keys import KEY_CHECKS
 from orders.lineup import LINEUPS, BroadcastInfo, Lineup, OfferRow
 from orders.models import IdempotencyKey, Purchase
@@ -186,9 +187,9 @@ async def test_the_kept_line_up_is_dropped_by_a_commit_here_and_lowered_by_a_sal
     assert all(x is first for x in both)
     pid = world.products[0].id
     assert first.offers[pid].offer.live_price == 9900
-    await db.execute(update(LineupItem).where(LineupItem.broadcast_id == world.live.id, LineupItem.product_id == pid)
-                     .values(live_price=8900))
-    await db.commit()  # a change committed through this process: the kept line-up is dropped at once
+    async with app[AppKeys.db].begin() as s:  # a change the server commits: the kept line-up is dropped at once
+        await s.execute(update(LineupItem).where(LineupItem.broadcast_id == world.live.id,
+                                                 LineupItem.product_id == pid).values(live_price=8900))
     changed = await cache.get(app, world.live.id)
     assert changed is not first and changed.offers[pid].offer.live_price == 8900
     left = changed.offers[pid].offer.left

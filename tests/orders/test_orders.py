@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from livecommerce.config import Config
 from livecommerce.db import make_engine, make_sessionmaker, utcnow
 from livecommerce.errors import AppError
+from livecommerce.keys import AppKeys
 from livecommerce.models import Product
 from orders import buying, rules
 from orders.errors import KeyLost, SoldOut
@@ -526,7 +527,8 @@ async def test_the_confirmed_delivery_option_must_still_hold(client: TestClient,
                                   order(world, postal_code="48058", delivery_option="two_hour"))
     assert status == 422 and answer["error"]["code"] == "outside_delivery_area"
     assert "배송 지역" in answer["error"]["message"]
-    await _settings(db, world, two_hour_cutoff="00:00")  # the morning cut-off passed while the sheet was open
+    async with client.app[AppKeys.db].begin() as staff_db:  # staff move the morning cut-off while the sheet is open
+        await save_order_settings(staff_db, world.market.id, {"two_hour_cutoff": "00:00"}, utcnow())
     status, answer, _ = await buy(client, token, world.live.id, order(world, delivery_option="two_hour"))
     assert status == 409 and answer["error"]["code"] == "delivery_option_changed"
     assert await count(db, Purchase) == 0 and await count(db, IdempotencyKey) == 0
