@@ -11,6 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from coupons import claims, giveaways
+from coupons.models import CouponDrop, EntryMode, Giveaway
 from orders.settings import seed_demo_order_settings
 from sessions.models import Broadcast, BroadcastHost, BroadcastState, LineupItem
 from sessions.schedule import weekly_rrule
@@ -150,4 +152,25 @@ async def seed(db: AsyncSession, config: Config, now: datetime) -> DemoResult:
         lineup(live, len(products))
         db.add(live)
     await db.flush()
+    await _coupons(db, market.id, live, host, now)
     return DemoResult(created, market.id, live.id, staff_pw, host_pw, merchant_pw)
+
+
+async def _coupons(db: AsyncSession, market_id: int, live: Broadcast, host: User, now: datetime) -> None:
+    """Coupons ready for the shows, one of them dropped in the live broadcast, and a giveaway open in it, so
+    that a newcomer sees a coupon card and a giveaway on the live page and in the console."""
+    templates = await claims.templates(db, market_id)
+    if not templates:
+        templates = [
+            await claims.save_template(db, market_id, claims.TemplateInput(
+                name_ko="라이브 3천원 할인", name_en="3,000 won off, live only", kind="fixed", value=3000,
+                min_order=15000, quantity=100, claim_minutes=30)),
+            await claims.save_template(db, market_id, claims.TemplateInput(
+                name_ko="10% 할인 (최대 5천원)", name_en="10% off (up to 5,000 won)", kind="percent", value=10,
+                max_discount=5000, quantity=50, claim_minutes=10)),
+        ]
+    if await db.scalar(select(CouponDrop.id).where(CouponDrop.broadcast_id == live.id).limit(1)) is None:
+        await claims.drop_now(db, live.id, templates[0].id, host, now)
+    if await db.scalar(select(Giveaway.id).where(Giveaway.broadcast_id == live.id).limit(1)) is None:
+        await giveaways.start(db, live.id, host, giveaways.GiveawayInput(
+            "들기름 한 병", "A bottle of perilla oil", 1, EntryMode.BUTTON, "", 30), now)

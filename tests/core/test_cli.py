@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from coupons.models import CouponDrop, Giveaway
 from livecommerce.config import build_config
 from livecommerce.db import make_engine, make_sessionmaker
 from livecommerce.models import Market, Product, Role, User
@@ -72,10 +73,14 @@ async def test_demo_fills_an_empty_database_once(tmp_path: Path) -> None:
     assert len(live) == 1
     coming = await _query(url, select(Broadcast.id).where(Broadcast.state == BroadcastState.SCHEDULED))
     assert len(coming) >= 3  # two weeks of Mondays and Wednesdays
+    drops = await _query(url, select(CouponDrop.broadcast_id, CouponDrop.state))
+    assert [(b, str(st)) for b, st in drops] == [(live[0][0], "open")]  # a coupon to claim on the live page
+    assert len(await _query(url, select(Giveaway.id).where(Giveaway.broadcast_id == live[0][0]))) == 1
     again = run(["demo", "--no-serve"], tmp_path)
     assert again.returncode == 0 and "already there" in again.stdout
     assert (await _query(url, select(func.count()).select_from(Product)))[0][0] == products
     assert len(await _query(url, select(Broadcast.id).where(Broadcast.state == BroadcastState.LIVE))) == 1
+    assert len(await _query(url, select(CouponDrop.id))) == 1  # not dropped again
 
 
 def test_serve_answers_then_stops_gracefully(tmp_path: Path) -> None:
