@@ -73,8 +73,8 @@ async def save_template(db: AsyncSession, market_id: int, data: TemplateInput,
     if not data.name_ko.strip():
         raise ValidationFailed(N_("Give the coupon a name."), code="name_missing")
     try:
-        coupon = rules.Coupon(kind=data.kind, value=data.value, max_discount=data.max_discount,  # type: ignore[arg-type]
-                              min_order=data.min_order, scope=data.scope,  # type: ignore[arg-type]
+        coupon = rules.Coupon(kind=rules.kind_of(data.kind), value=data.value, max_discount=data.max_discount,
+                              min_order=data.min_order, scope=rules.scope_of(data.scope),
                               merchant_id=data.merchant_id, product_ids=frozenset(data.product_ids),
                               combinable=data.combinable, per_viewer_limit=data.per_viewer_limit,
                               quantity=data.quantity, claim_minutes=data.claim_minutes, use_days=data.use_days)

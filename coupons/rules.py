@@ -79,6 +79,23 @@ class Scope(StrEnum):
     PRODUCTS = "products"  # some products (`product_ids`)
 
 
+def kind_of(value: str) -> Kind:
+    """The kind a form or a row names (a `Kind` is a string too); InvalidCoupon if none."""
+    try:
+        return Kind(value)
+    except ValueError:
+        raise InvalidCoupon("invalid_kind", N_("A coupon takes off a fixed amount or a percentage.")) from None
+
+
+def scope_of(value: str) -> Scope:
+    """The scope a form or a row names (a `Scope` is a string too); InvalidCoupon if none."""
+    try:
+        return Scope(value)
+    except ValueError:
+        raise InvalidCoupon("invalid_scope",
+                            N_("A coupon covers everything, one merchant's products or some products.")) from None
+
+
 @dataclass(frozen=True)
 class Coupon:
     """A coupon template, as staff plan it before a broadcast. `id` identifies it (the template's,
@@ -103,15 +120,8 @@ class Coupon:
 
     def __post_init__(self) -> None:
         # Values read from a form or a row arrive as plain strings and lists: make them the types.
-        try:
-            object.__setattr__(self, "kind", Kind(self.kind))
-        except ValueError:
-            raise InvalidCoupon("invalid_kind", N_("A coupon takes off a fixed amount or a percentage.")) from None
-        try:
-            object.__setattr__(self, "scope", Scope(self.scope))
-        except ValueError:
-            raise InvalidCoupon("invalid_scope",
-                                N_("A coupon covers everything, one merchant's products or some products.")) from None
+        object.__setattr__(self, "kind", kind_of(self.kind))
+        object.__setattr__(self, "scope", scope_of(self.scope))
         object.__setattr__(self, "product_ids", frozenset(self.product_ids))
 
     @classmethod

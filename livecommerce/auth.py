@@ -156,7 +156,8 @@ HOST = Access(frozenset({Role.HOST, Role.STAFF}), "hosts and staff")
 MERCHANT = Access(frozenset({Role.MERCHANT, Role.STAFF}), "merchants and staff")
 
 
-Handler = TypeVar("Handler", bound=Callable[..., Awaitable[object]])  # an aiohttp handler, or a page's (`templating.page`)
+# an aiohttp handler, or the function of a page (`templating.page`) that answers its template's context
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[object]])
 
 
 def access(rule: Access) -> Callable[[Handler], Handler]:

@@ -86,6 +86,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, ClauseElement
+from sqlalchemy.sql.expression import UpdateBase
 
 log = logging.getLogger("livecommerce.caches")
 
@@ -207,12 +208,14 @@ class Caches:
         if not (orm.is_update or orm.is_delete or orm.is_insert):
             return
         stmt = orm.statement
-        table = getattr(getattr(stmt, "table", None), "name", None)
+        if not isinstance(stmt, UpdateBase):  # an INSERT, UPDATE or DELETE always is one
+            return
+        table = getattr(stmt.table, "name", None)
         watchers = self._watchers.get(table or "", ())
         if table is None:  # several tables (a join): forget every cache that watches any of them
             from sqlalchemy.sql.util import find_tables
 
-            watchers = [nw for t in find_tables(stmt.table) for nw in self._watchers.get(t.name, ())]  # type: ignore[attr-defined]
+            watchers = [nw for t in find_tables(stmt.table) for nw in self._watchers.get(t.name, ())]
         for name, w in watchers:
             keys = None
             if w.column is not None and not orm.is_insert:

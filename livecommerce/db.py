@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Unpack, cast
+from typing import Any, cast
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import CursorResult, Dialect, Result
@@ -58,10 +58,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def rowcount(result: Result[Unpack[tuple[Any, ...]]]) -> int:
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
     """How many rows an UPDATE or DELETE run by a session matched."""
     # its result is a CursorResult, which counts them; SQLAlchemy types `AsyncSession.execute` as a Result
-    return cast("CursorResult[Unpack[tuple[Any, ...]]]", result).rowcount
+    return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
 
 
 def make_engine(cfg: DatabaseConfig) -> AsyncEngine:

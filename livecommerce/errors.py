@@ -45,8 +45,8 @@ class AppError(Exception):
 
     @classmethod
     def with_params(cls, message: str, code: str, params: Mapping[str, object]) -> Self:
-        """The error for a lower layer's refusal: its message, code and the values of its message's
-        `%(name)s` placeholders (all of them placeholders, whatever their names)."""
+        """A lower layer's refusal told again: its message, its code and the values of the message's
+        `%(name)s` placeholders (every one a placeholder, whatever its name: none is taken for `status`)."""
         error = cls(message, code=code)
         error.params = dict(params)
         return error

@@ -57,7 +57,7 @@ class TextFormatter(logging.Formatter):
         return self.format(record)
 
 
-class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class LineHandler(logging.StreamHandler[TextIO]):
     """Writes each line to a buffered stream; flushes at once only from WARNING up."""
 
     def __init__(self, stream: TextIO, formatter: JsonFormatter | TextFormatter) -> None:

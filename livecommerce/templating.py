@@ -24,6 +24,7 @@ def setup_templates(app: web.Application) -> None:
         extensions=["jinja2.ext.i18n"],
         undefined=jinja2.StrictUndefined,
     )
+    # a method the i18n extension adds to the environment, which Jinja2's types do not declare
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
     tz = app[AppKeys.config].tz
     env.filters["won"] = lambda amount: i18n.format_won(int(amount))

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import Executable
+
+from .hot import NativeConnection
 
 __all__ = ["Rows", "UnitOfWork", "dialect_name"]
 
@@ -48,4 +50,6 @@ def dialect_name(uow: UnitOfWork) -> str:
     """"postgresql" or "sqlite": for the few statements written per dialect (an INSERT … ON CONFLICT)."""
     if isinstance(uow, AsyncSession):  # a session knows its engine, not a dialect of its own
         return uow.get_bind().dialect.name
-    return str(uow.dialect.name)  # type: ignore[attr-defined]  # connections: SQLAlchemy's and asyncpg's own
+    if isinstance(uow, AsyncConnection | NativeConnection):  # connections: SQLAlchemy's and asyncpg's own
+        return uow.dialect.name
+    raise TypeError(f"not a unit of work: {uow!r}")

@@ -160,7 +160,9 @@ class DeliveryRules:
     next_day_fee: int = 0
 
     def in_area(self, postal_code: str | None) -> bool:
-        return bool(postal_code) and any(postal_code.startswith(p) for p in self.two_hour_prefixes)  # type: ignore[union-attr]
+        if not postal_code:
+            return False
+        return any(postal_code.startswith(p) for p in self.two_hour_prefixes)
 
 
 @dataclass(frozen=True)

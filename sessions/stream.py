@@ -170,8 +170,8 @@ class RedisStream:
             return Recovery(not reason, [], epoch_now, top, reason)
         if top - offset > self.recover_max:
             return Recovery(False, [], epoch_now, top, "too_long")
-        # XRANGE answers a list (empty when nothing is in range) whose entries all have fields: redis-py's
-        # types also allow the nil replies of other stream commands
+        # XRANGE answers a list (empty when nothing is in range) of entries that all have fields; redis-py's
+        # types also allow a nil reply and entries without fields, which other stream commands give
         rows = await self.redis.xrange(stream, min=f"{offset + 1}-0", max="+", count=self.recover_max + 1) or []
         events = [_envelope(epoch_now, entry_id, fields) for entry_id, fields in rows if fields is not None]
         oldest = events[0].offset if events else None
