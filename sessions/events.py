@@ -83,8 +83,8 @@ class RoomEvents(EventGroup):
                 if s is not None and s.kind == "ban":
                     raise AppError(N_("You have been removed from this broadcast."), code="banned", status=403)
             snapshot = room_snapshot(b)
-            for part in room_hooks(self.app).snapshot_parts:
-                snapshot.update(await part(self.app, b, who))
+        for part in room_hooks(self.app).snapshot_parts:  # each part opens its own read: none is held here
+            snapshot.update(await part(self.app, b, who))
         rt = self.rooms_rt
         out: dict[str, Any] = {"broadcast": snapshot, "you": {"user_id": who.user_id, "role": who.role,
                                                                "name": who.name}}

@@ -252,3 +252,17 @@ async def test_anonymous_and_wrong_people_are_refused(server: TestServer, world:
     finally:
         await anon.sio.disconnect()
         await fan.sio.disconnect()
+
+
+async def test_a_crowd_joining_at_once_is_answered(server: TestServer, world: World, open_drop: CouponDrop) -> None:
+    """Forty viewers join at the same moment, each join gathering the coupons' part of the snapshot: every
+    join is answered (no part may hold a database connection while waiting for another)."""
+    crowd = [await viewer(server) for _ in range(40)]
+    try:
+        acks = await asyncio.wait_for(asyncio.gather(*[v.call("join", {"broadcast_id": world.live.id})
+                                                       for v in crowd]), 60)
+        assert all(a["ok"] for a in acks)
+        assert all([d["id"] for d in a["data"]["broadcast"]["coupons"]["open"]] == [open_drop.id] for a in acks)
+    finally:
+        for v in crowd:
+            await v.sio.disconnect()
