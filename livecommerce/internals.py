@@ -49,6 +49,7 @@ if they stop answering.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 from collections.abc import Awaitable, Iterable, Sequence
@@ -192,7 +193,18 @@ async def close_engineio_socket(socket: Any) -> None:
 
 
 async def close_redis_manager(manager: Any) -> None:
-    """Close the Redis client a socket.io Redis manager opened for itself (it has no close of its own)."""
+    """Stop a socket.io Redis manager (it has no close of its own): first its listening task (`thread`, an
+    asyncio task started by `AsyncPubSubManager.initialize`), which would otherwise open a new client after
+    the old one is closed; then its pub/sub and its Redis client (`pubsub`, `redis`)."""
+    task = getattr(manager, "thread", None)
+    if isinstance(task, asyncio.Task) and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    pubsub = getattr(manager, "pubsub", None)
+    if pubsub is not None:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
     client = getattr(manager, "redis", None)
     if client is not None:
         await client.aclose()
