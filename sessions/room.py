@@ -174,6 +174,7 @@ class RoomRuntime:
         self._pushed: dict[int, tuple[int, int]] = {}
         self._peak: dict[int, int] = {}
         self._hearts_saved: dict[int, int] = {}
+        self._saved_at: dict[int, float] = {}
         self._words: tuple[float, list[str]] = (0.0, [])
         self._task: asyncio.Task[None] | None = None
         self._locks: dict[int, asyncio.Lock] = {}
@@ -255,9 +256,14 @@ class RoomRuntime:
                                    NAMESPACE, room(bid))
             for listener in self.hooks.on_tick:
                 await listener(self.app, bid)
-            if viewers > self._peak.get(bid, 0) or hearts > self._hearts_saved.get(bid, 0) + 50:
+            saved = self._hearts_saved.get(bid, 0)
+            # Hearts are written every 50 or so, and the last of a burst within a second: the figure on the
+            # broadcast always catches up with the room's.
+            settled = hearts > saved and time.monotonic() - self._saved_at.get(bid, 0.0) >= 1.0
+            if viewers > self._peak.get(bid, 0) or hearts > saved + 50 or settled:
                 self._peak[bid] = max(viewers, self._peak.get(bid, 0))
                 self._hearts_saved[bid] = hearts
+                self._saved_at[bid] = time.monotonic()
                 await self._save(bid, self._peak[bid], hearts)
 
     async def _save(self, bid: int, peak: int, hearts: int) -> None:
