@@ -4,62 +4,22 @@ left is pushed to viewers (coalesced, about once a second), and the host's conso
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from livecommerce.keys import AppKeys
-from sessions.room import NAMESPACE, moderators_room, publish, room
+from sessions.room import NAMESPACE, Versions, moderators_room, publish, room
 
 from .figures import broadcast_figures
 from .lineup import lineup_stock
 from .placing import PurchaseEvent
 from .schemas import FiguresOut
 
-
-class SalesVersions:
-    """A version per broadcast, bumped by each committed sale or cancellation: in Redis when it is configured
-    (every process sees the bump), in memory otherwise. Each process pushes the stock when the version it
-    last pushed is behind."""
-
-    def __init__(self, redis: Redis | None, prefix: str) -> None:
-        self.redis = redis
-        self.prefix = prefix
-        self._local: dict[int, int] = {}
-        self._seen: dict[int, int] = {}
-        self._pushed_at: dict[int, float] = {}
-
-    def _key(self, broadcast_id: int) -> str:
-        return f"{self.prefix}room:{broadcast_id}:sales"
-
-    async def bump(self, broadcast_id: int) -> None:
-        if self.redis is not None:
-            await self.redis.incr(self._key(broadcast_id))
-        else:
-            self._local[broadcast_id] = self._local.get(broadcast_id, 0) + 1
-
-    async def version(self, broadcast_id: int) -> int:
-        if self.redis is not None:
-            return int(await self.redis.get(self._key(broadcast_id)) or 0)
-        return self._local.get(broadcast_id, 0)
-
-    async def due(self, broadcast_id: int, min_interval: float = 1.0) -> bool:
-        """True (once) when the sales changed since this process last pushed, at most every `min_interval` s."""
-        version = await self.version(broadcast_id)
-        now = time.monotonic()
-        if version == self._seen.get(broadcast_id, 0) or now - self._pushed_at.get(broadcast_id, 0) < min_interval:
-            return False
-        self._seen[broadcast_id] = version
-        self._pushed_at[broadcast_id] = now
-        return True
+SALES = web.AppKey("orders_sales_versions", Versions)  # bumped by each committed sale or cancellation
 
 
-SALES = web.AppKey("orders_sales_versions", SalesVersions)
-
-
-def sales_versions(app: web.Application) -> SalesVersions:
+def sales_versions(app: web.Application) -> Versions:
     sales = app.get(SALES)
     if sales is None:
         raise RuntimeError("the sales versions are made at startup (orders.feed.sales_ctx)")
@@ -100,5 +60,5 @@ async def push_sales(app: web.Application, broadcast_id: int) -> None:
 
 async def sales_ctx(app: web.Application) -> Any:
     """cleanup_ctx: the sales versions, on the app's Redis when there is one."""
-    app[SALES] = SalesVersions(app.get(AppKeys.redis), app[AppKeys.config].redis.prefix)
+    app[SALES] = Versions(app.get(AppKeys.redis), app[AppKeys.config].redis.prefix, "sales")
     yield
