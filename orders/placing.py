@@ -133,7 +133,7 @@ def check_order(lineup: Lineup, order: OrderInput, *, max_quantity: int,
                 providers: Mapping[str, PaymentProvider], now: datetime, tz: ZoneInfo) -> Checked:
     """Everything a read can refuse: the broadcast is not live, the basket is wrong, a product is sold
     out as far as the read can tell (the conditional UPDATE decides for real), the payment method is
-    not offered, the delivery option the buyer confirmed no longer holds."""
+    not offered, the delivery option the buyer chose no longer holds."""
     if lineup.info.state is not BroadcastState.LIVE:
         raise BroadcastNotLive()
     methods = offered(providers, lineup.settings)
@@ -144,8 +144,8 @@ def check_order(lineup: Lineup, order: OrderInput, *, max_quantity: int,
                                     max_quantity=max_quantity)
         if order.payment_method not in methods:
             raise ValidationFailed("This payment method is not offered here.", code="payment_method_unavailable")
-        quote = rules.quote_delivery(delivery_rules(lineup.settings), order.postal_code, now, tz)
-        rules.check_delivery_choice(order.delivery_option, quote)
+        quote = rules.choose_delivery(delivery_rules(lineup.settings), order.delivery_option, order.postal_code,
+                                      now, tz)
     except RuleError as exc:
         raise refused(exc) from None
     return Checked(Basket(basket.lines, basket.subtotal, basket.usual_total, 0, quote.fee), quote,

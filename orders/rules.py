@@ -176,24 +176,45 @@ class DeliveryQuote:
 TWO_HOURS = timedelta(hours=2)
 
 
-def quote_delivery(rules: DeliveryRules, postal_code: str | None, now: datetime, tz: ZoneInfo) -> DeliveryQuote:
-    """The option an order placed `now` gets, decided on the local (Asia/Seoul) clock: two-hour
-    delivery before the morning cut-off inside the area, same-day before the day's cut-off,
-    otherwise next day. Same-day arrives by the end of the local day, next day by the end of the next."""
+def delivery_choices(rules: DeliveryRules, postal_code: str | None, now: datetime,
+                     tz: ZoneInfo) -> list[DeliveryQuote]:
+    """Every option an order placed `now` can have, fastest first, decided on the local (Asia/Seoul)
+    clock: two-hour delivery before the morning cut-off inside the area, same-day before the day's
+    cut-off, next day always. A buyer may take a slower one (to pay a smaller fee). Same-day arrives by
+    the end of the local day, next day by the end of the next."""
     local = now.astimezone(tz)
     minute = local.hour * 60 + local.minute
     in_area = rules.in_area(postal_code)
+    out: list[DeliveryQuote] = []
     if in_area and minute < parse_cutoff(rules.two_hour_cutoff):
         promise = now + TWO_HOURS
         # round up to the next ten minutes: "by 15:20", not "by 15:13:47"
         seconds = math.ceil(promise.timestamp() / 600) * 600
         promise = datetime.fromtimestamp(seconds, tz=promise.tzinfo)
-        return DeliveryQuote(DeliveryOption.TWO_HOUR, promise, rules.two_hour_fee, in_area)
+        out.append(DeliveryQuote(DeliveryOption.TWO_HOUR, promise, rules.two_hour_fee, in_area))
     if minute < parse_cutoff(rules.same_day_cutoff):
         end = datetime.combine(local.date(), time(23, 59), tzinfo=tz)
-        return DeliveryQuote(DeliveryOption.SAME_DAY, end.astimezone(now.tzinfo), rules.same_day_fee, in_area)
+        out.append(DeliveryQuote(DeliveryOption.SAME_DAY, end.astimezone(now.tzinfo), rules.same_day_fee, in_area))
     end = datetime.combine(local.date() + timedelta(days=1), time(23, 59), tzinfo=tz)
-    return DeliveryQuote(DeliveryOption.NEXT_DAY, end.astimezone(now.tzinfo), rules.next_day_fee, in_area)
+    out.append(DeliveryQuote(DeliveryOption.NEXT_DAY, end.astimezone(now.tzinfo), rules.next_day_fee, in_area))
+    return out
+
+
+def quote_delivery(rules: DeliveryRules, postal_code: str | None, now: datetime, tz: ZoneInfo) -> DeliveryQuote:
+    """The fastest option an order placed `now` can have (see `delivery_choices`)."""
+    return delivery_choices(rules, postal_code, now, tz)[0]
+
+
+def choose_delivery(rules: DeliveryRules, wanted: DeliveryOption | None, postal_code: str | None, now: datetime,
+                    tz: ZoneInfo) -> DeliveryQuote:
+    """The option the buyer chose, if an order placed `now` can still have it; the fastest one when they
+    chose none. Refused as `check_delivery_choice` refuses when it no longer holds."""
+    choices = delivery_choices(rules, postal_code, now, tz)
+    for choice in choices:
+        if choice.option is wanted:
+            return choice
+    check_delivery_choice(wanted, choices[0])
+    return choices[0]
 
 
 def check_delivery_choice(wanted: DeliveryOption | None, quote: DeliveryQuote) -> None:

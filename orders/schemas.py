@@ -142,6 +142,8 @@ class QuoteOut(BaseModel):
     promise_text: str
     fee: int
     in_area: bool = Field(description="the postal code is in the two-hour area")
+    options: list[DeliveryOut] = Field(default_factory=list, description="every option an order placed now can "
+                                       "have, fastest first (the first is the one above); the buyer may choose one")
 
 
 class CheckoutItemOut(BaseModel):

@@ -118,11 +118,11 @@ async def delivery_quote(call: Call[None, QuoteQuery]) -> QuoteOut:
     broadcast_id = call.param("broadcast_id")
     async with quick_read(call.app) as db:
         settings = (await read_lineup(db, broadcast_id)).settings
-    q = rules.quote_delivery(order_settings.delivery_rules(settings), call.query.postal_code, utcnow(),
-                             call.app[AppKeys.config].tz)
-    d = delivery_out(call.request, q.option, q.promise_at, q.fee)
-    return QuoteOut(option=q.option, label=d.label, promise_at=q.promise_at, promise_text=d.promise_text, fee=q.fee,
-                    in_area=q.in_area)
+    choices = rules.delivery_choices(order_settings.delivery_rules(settings), call.query.postal_code, utcnow(),
+                                     call.app[AppKeys.config].tz)
+    q, options = choices[0], [delivery_out(call.request, c.option, c.promise_at, c.fee) for c in choices]
+    return QuoteOut(option=q.option, label=options[0].label, promise_at=q.promise_at,
+                    promise_text=options[0].promise_text, fee=q.fee, in_area=q.in_area, options=options)
 
 
 # -- the API ---------------------------------------------------------------------------------------

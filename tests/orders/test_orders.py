@@ -517,6 +517,22 @@ async def test_the_delivery_quote_and_what_the_order_records(client: TestClient,
     await _settings(db, world, two_hour_cutoff="00:00", same_day_cutoff="00:00", next_day_fee=0)
     nxt = await (await client.get(url, params={"postal_code": "04524"})).json()
     assert nxt["option"] == "next_day" and nxt["fee"] == 0
+    assert [o["option"] for o in nxt["options"]] == ["next_day"]
+
+
+async def test_the_buyer_chooses_a_slower_delivery_to_pay_less(client: TestClient, world: World,
+                                                               db: AsyncSession) -> None:
+    await _settings(db, world, two_hour_cutoff="24:00", same_day_cutoff="24:00", two_hour_postal_prefixes="045",
+                    two_hour_fee=4000, same_day_fee=3000, next_day_fee=0)
+    quote = await (await client.get(f"/api/v1/broadcasts/{world.live.id}/delivery-quote",
+                                    params={"postal_code": "04524"})).json()
+    assert [(o["option"], o["fee"]) for o in quote["options"]] == [("two_hour", 4000), ("same_day", 3000),
+                                                                    ("next_day", 0)]
+    assert all(o["label"] and o["promise_text"] for o in quote["options"])
+    token = await sign_in(client, "viewer")
+    status, body, _ = await buy(client, token, world.live.id, order(world, delivery_option="next_day"))
+    assert status == 201 and body["delivery"]["option"] == "next_day" and body["delivery_fee"] == 0
+    assert body["total"] == 19800
 
 
 async def test_the_confirmed_delivery_option_must_still_hold(client: TestClient, world: World,

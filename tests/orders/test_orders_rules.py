@@ -23,7 +23,9 @@ from orders.rules import (
     check_delivery_choice,
     check_move,
     check_postal_code,
+    choose_delivery,
     decide_replay,
+    delivery_choices,
     fill_minutes,
     fingerprint,
     masked_name,
@@ -159,6 +161,27 @@ def test_the_option_the_buyer_confirmed_must_still_hold() -> None:
     with pytest.raises(RuleError) as info:
         check_delivery_choice(DeliveryOption.TWO_HOUR, too_late)
     assert info.value.code == "delivery_option_changed"
+
+
+def test_the_buyer_may_choose_a_slower_option_that_still_holds() -> None:
+    morning = delivery_choices(RULES, "04524", seoul(30, 10), SEOUL)
+    assert [(c.option, c.fee) for c in morning] == [
+        (DeliveryOption.TWO_HOUR, 4000), (DeliveryOption.SAME_DAY, 3000), (DeliveryOption.NEXT_DAY, 0)]
+    assert morning[0] == quote_delivery(RULES, "04524", seoul(30, 10), SEOUL)
+    assert morning[2].promise_at == datetime(2026, 12, 1, 23, 59, tzinfo=SEOUL)  # the end of the next day
+    busan = delivery_choices(RULES, "48058", seoul(30, 10), SEOUL)
+    assert [c.option for c in busan] == [DeliveryOption.SAME_DAY, DeliveryOption.NEXT_DAY]
+    evening = delivery_choices(RULES, "04524", seoul(30, 19, 30), SEOUL)
+    assert [c.option for c in evening] == [DeliveryOption.NEXT_DAY]
+    chosen = choose_delivery(RULES, DeliveryOption.NEXT_DAY, "04524", seoul(30, 10), SEOUL)
+    assert (chosen.option, chosen.fee) == (DeliveryOption.NEXT_DAY, 0)
+    assert choose_delivery(RULES, None, "04524", seoul(30, 10), SEOUL).option is DeliveryOption.TWO_HOUR
+    with pytest.raises(RuleError) as info:
+        choose_delivery(RULES, DeliveryOption.SAME_DAY, "04524", seoul(30, 19, 30), SEOUL)
+    assert info.value.code == "delivery_option_changed"
+    with pytest.raises(RuleError) as info:
+        choose_delivery(RULES, DeliveryOption.TWO_HOUR, "48058", seoul(30, 10), SEOUL)
+    assert info.value.code == "outside_delivery_area"
 
 
 @pytest.mark.parametrize(("value", "minutes"), [("00:00", 0), ("11:00", 660), ("23:59", 1439), ("24:00", 1440)])
