@@ -31,7 +31,7 @@ async def test_the_buy_sheet_page(client: TestClient, world: World, db: AsyncSes
     resp = await client.get(f"/live/{world.live.id}/buy")
     assert resp.status == 200
     html = await resp.text()
-    assert 'id="buy-details" open' in html and 'id="buy-form"' in html
+    assert 'data-mode="page"' in html and 'id="buy-form"' in html
     for p in world.products[:2]:
         assert f'id="buy-qty-{p.id}"' in html and f'data-for="{p.id}"' in html
     assert 'data-price="9900"' in html and 'data-usual="12900"' in html and "9,900원" in html

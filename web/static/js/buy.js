@@ -1,16 +1,21 @@
 /* The buy sheet (viewer/_buy.html): quantity steppers, a running total with the live discount, the
- * delivery promise quoted by the server as the postal code is typed, the viewer's coupons for this
+ * delivery options the server offers for the postal code (each with its promise and fee, the buyer
+ * picks one), the last address used in this browser offered again, the viewer's coupons for this
  * broadcast (none, one of them, or the best one picked by the server) with the discount estimated
  * here (coupons.js), and the order sent with an Idempotency-Key.
+ *
+ * On the live page it is a bottom sheet over the page (data-mode="sheet"): any `[data-buy="ID"]`
+ * button opens it with that product, and the video keeps playing above it. On the buy page
+ * (data-mode="page") it shows the whole line-up; `?product=ID` starts with one of that product.
  *
  * The key is made once when the sheet opens and kept for every retry of the same order, so a
  * confirm pressed twice or resent after a dropped connection buys once. Once the server has given a
  * definitive answer (an order, or a refusal such as "sold out"), the next confirm is a new order and
  * gets a new key.
  *
- * For the live room: LC.buySheet.setStock({productId: left, ...}) updates the units left (e.g. from
- * a socket push); LC.buySheet.refresh() reloads them from the server; LC.buySheet.refreshCoupons()
- * reloads the viewer's coupons (after a claim).
+ * For the live room: LC.buySheet.open(productId), .close(); .setStock({productId: left, ...}) updates
+ * the units left (e.g. from a socket push); .refresh() reloads them from the server; .refreshCoupons()
+ * reloads the viewer's coupons (after a claim); .setOpen(live) follows the broadcast's state.
  *
  * Without a sign-in the sheet only invites to join: there is no form, and nothing is loaded.
  */
@@ -38,12 +43,13 @@
   }
 
   var broadcastId = Number(root.getAttribute("data-broadcast"));
-  var details = $("buy-details");
+  var isSheet = root.getAttribute("data-mode") === "sheet";
   var form = $("buy-form");
   var confirmBtn = $("buy-confirm");
   var errorBox = $("buy-error");
   var done = $("buy-done");
   var deliveryBox = $("buy-delivery");
+  var optionsBox = $("buy-options");
   var methodsBox = $("buy-methods");
   var postal = $("buy-postal");
   var items = Array.prototype.slice.call(root.querySelectorAll(".buy-item"));
@@ -54,7 +60,10 @@
                 max: 10, methods: [], unanswered: false,
                 coupons: [] /* the viewer's usable coupons here: {id: claim id, ...the drop's terms} */,
                 couponChoice: "best" /* "none", "best" or a claim id */, couponSeq: 0,
-                quoted: null /* {postal, option}: the promise shown, which the order confirms */ };
+                options: [] /* the delivery options offered for the postal code typed, fastest first */,
+                delivery: null /* the option chosen */, quotedPostal: null,
+                product: null /* the product the sheet was opened for */, opener: null };
+  var ADDRESS_KEY = "lc:address";
 
   function newKey() {
     if (window.crypto && window.crypto.randomUUID) return window.crypto.randomUUID();
@@ -214,6 +223,11 @@
     }).catch(function () { /* the order can still be placed without a coupon */ });
   }
 
+  function setText(id, text) {
+    var el = $(id);
+    if (el) el.textContent = text;
+  }
+
   function render() {
     if (!form) return;
     var usual = 0, subtotal = 0, count = 0;
@@ -236,7 +250,7 @@
       subtotal += q * Number(li.getAttribute("data-price"));
       count += q;
     });
-    var fee = count > 0 ? state.fee : 0;
+    var fee = count > 0 ? deliveryFee() : 0;
     var lines = cartLines();
     var est = estimate(lines);
     renderCouponEstimates(lines);
@@ -245,10 +259,10 @@
     if (couponRow) couponRow.hidden = !(est.off > 0);
     if ($("buy-coupon")) $("buy-coupon").textContent = "−" + won(est.off);
     var total = Math.max(0, subtotal - est.off) + fee;
-    $("buy-usual").textContent = won(usual);
-    $("buy-savings").textContent = usual > subtotal ? "−" + won(usual - subtotal) : won(0);
-    $("buy-fee").textContent = fee > 0 ? won(fee) : t("fee_free");
-    $("buy-total").textContent = won(total);
+    setText("buy-usual", won(usual));
+    setText("buy-savings", usual > subtotal ? "−" + won(usual - subtotal) : won(0));
+    setText("buy-fee", fee > 0 ? won(fee) : t("fee_free"));
+    setText("buy-total", won(total));
     if (confirmBtn) {
       confirmBtn.textContent = state.busy ? t("sending") : t("confirm_total", { total: won(total) });
       confirmBtn.disabled = state.busy || !state.open || count === 0 || !state.methods.length;
@@ -299,24 +313,125 @@
     });
   }
 
+  function deliveryFee() {
+    return state.delivery ? Number(state.delivery.fee) || 0 : 0;
+  }
+
+  function optionText(o) {
+    return o.promise_text + " · " + (o.fee > 0 ? won(o.fee) : t("fee_free"));
+  }
+
+  function renderOptions() {
+    if (!optionsBox) return;
+    optionsBox.textContent = "";
+    state.options.forEach(function (o) {
+      var label = document.createElement("label");
+      label.className = "choice option-choice";
+      var input = document.createElement("input");
+      input.type = "radio";
+      input.name = "delivery_option";
+      input.value = o.option;
+      input.checked = !!state.delivery && state.delivery.option === o.option;
+      label.appendChild(input);
+      var body = document.createElement("span");
+      body.className = "option-body";
+      var name = document.createElement("span");
+      name.className = "option-name";
+      name.textContent = o.label;
+      var sub = document.createElement("span");
+      sub.className = "option-sub";
+      sub.textContent = optionText(o);
+      body.appendChild(name);
+      body.appendChild(sub);
+      label.appendChild(body);
+      optionsBox.appendChild(label);
+    });
+  }
+
   var quoteTimer = null;
   var quoteSeq = 0;
   function quote() {
+    if (!deliveryBox) return;
     var code = (postal && postal.value || "").trim();
     var seq = ++quoteSeq;
-    var url = "/api/v1/broadcasts/" + broadcastId + "/delivery-quote" + (/^\d{5}$/.test(code) ? "?postal_code=" + code : "");
-    request("GET", url).then(function (r) {
+    if (!/^\d{5}$/.test(code)) {
+      state.options = [];
+      state.delivery = null;
+      state.quotedPostal = null;
+      deliveryBox.textContent = t("quote_hint");
+      deliveryBox.hidden = false;
+      renderOptions();
+      render();
+      return;
+    }
+    request("GET", "/api/v1/broadcasts/" + broadcastId + "/delivery-quote?postal_code=" + code).then(function (r) {
       if (seq !== quoteSeq) return; // an older answer arriving late
       if (r.status === 200 && r.data) {
-        state.fee = r.data.fee;
-        state.quoted = /^\d{5}$/.test(code) ? { postal: code, option: r.data.option } : null;
-        deliveryBox.textContent = r.data.label + " · " + r.data.promise_text + " · " +
-          (r.data.fee > 0 ? won(r.data.fee) : t("fee_free"));
+        var options = r.data.options && r.data.options.length ? r.data.options : [r.data];
+        var before = state.delivery ? state.delivery.option : null;
+        state.options = options;
+        state.delivery = options[0];
+        options.forEach(function (o) { if (o.option === before) state.delivery = o; }); // keep the buyer's pick
+        state.quotedPostal = code;
+        deliveryBox.hidden = true;
       } else {
+        state.options = [];
+        state.delivery = null;
         deliveryBox.textContent = t("quote_error");
+        deliveryBox.hidden = false;
       }
+      renderOptions();
       render();
-    }).catch(function () { deliveryBox.textContent = t("quote_error"); });
+    }).catch(function () {
+      if (seq !== quoteSeq) return;
+      deliveryBox.textContent = t("quote_error");
+      deliveryBox.hidden = false;
+    });
+  }
+
+  // -- the address used last time, offered again (this browser only) -----------------------------
+
+  var ADDRESS_FIELDS = { name: "buy-name", phone: "buy-phone", postal_code: "buy-postal", address1: "buy-address1",
+                         address2: "buy-address2" };
+
+  function savedAddress() {
+    try {
+      var a = JSON.parse(window.localStorage.getItem(ADDRESS_KEY) || "null");
+      return a && a.postal_code && a.address1 ? a : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function rememberAddress(body) {
+    var a = {};
+    Object.keys(ADDRESS_FIELDS).forEach(function (k) { a[k] = body[k] || ""; });
+    try { window.localStorage.setItem(ADDRESS_KEY, JSON.stringify(a)); } catch (e) { /* private mode: not kept */ }
+  }
+
+  function showSaved(a) {
+    var card = $("buy-saved");
+    var fields = $("buy-address");
+    if (!card || !fields) return;
+    if (!a) {
+      card.hidden = true;
+      fields.hidden = false;
+      return;
+    }
+    $("buy-saved-text").textContent = [a.name, a.phone].filter(Boolean).join(" · ") + "\n(" + a.postal_code + ") " +
+      [a.address1, a.address2].filter(Boolean).join(" ");
+    card.hidden = false;
+    fields.hidden = true;
+  }
+
+  function offerSaved() {
+    var a = savedAddress();
+    if (!a || !form) return;
+    Object.keys(ADDRESS_FIELDS).forEach(function (k) {
+      var el = $(ADDRESS_FIELDS[k]);
+      if (el && a[k]) el.value = a[k];
+    });
+    showSaved(a);
   }
 
   function value(id) { var el = $(id); return el ? el.value.trim() : ""; }
@@ -334,8 +449,8 @@
       address1: value("buy-address1"), address2: value("buy-address2"), note: value("buy-note"),
       payment_method: method ? method.value : ""
     };
-    // The buyer confirms the promise they were shown; if it no longer holds, the server says so.
-    if (state.quoted && state.quoted.postal === body.postal_code) body.delivery_option = state.quoted.option;
+    // The buyer confirms the option and promise they chose; if it no longer holds, the server says so.
+    if (state.delivery && state.quotedPostal === body.postal_code) body.delivery_option = state.delivery.option;
     if (state.coupons.length && state.couponChoice === "best") body.suggest_coupon = true;
     else if (chosenCoupon()) body.coupons = [Number(state.couponChoice)];
     return body;
@@ -358,6 +473,7 @@
     var body = order();
     if (!body.lines.length) { showError(t("choose")); return; }
     if (!body.name || !body.phone || !/^\d{5}$/.test(body.postal_code) || !body.address1) {
+      showSaved(null); // show the fields that are missing
       showError(t("fill"));
       return;
     }
@@ -374,6 +490,7 @@
       var error = r.data && r.data.error;
       if (r.status === 201 && r.data) {
         state.key = null; // the next order is a new one
+        rememberAddress(body);
         form.hidden = true;
         $("buy-done-text").textContent = t("done", { id: r.data.id, total: won(r.data.total) }) + " " +
           r.data.delivery.promise_text;
@@ -396,7 +513,10 @@
         state.key = null; // a definitive refusal: fixing it makes a new order
         showError((error && error.message) || t("network"));
         if (error && error.details && error.details.product_id) loadCheckout();
-        if (error && (error.code === "delivery_option_changed" || error.code === "outside_delivery_area")) quote();
+        if (error && (error.code === "delivery_option_changed" || error.code === "outside_delivery_area")) {
+          state.delivery = null;
+          quote();
+        }
         if (error && /coupon/.test(error.code || "")) loadCoupons();
       }
       render();
@@ -420,6 +540,21 @@
       quoteTimer = setTimeout(quote, 300);
     });
   }
+  if (optionsBox) {
+    optionsBox.addEventListener("change", function (evt) {
+      if (!evt.target || evt.target.name !== "delivery_option") return;
+      state.options.forEach(function (o) { if (o.option === evt.target.value) state.delivery = o; });
+      render();
+    });
+  }
+  var change = $("buy-saved-change");
+  if (change) {
+    change.addEventListener("click", function () {
+      showSaved(null);
+      var first = $("buy-postal");
+      if (first) first.focus();
+    });
+  }
   if (form) form.addEventListener("submit", submit);
   if (couponsBox) {
     couponsBox.addEventListener("change", function (evt) {
@@ -436,6 +571,7 @@
       done.hidden = true;
       form.hidden = false;
       state.key = null;
+      if (isSheet) close();
       render();
     });
   }
@@ -449,13 +585,81 @@
     quote();
     loadCoupons();
   }
-  if (details) {
-    details.addEventListener("toggle", function () { if (details.open) opened(); });
-    if (details.open) opened();
+
+  /** Start the basket with one of this product (the sheet shows that product alone). */
+  function choose(pid) {
+    state.product = pid == null ? null : String(pid);
+    items.forEach(function (li) {
+      var id = li.getAttribute("data-product");
+      var mine = id === state.product;
+      if (isSheet) {
+        li.hidden = !mine;
+        if (!mine && quantity(id) > 0) qtyInput(id).textContent = "0";
+      }
+      if (mine && quantity(id) === 0) qtyInput(id).textContent = "1";
+    });
+    render();
   }
-  if (form) render();
+
+  function onKey(evt) {
+    if (evt.key === "Escape") close();
+  }
+
+  function open(pid, opener) {
+    if (!isSheet) return;
+    document.querySelectorAll(".sheet:not([hidden])").forEach(function (other) {
+      if (other !== root) other.hidden = true; // one sheet at a time (the line-up gives way to the buy sheet)
+    });
+    state.opener = opener || document.activeElement;
+    if (done && !done.hidden) {
+      done.hidden = true;
+      if (form) form.hidden = false;
+    }
+    if (form) choose(pid);
+    LC.keepVideoInSight();
+    root.hidden = false;
+    document.body.classList.add("has-sheet");
+    document.addEventListener("keydown", onKey);
+    var panel = root.querySelector(".sheet-panel");
+    if (panel) {
+      panel.setAttribute("tabindex", "-1");
+      panel.focus({ preventScroll: true });
+    }
+    opened();
+  }
+
+  function close() {
+    if (!isSheet || root.hidden) return;
+    root.hidden = true;
+    if (!document.querySelector(".sheet:not([hidden])")) document.body.classList.remove("has-sheet");
+    document.removeEventListener("keydown", onKey);
+    if (state.opener && state.opener.focus && document.contains(state.opener)) state.opener.focus({ preventScroll: true });
+  }
+
+  if (isSheet) {
+    root.addEventListener("click", function (evt) {
+      if (evt.target.closest && evt.target.closest("[data-close]")) close();
+    });
+    document.addEventListener("click", function (evt) {
+      var btn = evt.target.closest ? evt.target.closest("[data-buy]") : null;
+      if (!btn || btn.disabled) return;
+      open(btn.getAttribute("data-buy"), btn);
+    });
+  }
+
+  if (form) {
+    offerSaved();
+    render();
+    if (!isSheet) {
+      var wanted = /[?&]product=(\d+)/.exec(window.location.search);
+      if (wanted && qtyInput(wanted[1])) choose(wanted[1]);
+      opened();
+    }
+  }
 
   LC.buySheet = {
+    open: open,
+    close: close,
     setStock: function (left) {
       Object.keys(left || {}).forEach(function (pid) { state.left[String(pid)] = Number(left[pid]); });
       render();

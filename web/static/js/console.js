@@ -125,8 +125,7 @@
   }
   if (endBtn) {
     endBtn.addEventListener("click", function () {
-      if (!window.confirm(t("confirm_end"))) return;
-      act("host:end", "end", t("ended_ok"));
+      LC.confirmTap(endBtn, t("confirm_end_tap"), function () { act("host:end", "end", t("ended_ok")); });
     });
   }
   render();
@@ -174,39 +173,59 @@
     });
   }
 
+  var UNDO_SECONDS = 5;
+
+  function reasons() {
+    return ["spam", "abuse", "personal", "off_topic"].map(function (r) {
+      return { value: t("reason_" + r), label: t("reason_" + r) };
+    });
+  }
+
+  /** Each action on a message happens in the page: pick a reason where one is asked, then a few seconds to undo. */
   function actions(m, you) {
     if (m.role === "host" || m.role === "staff" || m.user_id === you.user_id) return [];
+    var who = function (msg) { return msg.name || ""; };
     return [
       {
         label: t("mod_delete"),
         danger: true,
-        run: function (msg) {
-          var reason = window.prompt(t("delete_prompt", { name: msg.name || "" }), "");
-          if (reason === null) return;
-          moderate("mod:delete", { broadcast_id: b.id, message_id: msg.id, reason: reason.trim().slice(0, 200) },
-                   t("deleted_ok"));
+        run: function (msg, li) {
+          room.askReason(li, t("delete_why", { name: who(msg) }), reasons(), function (reason) {
+            room.withUndo(li, t("deleting"), UNDO_SECONDS, function () {
+              moderate("mod:delete", { broadcast_id: b.id, message_id: msg.id, reason: reason.slice(0, 200) },
+                       t("deleted_ok"));
+            });
+          });
         }
       },
       {
         label: t("mute_10"),
-        run: function (msg) {
-          moderate("mod:mute", { broadcast_id: b.id, user_id: msg.user_id, minutes: 10 },
-                   t("muted_ok", { name: msg.name || "", minutes: 10 }));
+        run: function (msg, li) {
+          room.withUndo(li, t("muting", { name: who(msg), minutes: 10 }), UNDO_SECONDS, function () {
+            moderate("mod:mute", { broadcast_id: b.id, user_id: msg.user_id, minutes: 10 },
+                     t("muted_ok", { name: who(msg), minutes: 10 }));
+          });
         }
       },
       {
         label: t("mute_60"),
-        run: function (msg) {
-          moderate("mod:mute", { broadcast_id: b.id, user_id: msg.user_id, minutes: 60 },
-                   t("muted_ok", { name: msg.name || "", minutes: 60 }));
+        run: function (msg, li) {
+          room.withUndo(li, t("muting", { name: who(msg), minutes: 60 }), UNDO_SECONDS, function () {
+            moderate("mod:mute", { broadcast_id: b.id, user_id: msg.user_id, minutes: 60 },
+                     t("muted_ok", { name: who(msg), minutes: 60 }));
+          });
         }
       },
       {
         label: t("ban"),
         danger: true,
-        run: function (msg) {
-          if (!window.confirm(t("confirm_ban", { name: msg.name || "" }))) return;
-          moderate("mod:ban", { broadcast_id: b.id, user_id: msg.user_id }, t("banned_ok", { name: msg.name || "" }));
+        run: function (msg, li) {
+          room.askReason(li, t("ban_why", { name: who(msg) }), reasons(), function (reason) {
+            room.withUndo(li, t("banning", { name: who(msg) }), UNDO_SECONDS, function () {
+              moderate("mod:ban", { broadcast_id: b.id, user_id: msg.user_id, reason: reason.slice(0, 200) },
+                       t("banned_ok", { name: who(msg) }));
+            });
+          });
         }
       }
     ];
@@ -646,8 +665,8 @@
   if (gwDraw) {
     gwDraw.addEventListener("click", function () {
       var g = promo.giveaway;
-      if (!g || !window.confirm(pt("confirm_draw", { n: g.winners_count }))) return;
-      giveawayCall("host:giveaway_draw", pt("drawn_ok"));
+      if (!g) return;
+      LC.confirmTap(gwDraw, t("confirm_tap"), function () { giveawayCall("host:giveaway_draw", pt("drawn_ok")); });
     });
   }
   var gwNew = $("gw-new");

@@ -1,6 +1,7 @@
-/* The viewer's live sale page: the broadcast's state without a reload, the room's chat (room.js),
- * hearts over the video, the viewer count, the product in the spotlight, and the coupons and the
- * giveaway (promos.js). */
+/* The viewer's live sale page: the broadcast's state without a reload (the video's overlay: the
+ * countdown before the start, what happened after the end), the room's chat (room.js), hearts over the
+ * video, the viewer count, the product in the spotlight (its button opens the buy sheet, buy.js), the
+ * line-up in a sheet one tap away, and the coupons and the giveaway (promos.js). */
 (function () {
   "use strict";
 
@@ -25,6 +26,8 @@
   var viewersCount = $("viewers-count");
   var heartsCount = $("hearts-count");
   var spot = $("spotlight");
+  var overlay = $("player-overlay");
+  var lineupSheet = $("lineup-sheet");
   var room = null;
   var promos = null;
   var spotItem = null;
@@ -50,6 +53,25 @@
     if (note) note.textContent = t("note_" + state);
     var inRoom = state === "lobby" || state === "live";
     [heartBtn, viewersFigure, heartsFigure].forEach(function (el) { if (el) el.hidden = !inRoom; });
+    if (overlay) {
+      var before = state === "scheduled" || state === "lobby";
+      overlay.setAttribute("data-state", state);
+      overlay.hidden = state === "live" && !!(video || document.querySelector(".player-embed"));
+      var title = $("player-overlay-title");
+      if (title) title.textContent = before ? t("starting_soon") : state === "live" ? title.textContent : t("state_" + state);
+      var countdown = $("player-countdown");
+      if (countdown) countdown.hidden = !before;
+      var schedule = $("player-schedule");
+      if (schedule) schedule.hidden = open;
+    }
+    // Buying opens with the show and closes with it.
+    document.querySelectorAll("[data-buy]").forEach(function (btn) { btn.disabled = state !== "live"; });
+    if (!open) {
+      if (LC.buySheet && LC.buySheet.close) LC.buySheet.close();
+      closeLineup();
+      var dock = document.querySelector(".live-dock");
+      if (dock) dock.hidden = true;
+    }
     if (video && state === "live" && video.paused) {
       var played = video.play();
       if (played && played.catch) played.catch(function () { /* autoplay refused: the controls remain */ });
@@ -84,6 +106,8 @@
     discount.textContent = off > 0 ? off + "%" : "";
     discount.hidden = off <= 0;
     $("spotlight-price").textContent = LC.won(live);
+    var buyBtn = $("spotlight-buy");
+    if (buyBtn) buyBtn.setAttribute("data-buy", String(p.id));
     var unit = LC.pick(p, "unit");
     $("spotlight-unit").textContent = unit ? "/ " + unit : "";
     spot.hidden = false;
@@ -92,27 +116,43 @@
     spot.classList.add("is-new");
   }
 
-  /** Open the buy sheet with the spotlighted product chosen (or the buy page when there is no sheet). */
-  function buySpotlight() {
-    if (!spotItem) return;
-    var pid = spotItem.product.id;
-    var details = $("buy-details");
-    if (!details) {
-      window.location.href = "/live/" + encodeURIComponent(b.id) + "/buy?product=" + encodeURIComponent(pid);
-      return;
-    }
-    details.open = true; // buy.js loads the units left and the payment methods on opening
-    var qty = $("buy-qty-" + pid);
-    if (qty && !(parseInt(qty.value, 10) > 0)) {
-      qty.value = "1";
-      qty.dispatchEvent(new Event("input", { bubbles: true }));
-    }
-    var target = qty ? qty.closest(".buy-item") || details : details;
-    target.scrollIntoView({ behavior: "smooth", block: "center" });
+  // -- the line-up, one tap away ----------------------------------------------------------------
+
+  var lineupOpener = null;
+
+  function onLineupKey(evt) {
+    if (evt.key === "Escape") closeLineup();
   }
 
-  var buyBtn = $("spotlight-buy");
-  if (buyBtn) buyBtn.addEventListener("click", buySpotlight);
+  function openLineup() {
+    if (!lineupSheet) return;
+    lineupOpener = document.activeElement;
+    LC.keepVideoInSight();
+    lineupSheet.hidden = false;
+    document.body.classList.add("has-sheet");
+    document.addEventListener("keydown", onLineupKey);
+    var panel = lineupSheet.querySelector(".sheet-panel");
+    if (panel) {
+      panel.setAttribute("tabindex", "-1");
+      panel.focus({ preventScroll: true });
+    }
+  }
+
+  function closeLineup() {
+    if (!lineupSheet || lineupSheet.hidden) return;
+    lineupSheet.hidden = true;
+    document.removeEventListener("keydown", onLineupKey);
+    if (!document.querySelector(".sheet:not([hidden])")) document.body.classList.remove("has-sheet");
+    if (lineupOpener && lineupOpener.focus && document.contains(lineupOpener)) lineupOpener.focus({ preventScroll: true });
+  }
+
+  var lineupBtn = $("lineup-open");
+  if (lineupBtn) lineupBtn.addEventListener("click", openLineup);
+  if (lineupSheet) {
+    lineupSheet.addEventListener("click", function (evt) {
+      if (evt.target.closest && evt.target.closest("[data-close]")) closeLineup();
+    });
+  }
 
   // -- hearts and viewers ----------------------------------------------------------------------
 
@@ -204,13 +244,16 @@
       if (m.role === "host" || m.role === "staff") return [];
       return [{
         label: t("report"),
-        run: function (msg) {
-          var reason = window.prompt(t("report_prompt", { name: msg.name || "" }), "");
-          if (reason === null) return;
-          room.call("chat:report", { broadcast_id: b.id, message_id: msg.id, reason: reason.trim().slice(0, 200) },
-            function (ack) {
-              room.feedback(ack.ok ? t("reported_ok") : ack.error.message, ack.ok ? "ok" : "error");
-            });
+        run: function (msg, li) {
+          var reasons = ["spam", "abuse", "personal", "off_topic"].map(function (r) {
+            return { value: t("reason_" + r), label: t("reason_" + r) };
+          });
+          room.askReason(li, t("report_why", { name: msg.name || "" }), reasons, function (reason) {
+            room.call("chat:report", { broadcast_id: b.id, message_id: msg.id, reason: reason.slice(0, 200) },
+              function (ack) {
+                room.feedback(ack.ok ? t("reported_ok") : ack.error.message, ack.ok ? "ok" : "error");
+              });
+          });
         }
       }];
     },

@@ -11,7 +11,9 @@
  *   decorate(li, msg), onJoined(data), onJoinError(error), onSnapshot(broadcast), onState(evt),
  *   onEnding(evt), onCounts(counts), onSpotlight(item), onNotice(text), onSlowMode(seconds), onEvent(env)});
  * then room.call(event, data, done), room.heart(), room.setState(state), room.feedback(text, kind),
- * room.on(event, fn), room.socket.
+ * room.on(event, fn), room.socket; and for actions on a message, in the page (never a browser dialog):
+ * room.askReason(li, title, reasons, pick) shows the reasons to pick from under the message, and
+ * room.withUndo(li, text, seconds, commit) waits a few seconds with an "Undo" before doing it.
  */
 (function () {
   "use strict";
@@ -219,6 +221,85 @@
         cancel();
         setMenu(li, true);
       });
+    }
+
+    /** Under a message: a title and a button per reason ({value, label}); pick(value) on a tap, nothing on Cancel. */
+    function askReason(li, title, reasons, pick) {
+      closeAsks(li);
+      var box = document.createElement("div");
+      box.className = "chat-reasons";
+      box.setAttribute("role", "group");
+      box.setAttribute("aria-label", title);
+      var label = document.createElement("p");
+      label.className = "chat-reasons-label";
+      label.textContent = title;
+      box.appendChild(label);
+      var done = function () { if (box.parentNode) box.parentNode.removeChild(box); };
+      reasons.forEach(function (r) {
+        var btn = document.createElement("button");
+        btn.type = "button";
+        btn.className = "btn btn-small btn-ghost";
+        btn.textContent = r.label;
+        btn.setAttribute("data-reason", r.value);
+        btn.addEventListener("click", function () { done(); pick(r.value); });
+        box.appendChild(btn);
+      });
+      var cancel = document.createElement("button");
+      cancel.type = "button";
+      cancel.className = "btn btn-small btn-ghost";
+      cancel.textContent = t("cancel");
+      cancel.addEventListener("click", done);
+      box.appendChild(cancel);
+      keepBottom(function () { li.appendChild(box); });
+      var first = box.querySelector("button");
+      if (first) first.focus({ preventScroll: true });
+    }
+
+    function closeAsks(li) {
+      var old = li.querySelectorAll(".chat-reasons");
+      for (var i = 0; i < old.length; i++) old[i].parentNode.removeChild(old[i]);
+    }
+
+    /** Say what is about to happen, with "Undo", for `seconds`; then commit(). One pending action per message. */
+    function withUndo(li, text, seconds, commit) {
+      if (li.querySelector(".chat-pending")) return;
+      var bar = document.createElement("div");
+      bar.className = "chat-pending";
+      bar.setAttribute("role", "status");
+      var label = document.createElement("span");
+      var undo = document.createElement("button");
+      undo.type = "button";
+      undo.className = "btn btn-small chat-undo";
+      bar.appendChild(label);
+      bar.appendChild(undo);
+      var left = seconds;
+      var timer = null;
+      var show = function () {
+        label.textContent = text;
+        undo.textContent = t("undo_n", { n: left });
+      };
+      var finish = function () {
+        clearInterval(timer);
+        li.classList.remove("is-pending");
+        if (bar.parentNode) bar.parentNode.removeChild(bar);
+      };
+      undo.addEventListener("click", function () {
+        finish();
+        feedback(t("undone"), "ok");
+      });
+      timer = setInterval(function () {
+        left -= 1;
+        if (left > 0) {
+          show();
+          return;
+        }
+        finish();
+        commit();
+      }, 1000);
+      show();
+      li.classList.add("is-pending");
+      keepBottom(function () { li.appendChild(bar); });
+      undo.focus({ preventScroll: true });
     }
 
     function addMessage(m) {
@@ -635,6 +716,8 @@
       feedback: feedback,
       systemLine: systemLine,
       message: function (mid) { return messages[mid] || null; },
+      askReason: askReason,
+      withUndo: withUndo,
       you: function () { return st.you; },
       position: function () { return st.pos; },
       on: function (name, fn) { if (socket) socket.on(name, fn); },

@@ -1,0 +1,313 @@
+"""Real-browser tests: Debian's Chromium, driven by Playwright, against `livecommerce serve` on a real
+port, filled with the demo market. On the embedded default (SQLite, one process) always, and on
+PostgreSQL + Redis with two server processes when LIVECOMMERCE_TEST_DATABASE_URL and
+LIVECOMMERCE_TEST_REDIS_URL are set.
+
+Every test gets fresh browser contexts; the servers are started once per backend for the whole folder.
+Screenshots go to `LIVECOMMERCE_ARTIFACTS` (default `tmp/artifacts/screens` in the repository, not
+committed); `python -m tests.browser.gallery` writes docs/screens.md from them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.conftest import BACKENDS, PG_URL, REDIS_URL, _with_db
+
+CHROMIUM = os.environ.get("LIVECOMMERCE_CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("LIVECOMMERCE_ARTIFACTS", ROOT / "tmp" / "artifacts" / "screens"))
+PASSWORD = "browser-test-password"
+PHONE = {"width": 390, "height": 844}
+DESK = {"width": 1280, "height": 800}
+SIZES = {"phone": PHONE, "desk": DESK}
+WAIT_MS = 20_000  # what a condition may take on a slow, shared machine (the tests wait for it, never sleep)
+
+
+@dataclass
+class Site:
+    """The servers of one backend and the demo market in them."""
+
+    backend: str
+    urls: list[str]  # one per server process (two with Redis)
+    live_id: int
+    ended_id: int
+    drop_id: int
+    giveaway_id: int
+    product_ids: list[int]
+    accounts: dict[str, str] = field(default_factory=dict)  # username -> role
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    @property
+    def other_url(self) -> str:
+        return self.urls[-1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _prepare(db_url: str, redis_url: str, workdir: Path) -> tuple[Path, dict[str, Any]]:
+    """Migrate, fill with the demo market and the test's accounts; returns the config file and what is in it."""
+    from livecommerce.accounts import create_user, set_password
+    from livecommerce.config import build_config
+    from livecommerce.db import make_engine, make_sessionmaker, upgrade_sync, utcnow
+    from livecommerce.demo import seed
+    from livecommerce.models import Role, User
+
+    prefix = f"lcbrowser-{secrets.token_hex(4)}:"
+    values = {
+        "server": {"secret_key": "browser-" + "s" * 40, "secret_key_file": str(workdir / "secret"),
+                   "event_loop": "asyncio", "shutdown_timeout": 2.0},
+        "database": {"url": db_url},
+        "redis": {"url": redis_url, "prefix": prefix},
+        "logging": {"level": "WARNING"},
+    }
+    config = build_config(values)
+
+    async def fill() -> dict[str, Any]:
+        from sqlalchemy import select
+
+        from coupons.models import CouponDrop, Giveaway
+        from sessions.models import Broadcast, BroadcastHost, BroadcastState, LineupItem
+
+        engine = make_engine(config.database)
+        try:
+            async with make_sessionmaker(engine).begin() as db:
+                result = await seed(db, config, utcnow() - timedelta(minutes=1))
+                for name in ("staff", "host", "merchant"):
+                    user = await db.scalar(select(User).where(User.username == name))
+                    assert user is not None
+                    await set_password(db, user, PASSWORD)
+                for name, display in (("mina", "미나"), ("joon", "준호"), ("sora", "소라")):
+                    await create_user(db, username=name, role=Role.VIEWER, password=PASSWORD, display_name=display)
+                drop = await db.scalar(select(CouponDrop.id).where(CouponDrop.broadcast_id == result.live_broadcast_id))
+                give = await db.scalar(select(Giveaway.id).where(Giveaway.broadcast_id == result.live_broadcast_id))
+                products = (await db.scalars(select(LineupItem.product_id).where(
+                    LineupItem.broadcast_id == result.live_broadcast_id).order_by(LineupItem.position))).all()
+                host = await db.scalar(select(User).where(User.username == "host"))
+                assert host is not None
+                start = utcnow().replace(microsecond=0) - timedelta(days=2)
+                ended = Broadcast(market_id=result.market_id, title_ko="지난 방송: 김장 특집",
+                                  title_en="Last week: the kimchi special", starts_at=start,
+                                  ends_at=start + timedelta(hours=1), started_at=start,
+                                  ended_at=start + timedelta(hours=1), state=BroadcastState.ENDED,
+                                  hosts=[BroadcastHost(user_id=host.id)], partners=[],
+                                  lineup=[LineupItem(product_id=pid, position=n, live_price=9900, stock_reserved=5)
+                                          for n, pid in enumerate(products[:3])])
+                db.add(ended)
+                await db.flush()
+                return {"live_id": result.live_broadcast_id, "ended_id": ended.id, "drop_id": drop,
+                        "giveaway_id": give, "product_ids": list(products)}
+        finally:
+            await engine.dispose()
+
+    # On a thread with its own event loop: Playwright's sync API keeps one running on this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(upgrade_sync, db_url).result()
+        facts = pool.submit(asyncio.run, fill()).result()
+    path = workdir / "config.toml"
+    lines = []
+    for section, keys in values.items():
+        lines.append(f"[{section}]")
+        for key, value in keys.items():
+            lines.append(f"{key} = {value!r}".replace("'", '"') if isinstance(value, str) else f"{key} = {value}")
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path, facts
+
+
+def _wait_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited ({proc.returncode}):\n{log.read_text(errors='replace')[-4000:]}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)  # polling a server that is starting, not an assertion
+    raise RuntimeError(f"the server did not answer at {url}:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def _pg_database() -> tuple[str, Any]:
+    import asyncpg
+
+    name = f"lc_browser_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = PG_URL.replace("postgresql+asyncpg", "postgresql")
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def drop() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')).result()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run(f'CREATE DATABASE "{name}"')).result()
+    return _with_db(PG_URL, name), drop
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (scripts/test installs Debian's chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="package", params=BACKENDS)
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+         chromium_path: str) -> Iterator[Site]:
+    backend = str(request.param)
+    workdir = tmp_path_factory.mktemp(f"site-{backend}")
+    drop_db = None
+    if backend == "sqlite":
+        db_url, redis_url, processes = f"sqlite+aiosqlite:///{workdir}/live.db", "", 1
+    else:
+        db_url, drop_db = _pg_database()
+        redis_url, processes = REDIS_URL, 2 if REDIS_URL else 1
+    config_path, facts = _prepare(db_url, redis_url, workdir)
+    procs: list[tuple[subprocess.Popen[bytes], Any]] = []
+    urls = []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    try:
+        for n in range(processes):
+            port = _free_port()
+            log_path = workdir / f"server-{n}.log"
+            log = log_path.open("wb")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "livecommerce.cli", "serve", "--config", str(config_path),
+                 "--host", "127.0.0.1", "--port", str(port)],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
+            procs.append((proc, log))
+            url = f"http://127.0.0.1:{port}"
+            _wait_up(url, proc, log_path)
+            urls.append(url)
+        yield Site(backend, urls, facts["live_id"], facts["ended_id"], facts["drop_id"], facts["giveaway_id"],
+                   facts["product_ids"],
+                   {"staff": "staff", "host": "host", "merchant": "merchant", "mina": "viewer", "joon": "viewer",
+                    "sora": "viewer"})
+    finally:
+        for proc, _log in procs:
+            proc.terminate()
+        for proc, log in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+        if drop_db is not None:
+            drop_db()
+
+
+@pytest.fixture(scope="session")
+def playwright_instance() -> Iterator[Playwright]:
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: Playwright, chromium_path: str) -> Iterator[Browser]:
+    b = playwright_instance.chromium.launch(
+        executable_path=chromium_path,
+        args=["--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"])
+    yield b
+    b.close()
+
+
+class Watch:
+    """What went wrong in a page that a person would not see at once: console errors, uncaught
+    exceptions, failed requests and error answers."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def attach(self, page: Page) -> Page:
+        page.on("console", lambda msg: self.problems.append(f"console {msg.type}: {msg.text} ({page.url})")
+                if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: self.problems.append(f"uncaught: {exc} ({page.url})"))
+        page.on("requestfailed", lambda req: self.problems.append(
+            f"failed: {req.method} {req.url} {req.failure}") if not _aborted_on_leave(req.failure) else None)
+        page.on("response", lambda resp: self.problems.append(f"{resp.status}: {resp.request.method} {resp.url}")
+                if resp.status >= 400 else None)
+        page.set_default_timeout(WAIT_MS)
+        return page
+
+    def check(self) -> None:
+        assert not self.problems, "\n".join(self.problems)
+
+
+def _aborted_on_leave(failure: str | None) -> bool:
+    # A request cut short because the page navigated away (a form posted, a link followed) is not a fault.
+    return failure is not None and "ERR_ABORTED" in failure
+
+
+@pytest.fixture
+def contexts(browser: Browser, site: Site) -> Iterator[Any]:
+    """Make browser contexts (one per person) whose pages are watched; every page's problems fail the test."""
+    made: list[BrowserContext] = []
+    watch = Watch()
+
+    def new(size: str = "phone", locale: str = "ko-KR") -> BrowserContext:
+        ctx = browser.new_context(viewport=SIZES[size], locale=locale, timezone_id="Asia/Seoul",
+                                  device_scale_factor=1, has_touch=size == "phone", is_mobile=size == "phone")
+        ctx.set_default_timeout(WAIT_MS)
+        ctx.on("page", watch.attach)
+        made.append(ctx)
+        return ctx
+
+    new.watch = watch  # type: ignore[attr-defined]
+    yield new
+    for ctx in made:
+        ctx.close()
+    watch.check()
+
+
+def sign_in(page: Page, base: str, username: str, next_path: str = "/") -> None:
+    page.goto(f"{base}/login?next={next_path}")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.locator("form.login-form button[type=submit], form button[type=submit]").last.click()
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """Save what the page shows now, whole, as an artifact."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def no_horizontal_scroll(page: Page) -> None:
+    overflow = page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px"
