@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from livecommerce.api import Strict
+from livecommerce.api import MAX_ID, Id, Strict
 
-Id = Field(ge=1, le=2**53)
+IdField = Field(ge=1, le=MAX_ID)
 
 
 class TemplateIn(Strict):
@@ -20,8 +20,8 @@ class TemplateIn(Strict):
     max_discount: int | None = Field(default=None, ge=1, le=10_000_000, description="percent coupons: the cap")
     min_order: int = Field(default=0, ge=0, le=100_000_000, description="on the products the coupon covers")
     scope: Literal["all", "merchant", "products"] = "all"
-    merchant_id: int | None = Field(default=None, ge=1, le=2**53)
-    product_ids: list[int] = Field(default_factory=list, max_length=100)
+    merchant_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    product_ids: list[Id] = Field(default_factory=list, max_length=100)
     combinable: bool = False
     per_viewer_limit: int = Field(default=1, ge=1, le=100)
     quantity: int = Field(default=100, ge=1, le=1_000_000, description="coupons per drop, unless the drop says")
@@ -52,7 +52,7 @@ class TemplateOut(BaseModel):
 
 
 class PlanIn(Strict):
-    template_id: int = Id
+    template_id: int = IdField
     minute: int = Field(ge=0, le=24 * 60, description="minute of the broadcast, from when it goes live")
     quantity: int | None = Field(default=None, ge=1, le=1_000_000)
 
@@ -100,19 +100,19 @@ class ClaimOut(BaseModel):
 # -- socket events -----------------------------------------------------------------------------------------
 
 class ClaimIn(Strict):
-    broadcast_id: int = Id
-    drop_id: int = Id
+    broadcast_id: int = IdField
+    drop_id: int = IdField
     idempotency_key: str = Field(min_length=1, max_length=255)
 
 
 class DropIn(Strict):
-    broadcast_id: int = Id
-    template_id: int = Id
+    broadcast_id: int = IdField
+    template_id: int = IdField
     quantity: int | None = Field(default=None, ge=1, le=1_000_000, description="default: the coupon's quantity")
 
 
 class GiveawayStartIn(Strict):
-    broadcast_id: int = Id
+    broadcast_id: int = IdField
     prize_ko: str = Field(min_length=1, max_length=120)
     prize_en: str = Field(default="", max_length=120)
     winners: int = Field(default=1, ge=1, le=100)
@@ -122,8 +122,8 @@ class GiveawayStartIn(Strict):
 
 
 class GiveawayRef(Strict):
-    broadcast_id: int = Id
-    giveaway_id: int = Id
+    broadcast_id: int = IdField
+    giveaway_id: int = IdField
 
 
 class WinnerOut(BaseModel):

@@ -11,14 +11,14 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from livecommerce.api import API, Api, Call, Strict, path_id
+from livecommerce.api import API, IDEMPOTENCY_KEY, MAX_ID, Api, Call, Strict, path_id
 from livecommerce.auth import HOST, PUBLIC, SIGNED_IN, STAFF, access
 from livecommerce.db import utcnow
-from livecommerce.errors import N_, Conflict, Forbidden, NotFound, error_statuses
+from livecommerce.errors import N_, Conflict, Forbidden, NotFound, ValidationFailed, error_statuses
 from livecommerce.keys import AppKeys, signed_in_user
-from livecommerce.models import User
+from livecommerce.models import Market, User
 from livecommerce.templating import render
-from orders.rules import normalize_phone
+from orders.rules import RuleError, normalize_phone
 from sessions import services as broadcasts
 from sessions.models import Broadcast
 
@@ -37,7 +37,7 @@ from .schemas import (
 
 
 class DropNowIn(Strict):
-    template_id: int = Field(ge=1, le=2**53)
+    template_id: int = Field(ge=1, le=MAX_ID)
     quantity: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
@@ -51,7 +51,7 @@ class GiveawayIn(Strict):
 
 
 class MyCouponsQuery(Strict):
-    broadcast_id: int | None = Field(default=None, ge=1, le=2**53)
+    broadcast_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 class EntryOut(BaseModel):
@@ -106,8 +106,11 @@ def register_api(api: Api) -> None:
                summary="Prepare a coupon: fixed or percent with a cap, minimum order, scope, windows, quantity, "
                        "per-viewer limit, whether it combines (staff)")
     async def template_create(call: Call[TemplateIn, None]) -> TemplateOut:
+        market_id = call.param("market_id")
         async with call.app[AppKeys.db].begin() as db:
-            t = await claims.save_template(db, call.param("market_id"), _template(call.body))
+            if await db.get(Market, market_id) is None:
+                raise NotFound(N_("No market with this id."), code="market_not_found")
+            t = await claims.save_template(db, market_id, _template(call.body))
             return TemplateOut.model_validate(t)
 
     @api.route("PUT", "/coupon-templates/{template_id}", access=STAFF, tag="coupons", body=TemplateIn,
@@ -167,7 +170,7 @@ def register_api(api: Api) -> None:
                 raise NotFound(N_("No planned drop with this id."), code="drop_not_found")
 
     @api.route("POST", "/drops/{drop_id}/claims", access=SIGNED_IN, tag="coupons", response=ClaimOut, status=201,
-               errors=[400, 403, 404, 409, 422],
+               errors=[400, 403, 404, 409, 422], headers=[IDEMPOTENCY_KEY],
                summary="Claim one of a drop's coupons: first come, first served. Needs an Idempotency-Key header: "
                        "a retry with the same key answers the same and claims nothing more")
     async def claim_create(call: Call[None, None]) -> web.StreamResponse:
@@ -245,8 +248,11 @@ def register_api(api: Api) -> None:
                summary="A winner gives where to send their prize")
     async def winner_details(call: Call[WinnerDetailsIn, None]) -> EntryOut:
         b = call.body
-        details = giveaways.WinnerDetails(b.name.strip(), normalize_phone(b.phone), b.postal_code, b.address1.strip(),
-                                          b.address2.strip())
+        try:
+            phone = normalize_phone(b.phone)
+        except RuleError as exc:
+            raise ValidationFailed.with_params(exc.message, exc.code, exc.params) from None
+        details = giveaways.WinnerDetails(b.name.strip(), phone, b.postal_code, b.address1.strip(), b.address2.strip())
         async with call.app[AppKeys.db].begin() as db:
             w = await giveaways.save_details(db, call.param("giveaway_id"), call.user.id, details, utcnow())
             return EntryOut(giveaway_id=w.giveaway_id, number=w.number)

@@ -13,6 +13,10 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.web_urldispatcher import StaticResource
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 import coupons.events
 import coupons.setup
@@ -29,7 +33,7 @@ from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secu
 from .caches import Caches, Watch
 from .config import Config
 from .db import make_engine, make_sessionmaker
-from .errors import N_, AppError, NotFound, error_body, status_for
+from .errors import N_, AppError, NotFound, Unavailable, error_body, status_for
 from .hot import HotPath
 from .internals import close_engineio_socket, close_redis_manager, engineio_sockets
 from .keys import AppKeys, state
@@ -69,8 +73,12 @@ def is_exempt(request: web.Request) -> bool:
 def error_response(request: web.Request, status: int, exc: AppError) -> web.Response:
     """`exc` as JSON (`{"error": error_body(exc)}`) or as the error page, with `status`."""
     body = error_body(exc)
+    retry_after = getattr(exc, "retry_after", None)
     if wants_json(request):
-        return web.json_response({"error": body}, status=status, dumps=jsonenc.dumps)
+        resp = web.json_response({"error": body}, status=status, dumps=jsonenc.dumps)
+        if retry_after is not None:
+            resp.headers["Retry-After"] = str(retry_after)
+        return resp
     text_ = body["message"]
     try:
         resp = render(request, "error.html", {"status": status, "code": exc.code, "message": text_,
@@ -79,7 +87,17 @@ def error_response(request: web.Request, status: int, exc: AppError) -> web.Resp
         log.exception("error page failed")
         resp = web.Response(text=f"{status} {text_}", content_type="text/plain")
     resp.set_status(status)
+    if retry_after is not None:
+        resp.headers["Retry-After"] = str(retry_after)
     return resp
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says a part the answer needs did not answer (a connection lost or refused, a pool or
+    a lock that timed out), rather than a mistake in the request or in the code."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, SATimeoutError | ConnectionError | RedisConnectionError | RedisTimeoutError)
 
 
 _HTTP_ERRORS = {
@@ -115,13 +133,21 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 raise
             code, message = _HTTP_ERRORS.get(exc.status, ("http_error", exc.reason or "Error"))
             resp = error_response(request, exc.status, AppError(message, code=code))
+            if exc.status == 405 and "Allow" in exc.headers:
+                resp.headers["Allow"] = exc.headers["Allow"]
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("request failed", extra={"request_id": request_id, "path": request.path})
-            code = "internal"
-            resp = error_response(request, 500,
-                                  AppError(N_("Something went wrong on our side. Please try again."), code="internal"))
+        except Exception as exc:
+            if unavailable(exc):
+                log.warning("request failed: unavailable", extra={"request_id": request_id, "path": request.path,
+                                                                   "error": type(exc).__name__})
+                code = Unavailable.code
+                resp = error_response(request, 503, Unavailable())
+            else:
+                log.exception("request failed", extra={"request_id": request_id, "path": request.path})
+                code = "internal"
+                resp = error_response(request, 500, AppError(N_("Something went wrong on our side. Please try again."),
+                                                             code="internal"))
     except web.HTTPException as exc:  # redirects
         resp = exc
     finally:

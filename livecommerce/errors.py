@@ -92,6 +92,27 @@ class Conflict(AppError):
     message = N_("This conflicts with the current state.")
 
 
+class TooManyAttempts(AppError):
+    """Refused for a while: the answer says how long (`Retry-After`, and "try again in N seconds")."""
+
+    status = 429
+    code = "too_many_attempts"
+    message = N_("Too many attempts. Try again in %(seconds)s seconds.")
+
+    def __init__(self, seconds: int, message: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(message, code=code, seconds=max(1, seconds))
+        self.retry_after = max(1, seconds)
+
+
+class Unavailable(AppError):
+    """A part the answer needs (the database, Redis) did not answer: nothing was done, try again."""
+
+    status = 503
+    code = "unavailable"
+    message = N_("The service is busy for a moment. Please try again.")
+    retry_after = 1
+
+
 class InvalidCredentials(AppError):
     status = 401
     code = "invalid_credentials"

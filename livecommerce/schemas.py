@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .api import Strict
+from .api import MAX_ID, MAX_OFFSET, Patch, Strict
 from .models import Role
 
 
@@ -42,7 +42,7 @@ class UserCreateIn(Strict):
     role: Role
     password: str | None = Field(default=None, max_length=256)
     display_name: str | None = Field(default=None, min_length=1, max_length=64)
-    merchant_id: int | None = Field(default=None, ge=1)
+    merchant_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 class MarketOut(Out):
@@ -77,14 +77,14 @@ class ProductOut(Out):
 
 
 class ProductsQuery(Strict):
-    merchant_id: int | None = Field(default=None, ge=1)
-    market_id: int | None = Field(default=None, ge=1)
+    merchant_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    market_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     limit: int = Field(default=100, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 class ProductIn(Strict):
-    merchant_id: int = Field(ge=1)
+    merchant_id: int = Field(ge=1, le=MAX_ID)
     name_ko: str = Field(min_length=1, max_length=120)
     name_en: str = Field(min_length=1, max_length=120)
     description_ko: str = Field(default="", max_length=4000)
@@ -96,7 +96,7 @@ class ProductIn(Strict):
     unit_en: str = Field(default="pc", min_length=1, max_length=40)
 
 
-class ProductPatch(Strict):
+class ProductPatch(Patch):
     name_ko: str | None = Field(default=None, min_length=1, max_length=120)
     name_en: str | None = Field(default=None, min_length=1, max_length=120)
     description_ko: str | None = Field(default=None, max_length=4000)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from livecommerce import i18n
-from livecommerce.api import Strict
+from livecommerce.api import MAX_ID, MAX_OFFSET, Patch, Strict, config_limit
 
 from .models import DELIVERY_LABELS, DeliveryOption, MarketOrderSettings, OrderStatus, Purchase
 from .payments import METHOD_LABELS, instructions
@@ -22,8 +22,9 @@ IGNORED = "ignored: the server charges the line-up's live price, whatever is sen
 
 
 class OrderLineIn(Strict):
-    product_id: int = Field(ge=1, le=2**53)
-    quantity: int = Field(ge=1, le=999, description="units; the server prices them at the live price")
+    product_id: int = Field(ge=1, le=MAX_ID)
+    quantity: int = Field(ge=1, le=999, description="units; the server prices them at the live price",
+                          json_schema_extra=config_limit("orders.max_quantity_per_line"))
     unit_price: Any = Field(default=None, exclude=True, description=IGNORED)
     price: Any = Field(default=None, exclude=True, description=IGNORED)
 
@@ -48,7 +49,7 @@ class PurchaseIn(Strict):
     delivery_option: DeliveryOption | None = Field(
         default=None, description="the option the buyer was quoted and confirms; if it no longer holds for this "
                                   "address and time, the order is refused (409) so the buyer sees the new promise")
-    coupons: list[Annotated[int, Field(ge=1, le=2**53)]] = Field(
+    coupons: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
         default_factory=list, max_length=5, description="ids of the buyer's claimed coupons to use (the server "
                                                          "checks them)")
     suggest_coupon: bool = Field(default=False, description="let the server pick the buyer's best coupon")
@@ -70,7 +71,7 @@ class SocketPurchaseIn(PurchaseIn):
     `order()` is the part that is fingerprinted, so a retry over HTTP of a socket purchase (or the
     reverse) with the same key is recognised."""
 
-    broadcast_id: int = Field(ge=1, le=2**53)
+    broadcast_id: int = Field(ge=1, le=MAX_ID)
     idempotency_key: str = Field(min_length=1, max_length=255)
 
     def order(self) -> PurchaseIn:
@@ -219,15 +220,15 @@ class LineStatusIn(Strict):
 
 
 class PurchasesQuery(Strict):
-    broadcast_id: int | None = Field(default=None, ge=1)
-    merchant_id: int | None = Field(default=None, ge=1)
+    broadcast_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    merchant_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     status: OrderStatus | None = None
     limit: int = Field(default=100, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 class MerchantLinesQuery(Strict):
-    broadcast_id: int | None = Field(default=None, ge=1)
+    broadcast_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     status: OrderStatus | None = None
 
 
@@ -247,7 +248,7 @@ class MerchantLineOut(BaseModel):
     note: str
 
 
-class OrderSettingsIn(Strict):
+class OrderSettingsIn(Patch):
     two_hour_cutoff: str | None = Field(default=None, pattern=HHMM, description='local "HH:MM"; "00:00": never')
     same_day_cutoff: str | None = Field(default=None, pattern=HHMM, description='local "HH:MM"; "24:00": all day')
     two_hour_postal_prefixes: str | None = Field(default=None, max_length=500,

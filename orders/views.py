@@ -14,7 +14,7 @@ from aiohttp import web
 from yarl import URL
 
 from livecommerce import i18n
-from livecommerce.api import Api, Call, path_id
+from livecommerce.api import IDEMPOTENCY_KEY, Api, Call, path_id
 from livecommerce.auth import HOST, MERCHANT, PUBLIC, SIGNED_IN, STAFF, access
 from livecommerce.db import utcnow
 from livecommerce.errors import AppError, BadRequest, NotFound, ValidationFailed, error_statuses, status_for
@@ -127,9 +127,13 @@ async def delivery_quote(call: Call[None, QuoteQuery]) -> QuoteOut:
 
 # -- the API ---------------------------------------------------------------------------------------
 
+PROVIDER_NAME = {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$",
+                 "description": "the payment provider's name (e.g. toss)"}
+
+
 def register_api(api: Api) -> None:
     api.route("POST", "/broadcasts/{broadcast_id}/purchases", access=SIGNED_IN, tag="orders", body=PurchaseIn,
-              response=PurchaseOut, status=201, errors=[400, 404, 409, 422],
+              response=PurchaseOut, status=201, errors=[400, 404, 409, 422], headers=[IDEMPOTENCY_KEY],
               summary="Buy at the live price while the broadcast is live. Needs an Idempotency-Key header: a "
                       "retry with the same key answers the same and buys nothing more")(purchase_create)
     api.route("GET", "/broadcasts/{broadcast_id}/checkout", access=PUBLIC, tag="orders", response=CheckoutOut,
@@ -141,7 +145,7 @@ def register_api(api: Api) -> None:
               )(delivery_quote)
 
     @api.route("POST", "/payments/{provider}/webhook", access=PUBLIC, tag="orders", csrf=False, response=WebhookOut,
-               errors=[400, 404, 409, 422],
+               errors=[400, 404, 409, 422], path_params={"provider": PROVIDER_NAME},
                summary="A payment gateway says an order was paid. No session and no CSRF token: the provider "
                        "checks the gateway's signature over the raw body. Delivered twice, it pays once")
     async def payment_webhook(call: Call[None, None]) -> WebhookOut:

@@ -451,6 +451,8 @@ async def remind(db: AsyncSession, broadcast_id: int, user_id: int) -> None:
 
 
 async def forget(db: AsyncSession, broadcast_id: int, user_id: int) -> None:
+    if await db.get(Broadcast, broadcast_id) is None:
+        raise NotFound("No broadcast with this id.", code="broadcast_not_found")
     await db.execute(delete(Reminder).where(Reminder.broadcast_id == broadcast_id, Reminder.user_id == user_id))
 
 

@@ -70,10 +70,15 @@ def weekly_rrule(weekdays: Sequence[str], start_time: str) -> str:
 def parse_local(text: str) -> datetime:
     """A local wall-clock time written as `2026-11-30T19:00`."""
     try:
-        return datetime.strptime(text, LOCAL_FORMAT)
+        moment = datetime.strptime(text, LOCAL_FORMAT)
     except ValueError:
+        moment = None
+    # Years far from now are refused as malformed: a zone's offset or a show's length could not be added
+    # to them without leaving the calendar.
+    if moment is None or not 1970 <= moment.year <= 9000:
         raise ScheduleError("invalid_time", N_("%(text)s is not a date and time like 2026-11-30T19:00."),
                             text=text) from None
+    return moment
 
 
 def format_local(moment: datetime) -> str:

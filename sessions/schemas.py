@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from livecommerce.api import Strict
+from livecommerce.api import MAX_ID, Id, Patch, Strict, config_limit
 
 from .models import BroadcastState
 
@@ -68,39 +68,43 @@ class TransitionOut(BaseModel):
 class BroadcastRef(Strict):
     """Names the broadcast a socket event is about."""
 
-    broadcast_id: int = Field(ge=1, le=2**53)
+    broadcast_id: int = Field(ge=1, le=MAX_ID)
 
 
 LOCAL_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$"
 
 
 class SeriesIn(Strict):
-    market_id: int = Field(ge=1)
+    market_id: int = Field(ge=1, le=MAX_ID)
     title_ko: str = Field(min_length=1, max_length=120)
     title_en: str = Field(min_length=1, max_length=120)
     rrule: str = Field(min_length=1, max_length=500, description="RFC 5545 RRULE, e.g. FREQ=WEEKLY;BYDAY=MO,WE")
     dtstart_local: str = Field(pattern=LOCAL_TIME, description="first start, local wall-clock time")
     until_local: str | None = Field(default=None, pattern=LOCAL_TIME)
-    duration_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    duration_minutes: int = Field(default=60, ge=1, le=24 * 60,
+                                  json_schema_extra=config_limit("schedule.max_duration_minutes"))
     timezone: str = Field(default="Asia/Seoul", max_length=64)
     auto_live: bool = False
     stream_url: str = Field(default="", max_length=500)
     channel: str = Field(default="main", min_length=1, max_length=64)
-    host_ids: list[int] = Field(default_factory=list, max_length=10)
+    host_ids: list[Id] = Field(default_factory=list, max_length=10)
 
 
-class SeriesPatch(Strict):
+class SeriesPatch(Patch):
+    nullable = frozenset({"until_local"})  # null: the series has no last date
+
     title_ko: str | None = Field(default=None, min_length=1, max_length=120)
     title_en: str | None = Field(default=None, min_length=1, max_length=120)
     rrule: str | None = Field(default=None, min_length=1, max_length=500)
     dtstart_local: str | None = Field(default=None, pattern=LOCAL_TIME)
     until_local: str | None = Field(default=None, pattern=LOCAL_TIME)
-    duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60,
+                                         json_schema_extra=config_limit("schedule.max_duration_minutes"))
     auto_live: bool | None = None
     stream_url: str | None = Field(default=None, max_length=500)
     channel: str | None = Field(default=None, min_length=1, max_length=64)
     is_active: bool | None = None
-    host_ids: list[int] | None = Field(default=None, max_length=10)
+    host_ids: list[Id] | None = Field(default=None, max_length=10)
 
 
 class SeriesExceptionOut(BaseModel):
@@ -151,11 +155,12 @@ class PartnerOut(BaseModel):
 
 
 class SpecialIn(Strict):
-    market_id: int = Field(ge=1)
+    market_id: int = Field(ge=1, le=MAX_ID)
     title_ko: str = Field(min_length=1, max_length=120)
     title_en: str = Field(min_length=1, max_length=120)
     starts_local: str = Field(pattern=LOCAL_TIME)
-    duration_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    duration_minutes: int = Field(default=60, ge=1, le=24 * 60,
+                                  json_schema_extra=config_limit("schedule.max_duration_minutes"))
     timezone: str = Field(default="Asia/Seoul", max_length=64)
     description_ko: str = Field(default="", max_length=4000)
     description_en: str = Field(default="", max_length=4000)
@@ -163,10 +168,10 @@ class SpecialIn(Strict):
     embed_url: str = Field(default="", max_length=500)
     channel: str = Field(default="main", min_length=1, max_length=64)
     auto_live: bool = False
-    host_ids: list[int] = Field(default_factory=list, max_length=10)
+    host_ids: list[Id] = Field(default_factory=list, max_length=10)
 
 
-class BroadcastPatch(Strict):
+class BroadcastPatch(Patch):
     title_ko: str | None = Field(default=None, min_length=1, max_length=120)
     title_en: str | None = Field(default=None, min_length=1, max_length=120)
     description_ko: str | None = Field(default=None, max_length=4000)
@@ -176,13 +181,14 @@ class BroadcastPatch(Strict):
     channel: str | None = Field(default=None, min_length=1, max_length=64)
     auto_live: bool | None = None
     starts_local: str | None = Field(default=None, pattern=LOCAL_TIME)
-    duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
-    host_ids: list[int] | None = Field(default=None, max_length=10)
+    duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60,
+                                         json_schema_extra=config_limit("schedule.max_duration_minutes"))
+    host_ids: list[Id] | None = Field(default=None, max_length=10)
     partners: list[PartnerIn] | None = Field(default=None, max_length=10)
 
 
 class LineupItemIn(Strict):
-    product_id: int = Field(ge=1)
+    product_id: int = Field(ge=1, le=MAX_ID)
     live_price: int = Field(ge=0, le=100_000_000, description="whole won")
     stock_reserved: int = Field(ge=0, le=1_000_000)
 
@@ -202,50 +208,50 @@ class Position(Strict):
     """The last room event a viewer saw."""
 
     epoch: str = Field(min_length=1, max_length=32)
-    offset: int = Field(ge=0, le=2**53)
+    offset: int = Field(ge=0, le=MAX_ID)
 
 
 class JoinIn(Strict):
-    broadcast_id: int = Field(ge=1, le=2**53)
+    broadcast_id: int = Field(ge=1, le=MAX_ID)
     since: Position | None = Field(default=None, description="on reconnect: the last position seen")
 
 
 class ChatIn(Strict):
-    broadcast_id: int = Field(ge=1, le=2**53)
+    broadcast_id: int = Field(ge=1, le=MAX_ID)
     text: str = Field(max_length=2000, description="at most room.chat_max_length characters once trimmed")
 
 
 class HeartIn(Strict):
-    broadcast_id: int = Field(ge=1, le=2**53)
+    broadcast_id: int = Field(ge=1, le=MAX_ID)
     count: int = Field(default=1, ge=1, le=50, description="taps since the last heart event")
 
 
 class MessageRef(Strict):
-    broadcast_id: int = Field(ge=1, le=2**53)
-    message_id: int = Field(ge=1, le=2**53)
+    broadcast_id: int = Field(ge=1, le=MAX_ID)
+    message_id: int = Field(ge=1, le=MAX_ID)
     reason: str = Field(default="", max_length=200)
 
 
 class SanctionIn(Strict):
-    broadcast_id: int = Field(ge=1, le=2**53)
-    user_id: int = Field(ge=1, le=2**53)
+    broadcast_id: int = Field(ge=1, le=MAX_ID)
+    user_id: int = Field(ge=1, le=MAX_ID)
     minutes: int = Field(default=10, ge=1, le=1440, description="mute only")
     reason: str = Field(default="", max_length=200)
 
 
 class NoticeIn(Strict):
-    broadcast_id: int = Field(ge=1, le=2**53)
+    broadcast_id: int = Field(ge=1, le=MAX_ID)
     text: str = Field(default="", max_length=300, description="empty: no pinned notice")
 
 
 class SlowModeIn(Strict):
-    broadcast_id: int = Field(ge=1, le=2**53)
+    broadcast_id: int = Field(ge=1, le=MAX_ID)
     seconds: int = Field(ge=0, le=600, description="0: off")
 
 
 class SpotlightIn(Strict):
-    broadcast_id: int = Field(ge=1, le=2**53)
-    product_id: int | None = Field(default=None, ge=1, le=2**53, description="null: nothing in the spotlight")
+    broadcast_id: int = Field(ge=1, le=MAX_ID)
+    product_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="null: nothing in the spotlight")
 
 
 class BlockedWordsIn(Strict):

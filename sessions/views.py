@@ -169,7 +169,7 @@ def register_api(api: Api) -> None:
         return ReminderOut(broadcast_id=broadcast_id, reminded=True)
 
     @api.route("DELETE", "/broadcasts/{broadcast_id}/reminder", access=SIGNED_IN, tag="broadcasts",
-               response=ReminderOut, summary="No more reminder for this broadcast")
+               response=ReminderOut, errors=[404], summary="No more reminder for this broadcast")
     async def reminder_delete(call: Call[None, None]) -> ReminderOut:
         broadcast_id = call.param("broadcast_id")
         async with call.app[AppKeys.db].begin() as db:
