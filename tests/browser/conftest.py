@@ -299,11 +299,12 @@ def sign_in(page: Page, base: str, username: str, next_path: str = "/") -> None:
     page.wait_for_url(lambda url: "/login" not in url)
 
 
-def screenshot(page: Page, name: str) -> Path:
-    """Save what the page shows now, whole, as an artifact."""
+def screenshot(page: Page, name: str, *, full: bool = True) -> Path:
+    """Save what the page shows now as an artifact: the whole page, or (`full=False`) the screen as it is
+    (a sheet open over the page)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full)
     return path
 
 

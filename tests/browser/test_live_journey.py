@@ -89,7 +89,12 @@ def test_a_live_show_from_spotlight_to_purchase_and_draw(site: Site, contexts: A
     expect(sheet).to_be_visible()
     expect(mina.locator(f".buy-item[data-product='{first}']")).to_be_visible()
     expect(mina.locator(".buy-item:visible")).to_have_count(1)
-    assert mina.evaluate("() => document.querySelector('.player').getBoundingClientRect().bottom") > 100
+    # the video stays in sight above the sheet
+    assert mina.evaluate("""() => {
+        const video = document.querySelector('.player').getBoundingClientRect();
+        const panel = document.querySelector('#buy-sheet .sheet-panel').getBoundingClientRect();
+        return video.top >= 0 && video.height > 150 && video.bottom <= panel.top + 1;
+    }""")
     mina.locator(f"[data-step='1'][data-for='{first}']").click()
     expect(mina.locator(f"#buy-qty-{first}")).to_have_text("2")
     expect(mina.locator("#buy-coupons-field")).to_be_visible()
@@ -104,7 +109,7 @@ def test_a_live_show_from_spotlight_to_purchase_and_draw(site: Site, contexts: A
     expect(mina.locator("#buy-fee")).to_have_text(re.compile("무료|0원"))
     # 9,900원 × 2 = 19,800원, less the 3,000원 coupon, free next-day delivery
     expect(mina.locator("#buy-total")).to_have_text("16,800원")
-    screenshot(mina, "live-buy-sheet-phone")
+    screenshot(mina, "live-buy-sheet-coupon-phone", full=False)
     mina.click("#buy-confirm")
     expect(mina.locator("#buy-done")).to_be_visible()
     expect(mina.locator("#buy-done-text")).to_contain_text("16,800원")

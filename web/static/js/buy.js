@@ -616,7 +616,6 @@
       if (form) form.hidden = false;
     }
     if (form) choose(pid);
-    LC.keepVideoInSight();
     root.hidden = false;
     document.body.classList.add("has-sheet");
     document.addEventListener("keydown", onKey);

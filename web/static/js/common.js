@@ -229,14 +229,6 @@
     return socket;
   }
 
-  /** On a phone, bring the video to the top of the screen: a sheet opening over the page leaves it in sight. */
-  function keepVideoInSight() {
-    var player = document.querySelector(".player");
-    if (!player || window.matchMedia("(min-width: 900px)").matches) return;
-    var top = player.getBoundingClientRect().top + window.pageYOffset;
-    window.scrollTo(0, Math.max(0, top));
-  }
-
   /**
    * A button that asks to be tapped again instead of a browser dialog: the first tap shows `text` on it
    * for a few seconds, a second tap within them runs `run`.
@@ -260,7 +252,6 @@
 
   LC.readJson = readJson;
   LC.confirmTap = confirmTap;
-  LC.keepVideoInSight = keepVideoInSight;
   LC.t = t;
   LC.locale = locale;
   LC.won = won;

@@ -127,7 +127,6 @@
   function openLineup() {
     if (!lineupSheet) return;
     lineupOpener = document.activeElement;
-    LC.keepVideoInSight();
     lineupSheet.hidden = false;
     document.body.classList.add("has-sheet");
     document.addEventListener("keydown", onLineupKey);
