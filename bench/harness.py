@@ -135,6 +135,8 @@ class Server:
             "[server]\n"
             f'secret_key = "{SECRET}"\n'
             f'secret_key_file = "{workdir / "secret"}"\n'
+            "[security]\n"
+            "guest_joins_per_minute = 100000\n"  # every simulated viewer signs in from this one address
             "[database]\n"
             f'url = "{url}"\n'
             f"{redis}"

@@ -10,6 +10,7 @@ ordinary SQLAlchemy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import logging
@@ -17,8 +18,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
+from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
-from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import make_transient_to_detached
@@ -55,17 +56,24 @@ def _bind(value: Any) -> Any:
 
 
 _USER_COLUMNS = [c.name for c in User.__table__.columns]
-_ACCOUNT = select(*User.__table__.columns).where(User.__table__.c.id == bindparam("id"))
+_ACCOUNTS = (f"SELECT {', '.join(_USER_COLUMNS)} FROM {User.__tablename__} "
+             "WHERE id = ANY($1::integer[])")
 
 
 class HotPath:
     """Started with the app (`start`), closed with it (`close`)."""
+
+    PARALLEL = 2  # account reads at once (`account`)
+    BATCH = 500  # accounts a read asks for at most
 
     def __init__(self, engine: AsyncEngine, reader: async_sessionmaker[AsyncSession]) -> None:
         self.engine = engine
         self.reader = reader
         self.pool: asyncpg.Pool | None = None
         self._compiled: dict[tuple[int, tuple[str, ...] | None], tuple[Executable, Compiled]] = {}
+        self._asked: list[tuple[int, asyncio.Future[Record | None]]] = []  # accounts to read, see `account`
+        self._reading = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def native(self) -> bool:
@@ -128,12 +136,20 @@ class HotPath:
             raise Unavailable() from exc
 
     async def account(self, user_id: int) -> User | None:
-        """The account as stored (detached, as if read by a session that has closed), or None."""
+        """The account as stored (detached, as if read by a session that has closed), or None. The
+        accounts asked for at the same moment (a crowd's requests, each the first of its viewer on this
+        process) are read together: one query as soon as one is asked for; what is asked while `PARALLEL`
+        queries run waits for the next, which reads all of it (up to `BATCH`)."""
+        if self.pool is None:
+            return await self._account_read_the_usual_way(user_id)
+        fut: asyncio.Future[Record | None] = asyncio.get_running_loop().create_future()
+        self._asked.append((user_id, fut))
+        if self._reading < self.PARALLEL:
+            self._read_next()
         try:
-            row = await self.fetchrow(_ACCOUNT, {"id": user_id})
+            row = await fut
         except Unavailable:
-            async with self.reader() as db:
-                return await db.get(User, user_id)
+            return await self._account_read_the_usual_way(user_id)
         if row is None:
             return None
         values = {name: row[name] for name in _USER_COLUMNS}
@@ -141,6 +157,37 @@ class HotPath:
         user = User(**values)
         make_transient_to_detached(user)
         return user
+
+    async def _account_read_the_usual_way(self, user_id: int) -> User | None:
+        async with self.reader() as db:
+            return await db.get(User, user_id)
+
+    def _read_next(self) -> None:
+        batch, self._asked = self._asked[:self.BATCH], self._asked[self.BATCH:]
+        self._reading += 1
+        task = asyncio.ensure_future(self._read_accounts(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read_accounts(self, batch: list[tuple[int, asyncio.Future[Record | None]]]) -> None:
+        try:
+            rows = await self.fetch(_ACCOUNTS, list({user_id for user_id, _ in batch}))
+            found = {r["id"]: r for r in rows}
+            for user_id, fut in batch:
+                if not fut.done():
+                    fut.set_result(found.get(user_id))
+        except Exception as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+        except BaseException:  # shutting down: the askers are cancelled with it
+            for _, fut in batch:
+                fut.cancel()
+            raise
+        finally:
+            self._reading -= 1
+            if self._asked and self._reading < self.PARALLEL:
+                self._read_next()
 
 
 class NativeConnection:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -23,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.db import rowcount
-from livecommerce.hot import Unavailable
+from livecommerce.hot import NativeConnection, Unavailable
 from livecommerce.keys import AppKeys
 from livecommerce.uow import UnitOfWork, dialect_name
 
@@ -39,6 +40,7 @@ __all__ = [
     "KeyChecks",
     "claim_key",
     "complete_key",
+    "complete_keys",
     "purge_keys",
     "release_key",
     "stored_answer",
@@ -108,6 +110,32 @@ async def complete_key(db: UnitOfWork, claim: Claim, status_code: int, body: str
                                           "st": KeyState.DONE, "sc": status_code, "body": body, "pid": purchase_id})
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise KeyLost()
+
+
+_COMPLETE_MANY = (f"UPDATE {_K.name} AS k SET state = $1, status_code = q.sc, response_body = q.body "
+                  "FROM unnest($2::integer[], $3::varchar[], $4::integer[], $5::text[]) AS q(id, token, sc, body) "
+                  "WHERE k.id = q.id AND k.token = q.token AND k.state = $6 RETURNING k.id")
+
+
+async def complete_keys(db: UnitOfWork, answers: Sequence[tuple[Claim, int, str]]) -> set[int]:
+    """`complete_key` for many attempts in one transaction (a group of claims), each `(claim, status,
+    body)`: on asyncpg's own connection one statement for all. Answers the key ids no longer held (a
+    retry took them over): the caller rolls back and runs again without them."""
+    if not answers:
+        return set()
+    if isinstance(db, NativeConnection):
+        rows = await db.conn.fetch(_COMPLETE_MANY, KeyState.DONE.value, [c.key_id for c, _, _ in answers],
+                                   [c.token for c, _, _ in answers], [s for _, s, _ in answers],
+                                   [b for _, _, b in answers], KeyState.IN_PROGRESS.value)
+        done = {r[0] for r in rows}
+        return {c.key_id for c, _, _ in answers} - done
+    lost: set[int] = set()
+    for claim, status, body in answers:
+        try:
+            await complete_key(db, claim, status, body, None)
+        except KeyLost:
+            lost.add(claim.key_id)
+    return lost
 
 
 async def release_key(db: UnitOfWork, claim: Claim) -> None:
