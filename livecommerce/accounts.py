@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .auth import hash_password, verify_password
 from .caches import Changed
 from .db import rowcount
-from .errors import Conflict, InvalidCredentials, ValidationFailed
+from .errors import N_, Conflict, InvalidCredentials, NotFound, ValidationFailed
 from .hot import HotPath
 from .models import Role, User
 
@@ -91,6 +91,23 @@ async def set_password(db: AsyncSession, user: User, password: str, min_password
     user.password_hash = hash_password(password)
     user.session_epoch += 1  # every other signed-in browser is signed out
     await db.flush()
+
+
+async def change_password(db: AsyncSession, user: User, current: str, new: str, min_password: int = 8) -> None:
+    """A signed-in person's new password, given the one they have: every other session of the account ends
+    (the epoch moves on); the caller gives the current browser a cookie with the new epoch."""
+    if user.is_guest or not verify_password(user.password_hash, current):
+        raise InvalidCredentials(N_("The current password is not right."), code="wrong_password")
+    await set_password(db, user, new, min_password)
+
+
+async def end_sessions(db: AsyncSession, user_id: int) -> None:
+    """End every session of the account `user_id` (staff, when a merchant leaves or a cookie may have been
+    stolen): its epoch moves on, so every cookie and socket signed in to it stops acting for it, on every
+    process. Unknown account: `NotFound`."""
+    moved = await db.execute(update(User).where(User.id == user_id).values(session_epoch=User.session_epoch + 1))
+    if rowcount(moved) != 1:
+        raise NotFound(N_("No account with this id."), code="user_not_found")
 
 
 async def end_session(db: AsyncSession, user: User) -> bool:

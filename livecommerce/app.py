@@ -41,6 +41,7 @@ from .metrics import make_metrics
 from .models import User
 from .realtime import LiveParts, install_live, live_parts, make_sio
 from .templating import render, setup_templates
+from .throttle import THROTTLE, Throttle
 
 log = logging.getLogger("livecommerce.http")
 
@@ -278,6 +279,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         return
     client = Redis.from_url(url, decode_responses=True, health_check_interval=30)
     app[AppKeys.redis] = client
+    app[THROTTLE].redis = client
     yield
     await client.aclose()
     await close_redis_manager(app[AppKeys.sio].manager)
@@ -326,6 +328,7 @@ def create_app(config: Config) -> web.Application:
     caches = app[AppKeys.caches] = Caches()
     caches.keep(app, AppKeys.accounts, AccountCache(config.security.account_cache_seconds), "accounts",
                 Watch("users", "id"))
+    app[THROTTLE] = Throttle(config.security, None, config.redis.prefix)
     setup_templates(app)
 
     sio = make_sio(config)

@@ -104,6 +104,12 @@ class SecurityConfig:
     cookie_secure: str = "auto"
     password_min_length: int = 8
     account_cache_seconds: float = 5.0
+    login_free_attempts: int = 5
+    login_address_free_attempts: int = 20
+    login_delay_seconds: float = 1.0
+    login_max_delay_seconds: float = 900.0
+    login_window_minutes: int = 60
+    guest_joins_per_minute: int = 30
 
 
 @dataclass(frozen=True)
@@ -342,6 +348,16 @@ def validate(c: Config) -> None:
            "auto, always or never", se.cookie_secure)
     _check(8 <= se.password_min_length <= 128, "security.password_min_length", "8 to 128", se.password_min_length)
     _check(0 <= se.account_cache_seconds <= 60, "security.account_cache_seconds", "0 to 60", se.account_cache_seconds)
+    _check(1 <= se.login_free_attempts <= 100, "security.login_free_attempts", "1 to 100", se.login_free_attempts)
+    _check(se.login_free_attempts <= se.login_address_free_attempts <= 10_000, "security.login_address_free_attempts",
+           "security.login_free_attempts to 10000", se.login_address_free_attempts)
+    _check(0.1 <= se.login_delay_seconds <= 60, "security.login_delay_seconds", "0.1 to 60", se.login_delay_seconds)
+    _check(se.login_delay_seconds <= se.login_max_delay_seconds <= 86_400, "security.login_max_delay_seconds",
+           "security.login_delay_seconds to 86400", se.login_max_delay_seconds)
+    _check(1 <= se.login_window_minutes <= 7 * 24 * 60, "security.login_window_minutes", "1 to 10080",
+           se.login_window_minutes)
+    _check(1 <= se.guest_joins_per_minute <= 100_000, "security.guest_joins_per_minute", "1 to 100000",
+           se.guest_joins_per_minute)
 
     o = c.orders
     _check(1 <= o.max_quantity_per_line <= 999, "orders.max_quantity_per_line", "1 to 999", o.max_quantity_per_line)

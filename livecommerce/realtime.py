@@ -16,7 +16,7 @@ from typing import Any
 
 import socketio
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from . import i18n, jsonenc
@@ -163,6 +163,16 @@ class ServerEvent:
     to: str
 
 
+class SessionEndedOut(BaseModel):
+    """`session:ended`: the socket's session has ended (signed out here or elsewhere, a new password, or staff
+    ended it). The socket now acts for nobody: what needs a sign-in is answered `unauthenticated`."""
+
+    user_id: int = Field(description="the account that was signed in")
+
+
+SESSION_ENDED = "session:ended"
+
+
 @dataclass
 class LiveParts:
     """What the domains put into the `/live` namespace: their event groups, what runs when a socket
@@ -170,7 +180,8 @@ class LiveParts:
 
     groups: list[type[EventGroup]] = field(default_factory=list)
     on_connect: list[ConnectHook] = field(default_factory=list)
-    server_events: list[ServerEvent] = field(default_factory=list)
+    server_events: list[ServerEvent] = field(default_factory=lambda: [
+        ServerEvent(SESSION_ENDED, SessionEndedOut, "a socket whose session has ended, at its next event")])
     payload_models: list[type[BaseModel]] = field(default_factory=list)
 
 
@@ -248,7 +259,13 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socket
             return who
         user = await self.app[AppKeys.accounts].get(self.app[AppKeys.hot], who.user_id, who.epoch)
         if user is None:
-            return SocketUser(None, None, "", who.locale)
+            # The session ended (sign-out, a new password, staff ended it): from now on the socket is
+            # nobody's, and it is told once, so that its page can say so and offer to sign in again.
+            anonymous = SocketUser(None, None, "", who.locale)
+            await self.save_session(sid, anonymous.as_session())
+            await self.emit(SESSION_ENDED, SessionEndedOut(user_id=who.user_id).model_dump(), to=sid)
+            log.info("socket session ended", extra={"sid": sid, "user": who.user_id})
+            return anonymous
         return SocketUser(user.id, user.role, user.display_name, who.locale, who.epoch)
 
     async def _dispatch(self, found: tuple[EventSpec, Any] | None, event: str, sid: str,

@@ -33,6 +33,11 @@ class LoginIn(Strict):
     password: str = Field(min_length=1, max_length=256)
 
 
+class PasswordIn(Strict):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256, description="at least security.password_min_length")
+
+
 class GuestIn(Strict):
     nickname: str = Field(min_length=1, max_length=20)
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from . import accounts, catalog, i18n
 from .api import Api, Call
 from .auth import PUBLIC, SIGNED_IN, STAFF, Session, access
-from .errors import AppError
+from .errors import N_, AppError, InvalidCredentials, TooManyAttempts
 from .keys import AppKeys, state
 from .models import Market, Merchant, Product, Role, User
 from .schemas import (
@@ -22,6 +22,7 @@ from .schemas import (
     LoginIn,
     MarketOut,
     MerchantOut,
+    PasswordIn,
     ProductIn,
     ProductOut,
     ProductPatch,
@@ -31,6 +32,7 @@ from .schemas import (
     UserOut,
 )
 from .templating import page, render
+from .throttle import THROTTLE, client_address
 
 
 def sign_in(request: web.Request, user: User) -> None:
@@ -49,9 +51,42 @@ async def sign_out(request: web.Request) -> None:
     if st.user is not None:
         async with request.app[AppKeys.db].begin() as db:
             await accounts.end_session(db, st.user)
+    signed_out(request)
+
+
+def signed_out(request: web.Request) -> None:
+    """This browser's cookie becomes a signed-out one (the account's sessions have been ended)."""
+    st = state(request)
     st.session = Session(locale=st.locale)
     st.user = None
     st.dirty = True
+
+
+def _address(request: web.Request) -> str:
+    return client_address(request, request.app[AppKeys.config].server.trust_proxy)
+
+
+async def checked_sign_in(request: web.Request, username: str, password: str) -> User:
+    """The account `username` names if `password` is its own, through the sign-in throttle: refused with 429
+    while the name or the address must wait, counted when wrong. The same answers whether the account exists
+    or not."""
+    throttle = request.app[THROTTLE]
+    address = _address(request)
+    await throttle.check_sign_in(username, address)
+    try:
+        async with request.app[AppKeys.db].begin() as db:
+            user = await accounts.authenticate(db, username, password)
+    except InvalidCredentials:
+        await throttle.failed_sign_in(username, address)
+        raise
+    await throttle.signed_in(username)
+    return user
+
+
+async def guest_join(request: web.Request, nickname: str) -> User:
+    await request.app[THROTTLE].guest_join(_address(request))
+    async with request.app[AppKeys.db].begin() as db:
+        return await accounts.join_as_guest(db, nickname)
 
 
 def home_for(user: User) -> str:
@@ -81,25 +116,68 @@ def make_api() -> Api:
         return session_out(call.request)
 
     @api.route("POST", "/auth/login", access=PUBLIC, tag="accounts", body=LoginIn, response=SessionOut,
-               errors=[401], summary="Sign in with a username and password (staff, hosts, merchants, viewers)")
+               errors=[401], throttled=True,
+               summary="Sign in with a username and password (staff, hosts, merchants, viewers). After a few wrong "
+                       "passwords for a name or from an address, each next attempt waits longer: 429 with "
+                       "Retry-After")
     async def login(call: Call[LoginIn, None]) -> SessionOut:
-        async with call.app[AppKeys.db].begin() as db:
-            user = await accounts.authenticate(db, call.body.username, call.body.password)
+        user = await checked_sign_in(call.request, call.body.username, call.body.password)
         sign_in(call.request, user)
         return session_out(call.request)
 
     @api.route("POST", "/auth/guest", access=PUBLIC, tag="accounts", body=GuestIn, response=SessionOut,
-               status=201, summary="Join as a guest viewer with a nickname")
+               status=201, throttled=True, summary="Join as a guest viewer with a nickname")
     async def join_guest(call: Call[GuestIn, None]) -> SessionOut:
-        async with call.app[AppKeys.db].begin() as db:
-            user = await accounts.join_as_guest(db, call.body.nickname)
+        user = await guest_join(call.request, call.body.nickname)
         sign_in(call.request, user)
         return session_out(call.request)
 
-    @api.route("POST", "/auth/logout", access=PUBLIC, tag="accounts", response=SessionOut, summary="Sign out")
+    @api.route("POST", "/auth/logout", access=PUBLIC, tag="accounts", response=SessionOut,
+               summary="Sign out. A cookie names the account, not a browser: every browser and socket signed in to "
+                       "the account is signed out with this one")
     async def logout(call: Call[None, None]) -> SessionOut:
         await sign_out(call.request)
         return session_out(call.request)
+
+    @api.route("POST", "/auth/logout-everywhere", access=SIGNED_IN, tag="accounts", response=SessionOut,
+               summary="Sign out everywhere: every browser and socket signed in to the account, this one included, "
+                       "on every server process")
+    async def logout_everywhere(call: Call[None, None]) -> SessionOut:
+        async with call.app[AppKeys.db].begin() as db:
+            await accounts.end_sessions(db, call.user.id)
+        signed_out(call.request)
+        return session_out(call.request)
+
+    @api.route("POST", "/me/password", access=SIGNED_IN, tag="accounts", body=PasswordIn, response=SessionOut,
+               errors=[401, 403], throttled=True,
+               summary="Change my password (guests have none). Every other session of the account ends; this "
+                       "browser gets a new cookie (and CSRF token) and stays signed in")
+    async def change_password(call: Call[PasswordIn, None]) -> SessionOut:
+        if call.user.is_guest:
+            raise AppError(N_("A guest has no password to change."), code="guest_has_no_password", status=403)
+        throttle = call.app[THROTTLE]
+        await throttle.check_sign_in(call.user.username, _address(call.request))
+        min_len = call.app[AppKeys.config].security.password_min_length
+        try:
+            async with call.app[AppKeys.db].begin() as db:
+                user = await db.get(User, call.user.id)
+                assert user is not None
+                await accounts.change_password(db, user, call.body.current_password, call.body.new_password,
+                                               min_len)
+        except InvalidCredentials:
+            await throttle.failed_sign_in(call.user.username, _address(call.request))
+            raise
+        sign_in(call.request, user)
+        return session_out(call.request)
+
+    @api.route("POST", "/users/{user_id}/sessions/end", access=STAFF, tag="accounts", errors=[404],
+               summary="End every session of an account (staff): its browsers and sockets are signed out on every "
+                       "process, e.g. when a merchant leaves or a cookie may have been stolen")
+    async def end_user_sessions(call: Call[None, None]) -> None:
+        async with call.app[AppKeys.db].begin() as db:
+            await accounts.end_sessions(db, call.param("user_id"))
+        if call.param("user_id") == call.user.id:
+            signed_out(call.request)
 
     @api.route("GET", "/me", access=SIGNED_IN, tag="accounts", response=UserOut, summary="The signed-in account")
     async def me(call: Call[None, None]) -> UserOut:
@@ -206,12 +284,13 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     nxt = safe_next(str(form.get("next", "")), "")
     try:
-        async with request.app[AppKeys.db].begin() as db:
-            user = await accounts.authenticate(db, username, password)
+        user = await checked_sign_in(request, username, password)
     except AppError as exc:
         resp = render(request, "login.html", {"next": nxt, "error": i18n.gettext(exc.message, **exc.params),
                                                                        "username": username})
         resp.set_status(exc.status)
+        if isinstance(exc, TooManyAttempts):
+            resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
     sign_in(request, user)
     raise web.HTTPSeeOther(nxt or home_for(user))
@@ -225,11 +304,12 @@ async def join_page(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     nxt = safe_next(str(form.get("next", "")), "/")
     try:
-        async with request.app[AppKeys.db].begin() as db:
-            user = await accounts.join_as_guest(db, str(form.get("nickname", "")))
+        user = await guest_join(request, str(form.get("nickname", "")))
     except AppError as exc:
         resp = render(request, "join.html", {"next": nxt, "error": i18n.gettext(exc.message, **exc.params)})
         resp.set_status(exc.status)
+        if isinstance(exc, TooManyAttempts):
+            resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
     sign_in(request, user)
     raise web.HTTPSeeOther(nxt)
