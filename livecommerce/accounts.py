@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
+import unicodedata
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +18,7 @@ from .caches import Changed
 from .db import rowcount
 from .errors import N_, Conflict, InvalidCredentials, NotFound, ValidationFailed
 from .hot import HotPath
-from .models import Role, User
+from .models import Merchant, Role, User
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 
@@ -29,13 +31,55 @@ def check_username(name: str) -> str:
     return name
 
 
+# Characters that show nothing, or turn the text around them: a name holding one could pass for another.
+# Unicode's format, control, surrogate, private-use and unassigned characters, line and paragraph separators,
+# and the Hangul fillers, which are letters that print as blank space.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_HANGUL_FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
+
+
 def check_nickname(name: str) -> str:
-    name = " ".join(name.split())
+    """A guest's nickname as it will be shown: NFKC (so full-width and compatibility forms read as what
+    they look like), white space collapsed; refused if it is not valid text, hides characters, or is empty
+    or too long."""
+    if "\ufffd" in name:
+        raise ValidationFailed(N_("This nickname is not valid text (UTF-8). Type it again."),
+                               code="invalid_nickname")
+    if any((unicodedata.category(ch) in _HIDDEN_CATEGORIES and ch not in " \t") or ch in _HANGUL_FILLERS
+           for ch in name):
+        raise ValidationFailed(N_("A nickname cannot contain invisible or direction-changing characters."),
+                               code="invalid_nickname")
+    name = " ".join(unicodedata.normalize("NFKC", name).split())
     if not 1 <= len(name) <= 20:
         raise ValidationFailed("A nickname is 1 to 20 characters.", code="invalid_nickname")
     if any(ord(ch) < 32 or ch in "<>" for ch in name):
         raise ValidationFailed("A nickname cannot contain < > or control characters.", code="invalid_nickname")
     return name
+
+
+def name_key(name: str) -> str:
+    """What a name looks like, for telling whether two names could be taken for each other: NFKC, case
+    folded, without spaces or punctuation ("운영 팀", "운영팀." and "ＭＩＮＪＩ" as "운영팀" and "minji")."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(ch for ch in folded if unicodedata.category(ch)[0] in "LNM")
+
+
+async def check_name_is_free(db: AsyncSession, nickname: str, guests_since: datetime) -> None:
+    """Refuse a guest's nickname that reads as the name of staff, a host, a merchant account or a stall, or
+    as another guest's who joined since `guests_since` (whose session may still be open)."""
+    key = name_key(nickname)
+    privileged = (await db.scalars(select(User.display_name).where(
+        User.role.in_([Role.STAFF, Role.HOST, Role.MERCHANT])))).all()
+    stalls = (await db.execute(select(Merchant.name_ko, Merchant.name_en))).all()
+    names = [*privileged, *(n for row in stalls for n in row)]
+    if not key or any(name_key(n) == key for n in names if n):
+        raise Conflict(N_("This name belongs to the market's staff, a host or a stall. Choose another."),
+                       code="name_reserved")
+    taken = await db.scalar(select(func.count()).select_from(User).where(
+        User.is_guest.is_(True), User.created_at >= guests_since,
+        func.lower(User.display_name) == nickname.lower()))
+    if taken:
+        raise Conflict(N_("Someone is already watching with this name. Choose another."), code="name_taken")
 
 
 async def create_user(db: AsyncSession, *, username: str, role: Role, password: str | None,
@@ -70,9 +114,11 @@ async def authenticate(db: AsyncSession, username: str, password: str) -> User:
     return user
 
 
-async def join_as_guest(db: AsyncSession, nickname: str) -> User:
-    """A viewer who only gives a nickname: a guest account, so chat and orders have an owner."""
+async def join_as_guest(db: AsyncSession, nickname: str, guests_since: datetime | None = None) -> User:
+    """A viewer who only gives a nickname: a guest account, so chat and orders have an owner. The name may
+    not read as staff's, a host's, a stall's, or (joined since `guests_since`) another guest's."""
     nickname = check_nickname(nickname)
+    await check_name_is_free(db, nickname, guests_since or datetime(2000, 1, 1, tzinfo=UTC))
     for _ in range(5):
         username = f"guest-{secrets.token_hex(5)}"
         exists = await db.scalar(select(func.count()).select_from(User).where(User.username == username))

@@ -4,6 +4,7 @@ and the staff's account and catalogue pages. Handlers parse, call a service, ans
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from sqlalchemy import func, select, text
 from . import accounts, catalog, i18n
 from .api import Api, Call
 from .auth import PUBLIC, SIGNED_IN, STAFF, Session, access
+from .db import utcnow
 from .errors import N_, AppError, InvalidCredentials, TooManyAttempts
 from .keys import AppKeys, state
 from .models import Market, Merchant, Product, Role, User
@@ -85,8 +87,10 @@ async def checked_sign_in(request: web.Request, username: str, password: str) ->
 
 async def guest_join(request: web.Request, nickname: str) -> User:
     await request.app[THROTTLE].guest_join(_address(request))
+    # another guest's name is taken while their session may be open
+    since = utcnow() - timedelta(hours=request.app[AppKeys.config].security.session_max_age_hours)
     async with request.app[AppKeys.db].begin() as db:
-        return await accounts.join_as_guest(db, nickname)
+        return await accounts.join_as_guest(db, nickname, since)
 
 
 def home_for(user: User) -> str:
