@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -358,6 +358,33 @@ class Groups:
         self._waiting: dict[int, list[_Tap]] = {}
         self._running: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._trying: dict[int, int] = {}  # taps of each drop between their turn and their answer
+        self._left: dict[int, int] = {}  # each drop's coupons left as last seen here (never fewer than there are)
+        self._moved: dict[int, asyncio.Event] = {}  # set when a tap of the drop is answered
+
+    async def turn(self, terms: Terms) -> None:
+        """Wait while the taps already trying on this process are at least as many as the coupons left: one
+        of them answered, the tap goes on (or, the drop now all claimed, the gate refuses it at no cost). A
+        drop's last coupons are then fought over by about as many taps as there are coupons, not by every
+        tap in flight. The caller holds its turn (`trying`) from its return, with no await between."""
+        d = terms.drop_id
+        gate = self.app[GATE]
+        while (not gate.closed(d) and self._trying.get(d, 0) > 0
+               and self._trying[d] >= self._left.get(d, terms.drop["left"])):
+            await self._moved.setdefault(d, asyncio.Event()).wait()
+
+    @contextlib.contextmanager
+    def trying(self, drop_id: int) -> Iterator[None]:
+        self._trying[drop_id] = self._trying.get(drop_id, 0) + 1
+        try:
+            yield
+        finally:
+            self._trying[drop_id] -= 1
+            if not self._trying[drop_id]:
+                del self._trying[drop_id]
+            moved = self._moved.pop(drop_id, None)
+            if moved is not None:
+                moved.set()
 
     async def claim(self, terms: Terms, user: User, key: Claim) -> ClaimResult:
         fut: asyncio.Future[ClaimResult] = asyncio.get_running_loop().create_future()
@@ -394,7 +421,7 @@ class Groups:
         try:
             while group:
                 try:
-                    answers = await self._take(terms, group)
+                    answers, count = await self._take(terms, group)
                 except _Lost as lost:
                     for tap in group:
                         if tap.key.key_id in lost.key_ids and not tap.future.done():
@@ -404,7 +431,9 @@ class Groups:
                 for tap, answer in zip(group, answers, strict=True):
                     if not tap.future.done():
                         tap.future.set_result(answer)
-                if any(isinstance(a, Refused) and isinstance(a.error, AllClaimed) for a in answers):
+                left = max(0, terms.drop["quantity"] - count)
+                self._left[terms.drop_id] = min(left, self._left.get(terms.drop_id, left))
+                if not left or any(isinstance(a, Refused) and isinstance(a.error, AllClaimed) for a in answers):
                     self.app[GATE].saw_all_claimed(terms.drop_id)
                 if any(isinstance(a, Got) for a in answers):
                     await live.claimed(self.app, terms.broadcast_id)
@@ -424,7 +453,7 @@ class Groups:
             if self._waiting.get(terms.drop_id) and self._running.get(terms.drop_id, 0) < self.PARALLEL:
                 self._next(terms)
 
-    async def _take(self, terms: Terms, group: list[_Tap]) -> list[ClaimResult]:
+    async def _take(self, terms: Terms, group: list[_Tap]) -> tuple[list[ClaimResult], int]:
         """One transaction: the group's claims (`take_many`) and every tap's kept answer."""
         now = utcnow()
         async with transaction(self.app) as uow:
@@ -441,7 +470,7 @@ class Groups:
             lost = await complete_keys(uow, [(t.key, a.status, a.body) for t, a in zip(group, answers, strict=True)])
             if lost:
                 raise _Lost(lost)
-        return answers
+        return answers, count
 
 
 GROUPS = web.AppKey("coupons_claim_groups", Groups)
@@ -450,7 +479,9 @@ GROUPS = web.AppKey("coupons_claim_groups", Groups)
 async def claim_once(app: web.Application, user: User, drop_id: int, idempotency_key: str | None) -> ClaimResult:
     """Claim with an Idempotency-Key, for the HTTP route and the socket event alike.
 
-    1. A drop this process saw all claimed: refused at once (nothing written), unless the key is stored.
+    1. A drop this process saw all claimed: refused at once (nothing written), unless the key is stored. A
+       tap that comes while as many taps as there are coupons left are trying here waits for one of them
+       first (`Groups.turn`).
     2. Its own statement: the key "in progress" (the unique constraint decides who is first), or what a
        stored key means: a replay, a key used for another drop (422), one still running (409).
     3. With the taps on the same drop that came meanwhile (`Groups`), one transaction: the claims
@@ -459,9 +490,18 @@ async def claim_once(app: web.Application, user: User, drop_id: int, idempotency
     key = order_rules.parse_idempotency_key(idempotency_key)
     if key is None:
         raise ClaimKeyMissing()
-    gate = app[GATE]
+    gate, groups = app[GATE], app[GROUPS]
+    known_terms = gate.terms.get(drop_id)
+    if known_terms is not None:
+        await groups.turn(known_terms)
     if gate.closed(drop_id) and not await app[KEY_CHECKS].known(user.id, key):
         raise AllClaimed()
+    with groups.trying(drop_id):
+        return await _claim_with_key(app, user, drop_id, key)
+
+
+async def _claim_with_key(app: web.Application, user: User, drop_id: int, key: str) -> ClaimResult:
+    gate = app[GATE]
     config = app[AppKeys.config]
     async with statements(app) as uow:
         claim = await claim_key(uow, user.id, key, _fingerprint(drop_id), utcnow(),

@@ -161,3 +161,19 @@ async def test_a_template_drop_of_one_goes_to_one_of_many(
     assert all(isinstance(a, Got) or getattr(a, "error", a).code == "all_claimed" for a in answers)
     assert (await _rows(db, drop.id))[0] == 1
     assert await db.scalar(select(func.count()).select_from(ClaimedCoupon).where(ClaimedCoupon.drop_id == drop.id)) == 1
+
+
+async def test_taps_beyond_the_coupons_left_wait_their_turn_and_take_no_key(
+        server: TestServer, db: AsyncSession, open_drop: CouponDrop, viewers: list[User]) -> None:
+    """Five coupons; one claimed already. Eleven viewers tap at once: four try (one per coupon left) and win,
+    the seven others wait, then are refused by the gate without a key written or a transaction run."""
+    app = server.app
+    assert isinstance(await claiming.claim_once(app, viewers[0], open_drop.id, "first"), Got)
+    answers = await asyncio.gather(*[claiming.claim_once(app, u, open_drop.id, f"k{u.id}") for u in viewers[1:]],
+                                   return_exceptions=True)
+    assert sum(isinstance(a, Got) for a in answers) == 4
+    refused = [a for a in answers if not isinstance(a, Got)]
+    assert len(refused) == 7 and all(isinstance(a, claiming.AllClaimed) for a in refused)  # raised: nothing kept
+    await fresh(db)
+    assert await db.scalar(select(func.count()).select_from(IdempotencyKey)) == 5
+    assert (await _rows(db, open_drop.id))[0] == 5
