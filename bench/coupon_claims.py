@@ -441,7 +441,8 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                       file=sys.stderr, flush=True)
                 result["claims"] = await claim_phase(args, db.url, seeded, servers, viewers)
             if not args.no_race:
-                racers = await sign_in_guests(bases, args.race_coupons, signin, retries=2, failures=failures)
+                racers = await sign_in_guests(bases, args.race_coupons, signin, retries=2, failures=failures,
+                                              names="구매자")
                 print(f"  {backend}: the race: {args.race_coupons} viewers claim, then "
                       f"{args.race_coupons * args.race_tries} purchases", file=sys.stderr, flush=True)
                 result["race_claims"], result["race"] = await race_phase(args, db.url, seeded, servers, racers)

@@ -286,8 +286,9 @@ class Buyer:
 
 async def sign_in_guests(base: str | Sequence[str], n: int, concurrency: int,
                          progress: Callable[[int, int], None] | None = None, retries: int = 0,
-                         failures: list[str] | None = None) -> list[Buyer]:
-    """`n` guest viewers signed in, at most `concurrency` at a time (viewer i on server i mod servers);
+                         failures: list[str] | None = None, names: str = "손님") -> list[Buyer]:
+    """`n` guest viewers signed in (named `names` + i: a name is one viewer's), at most `concurrency` at a
+    time (viewer i on server i mod servers);
     `progress(done, n)` is called after each one. A sign-in answered with a 5xx is tried again up to
     `retries` times (each failure noted in `failures`); any other failure stops the run."""
     bases = [base] if isinstance(base, str) else list(base)
@@ -303,7 +304,7 @@ async def sign_in_guests(base: str | Sequence[str], n: int, concurrency: int,
                 async with http.get(f"{at}/api/v1/auth/session") as resp:
                     first = resp.cookies["lc_session"].value
                     csrf = (await resp.json())["csrf_token"]
-                async with http.post(f"{at}/api/v1/auth/guest", json={"nickname": f"손님{i}"},
+                async with http.post(f"{at}/api/v1/auth/guest", json={"nickname": f"{names}{i}"},
                                      headers={"Cookie": f"lc_session={first}", "X-CSRF-Token": csrf}) as resp:
                     if resp.status == 201:
                         data = await resp.json()

@@ -17,6 +17,7 @@ from sessions import services as broadcasts
 
 from . import claiming, claims, giveaways, live
 from .models import EntryMode
+from .redemption import REDEMPTION_ERRORS
 from .schemas import (
     ClaimIn,
     CouponsLeftOut,
@@ -144,3 +145,4 @@ def setup(app: web.Application) -> None:
                                          "`{broadcast_id, giveaway_id, number}`"),
     ]
     parts.payload_models += [DropOut, GiveawayOut]
+    parts.add_errors("buy", REDEMPTION_ERRORS)

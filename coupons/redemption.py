@@ -52,6 +52,11 @@ class CouponRefused(AppError):
     """A coupon picked at purchase cannot be used: the purchase is refused, nothing is written."""
 
 
+# What the pricer may refuse a purchase with (the `buy` event and the purchase route answer them).
+REDEMPTION_ERRORS = ("coupon_not_found", "not_your_coupon", "coupon_used", "coupon_expired", "out_of_scope",
+                     "below_minimum", "not_combinable")
+
+
 def _refuse(code: str, message: str, **params: object) -> CouponRefused:
     return CouponRefused.with_params(message, code, params)
 

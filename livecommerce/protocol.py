@@ -4,6 +4,7 @@ declarations and pydantic models that validate the payloads, gathered from every
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -33,7 +34,8 @@ def _fields(model: type[BaseModel]) -> list[str]:
 
 def events(parts: LiveParts) -> list[EventSpec]:
     """Every client→server event of the namespace, across the domains' event groups."""
-    specs = [spec for group in parts.groups for spec in declared_events(group)]
+    specs = [dataclasses.replace(spec, errors=(*spec.errors, *parts.more_errors.get(spec.name, ())))
+             for group in parts.groups for spec in declared_events(group)]
     return sorted(specs, key=lambda s: (s.name.count(":"), s.name))
 
 

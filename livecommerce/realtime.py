@@ -183,6 +183,11 @@ class LiveParts:
     server_events: list[ServerEvent] = field(default_factory=lambda: [
         ServerEvent(SESSION_ENDED, SessionEndedOut, "a socket whose session has ended, at its next event")])
     payload_models: list[type[BaseModel]] = field(default_factory=list)
+    # error codes an event of one domain may answer because of another's hook (a pricer refusing a `buy`)
+    more_errors: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def add_errors(self, event_name: str, codes: Sequence[str]) -> None:
+        self.more_errors[event_name] = (*self.more_errors.get(event_name, ()), *codes)
 
 
 LIVE_NAMESPACE = "/live"

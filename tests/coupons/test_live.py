@@ -19,8 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from coupons import claims, draw, live
 from coupons.models import ClaimedCoupon, ClaimState, CouponDrop, CouponTemplate
+from coupons.redemption import REDEMPTION_ERRORS
+from livecommerce.app import live_parts_of_domains
 from livecommerce.db import utcnow
 from livecommerce.models import User
+from livecommerce.protocol import events
 from orders.models import Purchase, PurchaseLine
 from tests.orders.support import order
 from tests.support import World, browser_session, fresh, guest, sign_in, signed_in, viewer
@@ -266,3 +269,8 @@ async def test_a_crowd_joining_at_once_is_answered(server: TestServer, world: Wo
     finally:
         for v in crowd:
             await v.sio.disconnect()
+
+
+def test_the_buy_event_documents_what_the_coupon_pricer_may_refuse() -> None:
+    buy = next(spec for spec in events(live_parts_of_domains()) if spec.name == "buy")
+    assert set(REDEMPTION_ERRORS) <= set(buy.errors) and "sold_out" in buy.errors
