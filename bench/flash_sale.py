@@ -259,7 +259,8 @@ def main() -> int:
                                                       "postgresql+asyncpg://postgres@127.0.0.1:5432/test"),
                    help="a PostgreSQL database to connect to; the benchmark creates and drops its own next to it")
     p.add_argument("--attempts", type=int, default=5000)
-    p.add_argument("--buyers", type=int, default=500)
+    p.add_argument("--buyers", type=int, default=5000,
+                   help="distinct buyers (attempt i by buyer i mod buyers): as many as attempts, as in a real sale")
     p.add_argument("--concurrency", type=int, default=200)
     p.add_argument("--rate", type=float, default=5000.0, help="attempts sent per second")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
