@@ -38,11 +38,45 @@ B = TypeVar("B")
 Q = TypeVar("Q")
 
 
+# What counts as blank: every character some regular-expression engine calls white space (Unicode's
+# White_Space, which trimming removes, ECMA-262's `\s`, which adds U+FEFF, and Python's, which adds U+001C to
+# U+001F), so that the document's `NOT_BLANK` pattern means the same to every client that reads it.
+BLANK = frozenset("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff"
+                  + "".join(chr(c) for c in range(0x2000, 0x200B)))
+
+
+def _text_problem(value: Any, needs_text: bool) -> str | None:
+    """Why a request string (or list of strings) cannot be stored: a NUL character (no database column
+    holds one), or only blank characters where text is required."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "cannot contain the NUL character"
+            if needs_text and item and all(ch in BLANK for ch in item):
+                return "cannot be blank"
+    return None
+
+
 class Strict(BaseModel):
     """Request bodies refuse fields they do not know: a typo is an error, not silently ignored. A JSON body
-    is read in strict mode (`_parse_body`): a number is a number, not `true`, `"2"` or `2.0`."""
+    is read in strict mode (`_parse_body`): a number is a number, not `true`, `"2"` or `2.0`. Strings are
+    trimmed; none may hold a NUL character, and one that needs at least a character needs one that is not
+    blank (the document says both, `_text_rules`)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str | list) or info.field_name is None:
+            return value
+        field_info = cls.model_fields[info.field_name]
+        needs_text = any(getattr(m, "min_length", 0) for m in field_info.metadata)
+        problem = _text_problem(value, needs_text)
+        if problem is not None:
+            raise PydanticCustomError("text", problem)
+        return value
 
 
 def _without_null(schema: dict[str, Any], model: type[BaseModel]) -> None:
@@ -293,7 +327,8 @@ class Api:
             paths.setdefault(ep.path, {})[ep.method.lower()] = self._operation(ep, ref, schemas)
         _apply_limits(schemas, limits or {})
         _apply_limits(paths, limits or {})
-        _not_blank(schemas)
+        _text_rules(schemas)
+        _text_rules(paths)
         return {
             "openapi": "3.1.0",
             "info": {"title": "livecommerce API", "version": "1",
@@ -403,22 +438,27 @@ def _apply_limits(node: Any, limits: Mapping[str, int]) -> None:
             _apply_limits(value, limits)
 
 
-# Request strings are trimmed before they are checked (`Strict`): a required text must hold something that is
-# not white space. As a pattern: one character outside ECMA-262's `\s` and the few more Python trims.
-NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+# Request strings (`Strict`): no NUL character anywhere, and a required text holds a character that is not
+# blank (`BLANK`). As patterns, for every engine: outside `\s` and the few characters some engines leave out.
+NO_NUL = r"^[^\x00]*$"
+NOT_BLANK = r"^[^\x00]*[^\s\x00\x1c-\x1f\x85\ufeff][^\x00]*$"
 
 
-def _not_blank(node: Any) -> None:
-    """Give every string schema that needs at least one character the `NOT_BLANK` pattern (when it has no
-    pattern of its own), so that the document says what trimming makes of "  "."""
+def _text_rules(node: Any) -> None:
+    """Say in the document what `Strict` refuses in strings: every string schema gets `NOT_BLANK` (when it
+    needs a character) or `NO_NUL` as its pattern, or, when it has a pattern of its own, `NO_NUL` beside it."""
     if isinstance(node, dict):
-        if node.get("type") == "string" and node.get("minLength", 0) >= 1 and "pattern" not in node:
-            node["pattern"] = NOT_BLANK
-        for value in node.values():
-            _not_blank(value)
+        if node.get("type") == "string" and "enum" not in node and "const" not in node:
+            if "pattern" not in node:
+                node["pattern"] = NOT_BLANK if node.get("minLength", 0) >= 1 else NO_NUL
+            elif node["pattern"] not in (NO_NUL, NOT_BLANK):
+                node.setdefault("allOf", []).append({"pattern": NO_NUL})
+        for key, value in node.items():
+            if key != "allOf":
+                _text_rules(value)
     elif isinstance(node, list):
         for value in node:
-            _not_blank(value)
+            _text_rules(value)
 
 
 _STATUS_TEXT = {400: "Bad request", 401: "Not signed in", 403: "Not allowed, or CSRF check failed",

@@ -130,7 +130,9 @@ def make_api() -> Api:
         return session_out(call.request)
 
     @api.route("POST", "/auth/guest", access=PUBLIC, tag="accounts", body=GuestIn, response=SessionOut,
-               status=201, throttled=True, summary="Join as a guest viewer with a nickname")
+               status=201, throttled=True, errors=[409],
+               summary="Join as a guest viewer with a nickname (409: it reads as staff's, a host's, a stall's or "
+                       "another guest's)")
     async def join_guest(call: Call[GuestIn, None]) -> SessionOut:
         user = await guest_join(call.request, call.body.nickname)
         sign_in(call.request, user)

@@ -183,3 +183,21 @@ async def test_a_year_outside_the_calendar_is_refused_not_overflowing(client: Te
             headers={"X-CSRF-Token": token})
         assert resp.status == 422, await resp.text()
         assert (await resp.json())["error"]["code"] == "invalid_time"
+
+
+@pytest.mark.parametrize(("body", "problem"), [({"name_ko": "만두\u0000"}, "cannot contain the NUL character"),
+                                               ({"unit_en": "\u001d"}, "cannot be blank"),
+                                               ({"name_en": "\ufeff"}, "cannot be blank")])
+async def test_text_that_cannot_be_stored_is_a_422_not_a_500(client: TestClient, world: World,
+                                                             body: dict[str, Any], problem: str) -> None:
+    token = await sign_in(client, "staff")
+    resp = await client.patch(f"/api/v1/products/{world.products[0].id}", json=body, headers={"X-CSRF-Token": token})
+    assert resp.status == 422, await resp.text()
+    details = (await resp.json())["error"]["details"]
+    assert [(d["field"], d["problem"]) for d in details] == [(next(iter(body)), problem)]
+
+
+async def test_the_document_says_what_text_is_refused(client: TestClient) -> None:
+    schemas = (await _doc(client))["components"]["schemas"]
+    assert schemas["ProductPatch"]["properties"]["name_ko"]["pattern"].startswith("^[^\\x00]*[^\\s")
+    assert schemas["ProductPatch"]["properties"]["description_ko"]["pattern"] == "^[^\\x00]*$"

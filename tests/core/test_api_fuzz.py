@@ -21,6 +21,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from livecommerce.auth import COOKIE
+from tests.conftest import BACKENDS
 from tests.support import World, cookie_of, csrf, sign_in
 
 EXAMPLES = int(os.environ.get("LIVECOMMERCE_FUZZ_EXAMPLES", "8"))
@@ -30,6 +31,12 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")  # the expected statuses,
 ROOT = Path(__file__).resolve().parents[2]  # where `tests.core.fuzz_checks` is imported from
 # Routes that end the caller's session (or every session of an account): not fuzzed while signed in.
 SESSION_ENDING = ("logout", "logout_everywhere", "change_password", "end_user_sessions")
+
+
+@pytest.fixture(params=BACKENDS[-1:])
+def backend(request: pytest.FixtureRequest) -> str:
+    """One backend is enough for the fuzzing: PostgreSQL and Redis when they are configured."""
+    return str(request.param)
 
 
 async def _credentials(client: TestClient, who: str) -> tuple[str | None, str]:
