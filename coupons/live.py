@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from livecommerce.caches import Changed
 from livecommerce.db import utcnow
 from livecommerce.keys import AppKeys
 from livecommerce.realtime import SocketUser
@@ -40,6 +42,54 @@ class CouponsLive:
 
 
 LIVE = web.AppKey("coupons_live", CouponsLive)
+
+
+class Keywords:
+    """Each broadcast's open keyword giveaways, `(id, keyword)`, as read at most `ttl` seconds ago, so that a
+    chat message costs no read unless it carries a keyword. Kept on the app's caches watching the giveaways:
+    forgotten after a commit that changes one (here at once, on the other processes through Redis); an entry
+    it lets through is checked again in the entry's own transaction. Concurrent callers share one read."""
+
+    def __init__(self, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: dict[int, tuple[float, list[tuple[int, str]]]] = {}
+        self._reading: dict[int, asyncio.Task[list[tuple[int, str]]]] = {}
+        self._generation = 0
+
+    async def get(self, app: web.Application, broadcast_id: int) -> list[tuple[int, str]]:
+        hit = self._entries.get(broadcast_id)
+        if hit is not None and hit[0] > self.clock():
+            return hit[1]
+        task = self._reading.get(broadcast_id)
+        if task is None:
+            task = self._reading[broadcast_id] = asyncio.ensure_future(self._read(app, broadcast_id))
+        return await asyncio.shield(task)
+
+    async def _read(self, app: web.Application, broadcast_id: int) -> list[tuple[int, str]]:
+        generation = self._generation
+        try:
+            async with app[AppKeys.reader]() as db:
+                found = [(g.id, g.keyword or "") for g in await giveaways.open_in(db, broadcast_id, keyword_only=True)]
+            if generation == self._generation:  # not forgotten meanwhile: the read may predate a commit
+                if len(self._entries) >= 10_000:
+                    self._entries.clear()
+                self._entries[broadcast_id] = (self.clock() + self.ttl, found)
+            return found
+        finally:
+            self._reading.pop(broadcast_id, None)
+
+    def forget(self, changed: Changed) -> None:
+        self._generation += 1
+        keys = changed.get("giveaways", frozenset())
+        if keys is None:
+            self._entries.clear()
+            return
+        for k in keys:
+            self._entries.pop(int(k), None)
+
+
+KEYWORDS = web.AppKey("coupons_keywords", Keywords)
 
 
 # -- pushed to the room ------------------------------------------------------------------------------------
@@ -125,25 +175,28 @@ async def on_transition(app: web.Application, broadcast_id: int, state: Broadcas
 
 
 async def on_chat(app: web.Application, broadcast_id: int, who: SocketUser, text: str) -> None:
-    """A keyword giveaway: typing the keyword in chat enters (once; later messages change nothing)."""
+    """A keyword giveaway: typing the keyword in chat enters (once; later messages change nothing). The open
+    keyword giveaways are kept (`Keywords`): a message without a keyword reads nothing."""
     if who.user_id is None:
         return
-    async with app[AppKeys.reader]() as db:
-        open_ = [g for g in await giveaways.open_in(db, broadcast_id, keyword_only=True)
-                 if giveaways.keyword_matches(g.keyword, text)]
-    for g in open_:
+    matching = [gid for gid, keyword in await app[KEYWORDS].get(app, broadcast_id)
+                if giveaways.keyword_matches(keyword, text)]
+    for gid in matching:
         user = await app[AppKeys.accounts].get(app[AppKeys.hot], who.user_id, None)
         if user is None or not giveaways.may_enter(user):
             return
         try:
             async with app[AppKeys.db].begin() as db:
+                g = await db.get(Giveaway, gid)
+                if g is None:
+                    continue
                 entry = await giveaways.add_entry(db, g, user.id, utcnow())
                 number = entry.number
         except Exception as exc:  # already entered, or closed meanwhile: the chat message stands
-            log.debug("keyword entry refused", extra={"giveaway": g.id, "reason": getattr(exc, "code", "")})
+            log.debug("keyword entry refused", extra={"giveaway": gid, "reason": getattr(exc, "code", "")})
             continue
         await entered(app, broadcast_id)
-        await app[AppKeys.sio].emit("you:entered", {"broadcast_id": broadcast_id, "giveaway_id": g.id,
+        await app[AppKeys.sio].emit("you:entered", {"broadcast_id": broadcast_id, "giveaway_id": gid,
                                                     "number": number},
                                     room=user_room(user.id), namespace=NAMESPACE)
 

@@ -274,3 +274,45 @@ async def test_a_crowd_joining_at_once_is_answered(server: TestServer, world: Wo
 def test_the_buy_event_documents_what_the_coupon_pricer_may_refuse() -> None:
     buy = next(spec for spec in events(live_parts_of_domains()) if spec.name == "buy")
     assert set(REDEMPTION_ERRORS) <= set(buy.errors) and "sold_out" in buy.errors
+
+
+async def test_typing_the_keyword_in_chat_enters_once_and_other_messages_read_nothing(
+        server: TestServer, world: World, db: AsyncSession, monkeypatch: Any) -> None:
+    reads: list[int] = []
+    open_in = live.giveaways.open_in
+
+    async def counted(session: AsyncSession, broadcast_id: int, keyword_only: bool = False) -> list[Any]:
+        reads.append(broadcast_id)
+        return await open_in(session, broadcast_id, keyword_only)
+
+    monkeypatch.setattr(live.giveaways, "open_in", counted)
+    host = await signed_in(server, "host")
+    fan = await signed_in(server, "viewer")
+    try:
+        for who in (host, fan):
+            assert (await who.call("join", {"broadcast_id": world.live.id}))["ok"]
+
+        async def say(text: str) -> None:
+            sent = await fan.call("chat:send", {"broadcast_id": world.live.id, "text": text})
+            assert sent["ok"], sent
+
+        await say("안녕하세요")  # no keyword giveaway yet: that is read once, then kept
+        await say("만두 맛있어요")
+        assert reads == [world.live.id]
+        started = await host.call("host:giveaway_start", {"broadcast_id": world.live.id, "prize_ko": "참기름 한 병",
+                                                          "mode": "keyword", "keyword": "참기름", "minutes": 3})
+        assert started["ok"], started
+        await say("#참기름 주세요")  # the start was committed: the kept answer was forgotten, the keyword counts
+        await fan.wait_for(lambda: bool(fan.other.get("you:entered")))
+        assert fan.other["you:entered"] == [{"broadcast_id": world.live.id, "giveaway_id": started["data"]["id"],
+                                             "number": 1}]
+        await say("참기름")  # entered already: nothing more
+        await say("좋아요")
+    finally:
+        for who in (host, fan):
+            await who.sio.disconnect()
+    assert len(fan.other["you:entered"]) == 1
+    await fresh(db)
+    g = await db.get(live.Giveaway, started["data"]["id"])
+    assert g is not None and g.entries == 1
+    assert len(reads) == 3  # read again after the start and after the entry (each commit forgets it), not per message
