@@ -34,8 +34,9 @@ from .caches import Caches, Watch
 from .config import Config
 from .db import make_engine, make_sessionmaker
 from .errors import N_, AppError, NotFound, Unavailable, error_body, status_for
+from .fanout import FastRedisManager
 from .hot import HotPath
-from .internals import close_engineio_socket, close_redis_manager, engineio_sockets
+from .internals import close_engineio_socket, close_redis_manager, engineio_sockets, start_manager
 from .keys import AppKeys, state
 from .metrics import make_metrics
 from .models import User
@@ -280,6 +281,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     client = Redis.from_url(url, decode_responses=True, health_check_interval=30)
     app[AppKeys.redis] = client
     app[THROTTLE].redis = client
+    start_manager(app[AppKeys.sio])  # listen to the bus from the start: `/healthz` says whether it is heard
     yield
     await client.aclose()
     await close_redis_manager(app[AppKeys.sio].manager)
@@ -334,6 +336,8 @@ def create_app(config: Config) -> web.Application:
     sio = make_sio(config)
     sio.attach(app)
     app[AppKeys.sio] = sio
+    if isinstance(sio.manager, FastRedisManager):
+        sio.manager.bus.metrics = app[AppKeys.metrics]
 
     app.cleanup_ctx.append(logs.flush_periodically)
     app.cleanup_ctx.append(_database)

@@ -29,6 +29,14 @@ python-socketio 5.18
   whose `host_id` is its own and hands the others to `_handle_emit` (`pubsub_emit_parts`).
 - `AsyncRedisManager.redis` (undocumented): the manager's own Redis client, which it never closes
   (`close_redis_manager`).
+- `AsyncRedisManager._redis_listen_with_retries()` (private): the async generator its `_listen` reads the
+  pub/sub messages from; `_redis_connect()` (private) makes a new client and its `pubsub`;
+  `channel`. Upstream waits 1, 2, 4 … 60 s between attempts after Redis is lost, so a process can stay
+  off the bus for a minute after Redis is back: `redis_listen` replaces it with a short, constant wait
+  and tells the manager when the subscription is lost and when it is back (`FastRedisManager`).
+- `AsyncServer.manager_initialized` and `manager.initialize()`: the manager starts listening at the
+  first connection unless started before (`start_manager`: the bus is listened to from startup, so that
+  `/healthz` can say whether it is).
 
 aiohttp 3.14
 - `WebSocketResponse(compress=False)` refuses per-message-deflate, so no compression state is kept per
@@ -52,7 +60,7 @@ import asyncio
 import contextlib
 import json
 import struct
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, cast
 
@@ -177,6 +185,44 @@ def pubsub_emit_parts(event: str, namespace: str, room: str) -> tuple[str, str]:
                "room": room, "skip_sid": None, "callback": None, "host_id": "room-stream"}
     before, after = json.dumps(message, ensure_ascii=False, separators=(",", ":")).split(json.dumps(_DATA))
     return before, after
+
+
+# -- listening to the bus ----------------------------------------------------------------------------
+
+
+async def redis_listen(manager: Any, retry_seconds: float, on_subscribed: Callable[[], Awaitable[None]],
+                       on_lost: Callable[[BaseException], None]) -> AsyncIterator[Any]:
+    """What `AsyncRedisManager._redis_listen_with_retries` yields (every pub/sub message), but trying again
+    every `retry_seconds` after Redis is lost instead of waiting longer each time, closing the client it
+    gives up on, and calling `on_subscribed()` once the channel is subscribed (before any message that
+    follows is yielded) and `on_lost(exc)` when the subscription is lost or cannot be made."""
+    while True:
+        try:
+            manager._redis_connect()  # a new client and pub/sub each attempt, as upstream
+            await manager.pubsub.subscribe(manager.channel)
+            await on_subscribed()
+            async for message in manager.pubsub.listen():
+                yield message
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            on_lost(exc)
+            await _close_quietly(manager)
+            await asyncio.sleep(retry_seconds)
+
+
+async def _close_quietly(manager: Any) -> None:
+    for closing in (getattr(manager, "pubsub", None), getattr(manager, "redis", None)):
+        if closing is not None:
+            with contextlib.suppress(Exception):
+                await closing.aclose()
+
+
+def start_manager(sio: socketio.AsyncServer) -> None:
+    """Start the client manager now (its pub/sub listener, with Redis) rather than at the first connection."""
+    if not sio.manager_initialized:
+        sio.manager_initialized = True
+        sio.manager.initialize()
 
 
 # -- shutting down ------------------------------------------------------------------------------------

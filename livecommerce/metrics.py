@@ -16,6 +16,10 @@ class Metrics:
     sockets_connected: Gauge
     socket_events: Counter
     errors: Counter
+    bus_up: Gauge
+    bus_outages: Counter
+    bus_reconnections: Counter
+    bus_events_filled: Counter
     _children: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
 
     def answered(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -42,4 +46,12 @@ def make_metrics() -> Metrics:
         socket_events=Counter("livecommerce_socket_events", "Socket events handled", ["event", "outcome"],
                               registry=reg),
         errors=Counter("livecommerce_errors", "Errors answered, by code", ["code"], registry=reg),
+        bus_up=Gauge("livecommerce_bus_up", "1 while this process is subscribed to the Redis bus", registry=reg),
+        bus_outages=Counter("livecommerce_bus_outages", "Times this process lost the Redis bus", registry=reg),
+        bus_reconnections=Counter("livecommerce_bus_reconnections",
+                                  "Times this process subscribed to the Redis bus again after losing it",
+                                  registry=reg),
+        bus_events_filled=Counter("livecommerce_bus_events_filled",
+                                  "Room events read from the room's stream because the bus did not bring them",
+                                  registry=reg),
     )

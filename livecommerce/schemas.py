@@ -118,3 +118,5 @@ class HealthOut(BaseModel):
     status: str
     database: str
     redis: str
+    bus: str = Field(description="`ok` while this process hears the Redis bus, `down` until it does again "
+                                 "(503), `off` without Redis")

@@ -16,6 +16,7 @@ from .api import Api, Call
 from .auth import PUBLIC, SIGNED_IN, STAFF, Session, access
 from .db import utcnow
 from .errors import N_, AppError, InvalidCredentials, TooManyAttempts
+from .fanout import bus_state
 from .keys import AppKeys, state
 from .models import Market, Merchant, Product, Role, User
 from .schemas import (
@@ -269,6 +270,9 @@ async def healthz(request: web.Request) -> web.Response:
         except Exception as exc:
             out["redis"] = f"error: {type(exc).__name__}"
             out["status"] = "error"
+    out["bus"] = bus_state(app[AppKeys.sio])  # room events reach this process's viewers only while "ok"
+    if out["bus"] == "down":
+        out["status"] = "error"
     HealthOut.model_validate(out)
     return web.json_response(out, status=200 if out["status"] == "ok" else 503)
 

@@ -100,12 +100,24 @@ async def check_can_write(db: AsyncSession, broadcast_id: int, author: Author, n
     raise Forbidden(N_("You are muted for %(minutes)s more minutes."), code="muted", minutes=minutes)
 
 
-async def post(db: AsyncSession, b: Broadcast, author: Author, text: str, now: datetime) -> ChatMessage:
+async def post(db: AsyncSession, b: Broadcast, author: Author, text: str, now: datetime,
+               client_id: str | None = None) -> ChatMessage:
     m = ChatMessage(broadcast_id=b.id, user_id=author.user_id, author_name=author.name,
-                    author_role=author.role.value, text=text, created_at=now)
+                    author_role=author.role.value, text=text, created_at=now, client_id=client_id)
     db.add(m)
     await db.flush()
     return m
+
+
+async def by_client_id(db: AsyncSession, user_id: int, client_id: str) -> ChatMessage | None:
+    """The author's message sent with this id, if any (a repeated send is the same message)."""
+    return await db.scalar(select(ChatMessage).where(ChatMessage.user_id == user_id,
+                                                     ChatMessage.client_id == client_id))
+
+
+async def discard(db: AsyncSession, message_id: int) -> None:
+    """Take back a message that reached no one (the room could not be told): it does not stand."""
+    await db.execute(delete(ChatMessage).where(ChatMessage.id == message_id))
 
 
 async def recent(db: AsyncSession, broadcast_id: int, limit: int) -> list[ChatMessage]:

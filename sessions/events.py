@@ -8,16 +8,17 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
 from livecommerce.auth import HOST, PUBLIC, SIGNED_IN
 from livecommerce.db import utcnow
-from livecommerce.errors import N_, AppError
+from livecommerce.errors import N_, AppError, Unavailable
 from livecommerce.keys import AppKeys
 from livecommerce.models import Role
 from livecommerce.realtime import EventGroup, Namespace, ServerEvent, SocketUser, event, live_parts
 
 from . import chat, schemas, services
-from .models import STATE_LABELS, Broadcast, BroadcastState
+from .models import STATE_LABELS, Broadcast, BroadcastState, ChatMessage
 from .room import (
     NAMESPACE,
     ROOM_PREFIX,
@@ -97,12 +98,14 @@ class RoomEvents(EventGroup):
         if p.since is not None:
             rec = await rt.stream.since(b.id, p.since.epoch, p.since.offset)
             if rec.recovered:
+                rt.joined_at(b.id, rec.epoch, rec.offset)
                 out.update(recovered=True, events=[e.wire() for e in rec.events],
                            position={"epoch": rec.epoch, "offset": rec.offset})
                 out["counts"] = await rt.counts(b.id)
                 return out
             out["reason"] = rec.reason
         epoch, offset = await rt.stream.position(b.id)
+        rt.joined_at(b.id, epoch, offset)
         async with self.app[AppKeys.reader]() as db:
             history = await chat.recent(db, b.id, self.app[AppKeys.config].room.history)
         out.update(recovered=False, chat=[chat.message_out(m) for m in history],
@@ -126,13 +129,20 @@ class RoomEvents(EventGroup):
 
     @event("chat:send", access=SIGNED_IN, payload=ChatIn,
            errors=("not_in_room", "broadcast_not_found", "empty_message", "message_too_long", "bad_characters",
-                   "chat_closed", "blocked_word", "slow_mode", "rate_limited", "muted", "banned"))
+                   "chat_closed", "blocked_word", "slow_mode", "rate_limited", "muted", "banned", "unavailable"))
     async def chat_send(self, sid: str, who: SocketUser, p: ChatIn) -> dict[str, Any]:
-        """Send a chat message to the room (signed-in viewers, hosts and staff)."""
+        """Send a chat message to the room (signed-in viewers, hosts and staff). Answered `ok` once every
+        viewer will get it; `unavailable` means nobody got it and it was not kept: send it again. With
+        `client_id`, a send repeated with the same id is the same message and gets the same answer."""
         self._in_room(sid, p.broadcast_id)
+        assert who.user_id is not None and who.role is not None
+        if p.client_id is not None:
+            async with self.app[AppKeys.reader]() as db:
+                sent = await chat.by_client_id(db, who.user_id, p.client_id)
+            if sent is not None:
+                return await self._send_again(sent, p.client_id)
         cfg = self.app[AppKeys.config].room
         text = chat.clean_text(p.text, cfg.chat_max_length)
-        assert who.user_id is not None and who.role is not None
         author = chat.Author(who.user_id, who.name, who.role)
         now = utcnow()
         rt = self.rooms_rt
@@ -153,15 +163,38 @@ class RoomEvents(EventGroup):
             if not await rt.allow(f"chat:{who.user_id}", cfg.chat_rate_per_second, cfg.chat_burst):
                 raise AppError(N_("You are sending messages too fast. Wait a moment."), code="rate_limited",
                                status=429)
-        async with self.app[AppKeys.db].begin() as db:
-            m = await chat.post(db, b, author, text, now)
-            payload = chat.message_out(m)
-        env = await publish(self.app, b.id, "chat", payload)
+        # Written first (a viewer joining now reads it from the history), then sent to the room; if the
+        # room cannot be told, the message is taken back and the sender asked to send it again.
+        try:
+            async with self.app[AppKeys.db].begin() as db:
+                m = await chat.post(db, b, author, text, now, p.client_id)
+                payload = chat.message_out(m)
+        except IntegrityError:
+            if p.client_id is None:
+                raise
+            async with self.app[AppKeys.reader]() as db:  # the same send, made at the same moment
+                sent = await chat.by_client_id(db, who.user_id, p.client_id)
+            if sent is None:
+                raise
+            return await self._send_again(sent, p.client_id)
+        try:
+            env = await publish(self.app, b.id, "chat", payload, key=_chat_key(who.user_id, p.client_id))
+        except Unavailable:
+            async with self.app[AppKeys.db].begin() as db:
+                await chat.discard(db, m.id)
+            raise
         for listener in room_hooks(self.app).on_chat:
             try:
                 await listener(self.app, b.id, who, text)
             except Exception:  # the message is sent: a listener's failure must not turn it into an error
                 log.exception("chat listener failed", extra={"broadcast": b.id})
+        return {"id": m.id, "offset": env.offset}
+
+    async def _send_again(self, m: ChatMessage, client_id: str) -> dict[str, Any]:
+        """A send repeated with its `client_id`: the message's answer. It is sent to the room only if it never
+        was (under its key, the room's stream answers the first sending's position instead)."""
+        assert m.user_id is not None
+        env = await publish(self.app, m.broadcast_id, "chat", chat.message_out(m), key=_chat_key(m.user_id, client_id))
         return {"id": m.id, "offset": env.offset}
 
     @event("heart", access=PUBLIC, payload=HeartIn, errors=("not_in_room",))
@@ -292,6 +325,10 @@ class HostEvents(EventGroup):
             t = await services.host_move(db, broadcast_id, wanted, utcnow(), self.app[AppKeys.config])
         await push_transition(self.app, t.broadcast_id, t.state, t.at)
         return {"broadcast_id": t.broadcast_id, "state": t.state.value, "at": t.at.isoformat()}
+
+
+def _chat_key(user_id: int, client_id: str | None) -> str:
+    return f"chat:{user_id}:{client_id}" if client_id is not None else ""
 
 
 def room_snapshot(b: Broadcast) -> dict[str, Any]:

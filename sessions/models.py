@@ -186,9 +186,11 @@ class LineupItem(Base):
 
 
 class ChatMessage(Base):
-    """Every chat message, kept for replay and audit — with who removed it and why."""
+    """Every chat message, kept for replay and audit — with who removed it and why. `client_id` is the
+    sender's own id for the message: a send repeated with it is the same message (once per author)."""
 
     __tablename__ = "chat_messages"
+    __table_args__ = (UniqueConstraint("user_id", "client_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True)
@@ -196,6 +198,7 @@ class ChatMessage(Base):
     author_name: Mapped[str] = mapped_column(String(64))
     author_role: Mapped[str] = mapped_column(String(20))
     text: Mapped[str] = mapped_column(Text)
+    client_id: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     deleted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)

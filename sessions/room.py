@@ -17,9 +17,13 @@ from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import update
 
 from livecommerce.config import Config
+from livecommerce.errors import Unavailable
+from livecommerce.fanout import FastRedisManager
 from livecommerce.keys import AppKeys
 from livecommerce.realtime import LIVE_NAMESPACE, SocketUser
 
@@ -210,6 +214,20 @@ class RoomRuntime:
     def forget_words(self) -> None:
         self._words = (0.0, [])
 
+    # -- the bus ----------------------------------------------------------------------------------
+
+    async def missed(self, sio_room: str, epoch: str, offset: int) -> list[dict[str, Any]] | None:
+        """The room's events after (epoch, offset), as viewers receive them; None when the stream no longer
+        holds them all (a new epoch, or too old): viewers then ask for the full state."""
+        rec = await self.stream.since(int(sio_room[len(ROOM_PREFIX):]), epoch, offset)
+        return [e.wire() for e in rec.events] if rec.recovered else None
+
+    def joined_at(self, broadcast_id: int, epoch: str, offset: int) -> None:
+        """A viewer on this process joined at (epoch, offset): it gets the room's events after it, in order."""
+        manager = self.app[AppKeys.sio].manager
+        if isinstance(manager, FastRedisManager):
+            manager.seed(NAMESPACE, room(broadcast_id), epoch, offset)
+
     # -- hearts and viewers ---------------------------------------------------------------------
 
     async def add_hearts(self, broadcast_id: int, n: int) -> None:
@@ -292,23 +310,36 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     runtime = RoomRuntime(app, app.get(AppKeys.redis))
     app[ROOMS] = runtime
     runtime._task = asyncio.create_task(runtime.run(), name="livecommerce-room-figures")
+    manager = app[AppKeys.sio].manager
+    if isinstance(manager, FastRedisManager):
+        manager.filler = runtime.missed  # a process back on the bus reads what it missed from the streams
     yield
     runtime._task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await runtime._task
 
 
-async def publish(app: web.Application, broadcast_id: int, type_: str, data: Any) -> Envelope:
+async def publish(app: web.Application, broadcast_id: int, type_: str, data: Any, *, key: str = "") -> Envelope:
     """Give a room event its position in the room's stream and send it to the room, so that every viewer
-    receives the room's events in offset order."""
+    receives the room's events in offset order. Once this returns, every process's viewers get the event
+    (live, or from the stream when a process was away from the bus); when it raises `Unavailable` (Redis
+    did not answer), the event is in no stream and reached no one. With `key`, an event already published
+    under the same key is answered instead (a retried send is the same event)."""
     rt = app[ROOMS]
     stream = rt.stream
     if isinstance(stream, RedisStream):
         manager = app[AppKeys.sio].manager
-        return await stream.publish(broadcast_id, type_, data, channel=manager.channel, namespace=NAMESPACE,
-                                    sio_room=room(broadcast_id))
+        try:
+            return await stream.publish(broadcast_id, type_, data, key=key, channel=manager.channel,
+                                        namespace=NAMESPACE, sio_room=room(broadcast_id))
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # the script runs whole or not at all: a reply lost after it ran is the one case where
+            # the event may stand; a retry under the same key then answers it without a second copy
+            log.warning("room event not published: Redis did not answer",
+                        extra={"broadcast": broadcast_id, "type": type_, "error": type(exc).__name__})
+            raise Unavailable() from exc
     async with rt.lock(broadcast_id):  # one process: publish and send in one go
-        env = await stream.publish(broadcast_id, type_, data)
+        env = await stream.publish(broadcast_id, type_, data, key=key)
         await app[AppKeys.sio].emit("room", env.wire(), room=room(broadcast_id), namespace=NAMESPACE)
     return env
 

@@ -219,6 +219,10 @@ class JoinIn(Strict):
 class ChatIn(Strict):
     broadcast_id: int = Field(ge=1, le=MAX_ID)
     text: str = Field(max_length=2000, description="at most room.chat_max_length characters once trimmed")
+    client_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+                                  description="the sender's own id for this message: a send repeated with the "
+                                              "same id (after a lost answer or an `unavailable` error) is the "
+                                              "same message and gets the same answer")
 
 
 class HeartIn(Strict):

@@ -47,8 +47,11 @@ class Recovery:
     reason: str = ""  # why not recovered: "epoch", "too_old", "too_long", "ahead"
 
 
+DEDUPE_SECONDS = 86_400  # how long an event's key makes a repeat of it the same event
+
+
 class RoomStream(Protocol):
-    async def publish(self, room: int, type_: str, data: Any) -> Envelope: ...
+    async def publish(self, room: int, type_: str, data: Any, *, key: str = "") -> Envelope: ...
 
     async def position(self, room: int) -> tuple[str, int]: ...
 
@@ -84,12 +87,21 @@ class MemoryStream:
         self.epoch = secrets.token_hex(4)
         self._top: dict[int, int] = {}
         self._events: dict[int, deque[Envelope]] = {}
+        self._keys: dict[str, Envelope] = {}
 
-    async def publish(self, room: int, type_: str, data: Any) -> Envelope:
+    async def publish(self, room: int, type_: str, data: Any, *, key: str = "") -> Envelope:
+        """Append an event; with `key`, an event already appended under the same key is answered instead."""
+        if key and key in self._keys:
+            return self._keys[key]
         offset = self._top.get(room, 0) + 1
         self._top[room] = offset
         env = Envelope(self.epoch, offset, type_, data, time.time())
         self._events.setdefault(room, deque(maxlen=self.max_length)).append(env)
+        if key:
+            if len(self._keys) > 100_000:  # one process's memory: forget the oldest keys
+                for old in list(self._keys)[:50_000]:
+                    del self._keys[old]
+            self._keys[key] = env
         return env
 
     async def position(self, room: int) -> tuple[str, int]:
@@ -107,6 +119,14 @@ class MemoryStream:
 
 
 _PUBLISH = """
+if ARGV[9] ~= '' then
+  -- an event sent again under the same key (a retried send) is the one already in the stream
+  local seen = redis.call('GET', KEYS[4])
+  if seen then
+    local at = string.find(seen, ':', 1, true)
+    return {string.sub(seen, 1, at - 1), tonumber(string.sub(seen, at + 1)), 1}
+  end
+end
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   epoch = ARGV[1]
@@ -122,7 +142,10 @@ if ARGV[6] ~= '' then
               ',"ts":' .. ARGV[5] .. '}'
   redis.call('PUBLISH', ARGV[6], ARGV[7] .. env .. ARGV[8])
 end
-return {epoch, offset}
+if ARGV[9] ~= '' then
+  redis.call('SET', KEYS[4], epoch .. ':' .. offset, 'EX', ARGV[9])
+end
+return {epoch, offset, 0}
 """
 
 
@@ -142,15 +165,18 @@ class RedisStream:
         base = f"{self.prefix}room:{room}"
         return [f"{base}:stream", f"{base}:epoch", f"{base}:top"]
 
-    async def publish(self, room: int, type_: str, data: Any, *, channel: str = "", namespace: str = "",
-                      sio_room: str = "") -> Envelope:
+    async def publish(self, room: int, type_: str, data: Any, *, key: str = "", channel: str = "",
+                      namespace: str = "", sio_room: str = "") -> Envelope:
         """Append an event; with `channel`, also send it to the room on every server process, in the same
-        atomic step (so every process delivers the room's events in offset order)."""
+        atomic step (so every process delivers the room's events in offset order). With `key`, an event
+        appended under the same key within a day is answered instead, and nothing is appended or sent."""
         ts = round(time.time(), 3)
         raw = jsonenc.dumps(data)
         before, after = pubsub_emit_parts("room", namespace, sio_room) if channel else ("", "")
-        epoch, offset = await self._publish(keys=self._keys(room), args=[
-            secrets.token_hex(4), self.max_length, raw, type_, repr(ts), channel, before, after])
+        keys = [*self._keys(room), f"{self.prefix}event:{key}" if key else f"{self.prefix}event:-"]
+        epoch, offset, _ = await self._publish(keys=keys, args=[
+            secrets.token_hex(4), self.max_length, raw, type_, repr(ts), channel, before, after,
+            str(DEDUPE_SECONDS) if key else ""])
         return Envelope(_s(epoch), int(offset), type_, data, ts)
 
     async def position(self, room: int) -> tuple[str, int]:
