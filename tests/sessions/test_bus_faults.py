@@ -1,0 +1,310 @@
+"""Redis outages during a show, for real: two server processes (two apps on real ports, in this test's
+process) share one database and a private `redis-server` started here on a spare loopback port (with
+every write on disk, so that its data outlives a kill). Chat runs through both at 10 messages a second
+while Redis is killed and restarted: an accepted message reaches every viewer once and in order, a send
+answered as failed does not stand, a send repeated with its `client_id` is one message, every viewer is
+back to live delivery within two seconds of Redis, and `/healthz` says the bus is not ready meanwhile.
+The machine's shared Redis is never touched."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livecommerce.app import create_app
+from livecommerce.config import Config, RedisConfig
+from livecommerce.fanout import FastRedisManager
+from livecommerce.keys import AppKeys
+from sessions.models import ChatMessage
+from sessions.room import publish
+from tests.support import NS, Viewer, World, fresh, signed_in, socket_for
+
+from ..conftest import PG_URL
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+
+
+@pytest.fixture
+def backend() -> str:
+    """Once, on PostgreSQL when the run has it (as in CI), else on the SQLite file."""
+    return "postgres" if PG_URL else "sqlite"
+
+
+def spare_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """A `redis-server` of this test's own, on loopback, that can be killed and started again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = spare_port()
+        self.dir = directory
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
+
+    async def ready(self, limit: float = 30.0) -> float:
+        """Wait until it answers; the moment it did."""
+        deadline = time.monotonic() + limit
+        while True:
+            client = Redis.from_url(self.url, socket_connect_timeout=1)
+            try:
+                if await client.ping():
+                    return time.monotonic()
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+            finally:
+                await client.aclose()
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    r = PrivateRedis(tmp_path)
+    r.start()
+    yield r
+    if r.proc is not None:
+        r.kill()
+
+
+@pytest.fixture
+async def servers(config: Config, private_redis: PrivateRedis, world: World) -> AsyncIterator[list[TestServer]]:
+    await private_redis.ready()
+    cfg = dataclasses.replace(config, redis=RedisConfig(url=private_redis.url, prefix=config.redis.prefix))
+    started = [TestServer(create_app(cfg), host="127.0.0.1") for _ in range(2)]
+    for s in started:
+        await s.start_server()
+    try:
+        for s in started:
+            await until(lambda s=s: health(s), lambda h: h[0] == 200, 10)
+        yield started
+    finally:
+        for s in started:
+            await s.close()
+
+
+async def until(probe: Any, accept: Any, limit: float, every: float = 0.02) -> Any:
+    """Probe until `accept(result)`; the result (fails after `limit` seconds)."""
+    deadline = time.monotonic() + limit
+    while True:
+        got = await probe()
+        if accept(got):
+            return got
+        assert time.monotonic() < deadline, f"still {got!r} after {limit} s"
+        await asyncio.sleep(every)
+
+
+async def health(server: TestServer) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{server.port}/healthz") as resp:
+        return resp.status, await resp.json()
+
+
+async def metric(server: TestServer, name: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{server.port}/metrics") as resp:
+        text = await resp.text()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+class TimedViewer(Viewer):
+    """A viewer that also keeps when each room event arrived."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.arrived_at: dict[int, float] = {}  # chat message id → when
+
+    def _keep(self, env: dict[str, Any]) -> None:
+        before = len(self.events)
+        super()._keep(env)
+        if len(self.events) > before and env["t"] == "chat":
+            self.arrived_at.setdefault(env["d"]["id"], time.monotonic())
+
+
+async def anonymous(server: TestServer) -> TimedViewer:
+    return TimedViewer(await socket_for(f"http://127.0.0.1:{server.port}"))
+
+
+@dataclasses.dataclass
+class Attempt:
+    client_id: str
+    answer: dict[str, Any] | None  # None: no answer in time
+    sent: float
+    answered: float
+
+
+async def chat(sender: Viewer, broadcast_id: int, name: str, stop: asyncio.Event, every: float,
+               attempts: list[Attempt]) -> None:
+    """Send a message every `every` seconds until told to stop, each with its own client id."""
+    n = 0
+    while not stop.is_set():
+        cid = f"{name}-{n}"
+        n += 1
+        sent = time.monotonic()
+        try:
+            ack = await sender.sio.call("chat:send", {"broadcast_id": broadcast_id, "text": f"{name} 메시지 {n}",
+                                                      "client_id": cid}, namespace=NS, timeout=10)
+        except TimeoutError:
+            ack = None
+        attempts.append(Attempt(cid, ack, sent, time.monotonic()))
+        await asyncio.sleep(every)
+
+
+async def rows_by_client_id(db: AsyncSession, broadcast_id: int) -> dict[str, list[int]]:
+    await fresh(db)
+    out: dict[str, list[int]] = {}
+    for m in (await db.scalars(select(ChatMessage).where(ChatMessage.broadcast_id == broadcast_id))).all():
+        out.setdefault(m.client_id or "", []).append(m.id)
+    return out
+
+
+@pytest.mark.parametrize("outage", [5.0, 20.0])
+async def test_a_redis_outage_during_chat_loses_nothing_and_keeps_no_failed_send(
+        servers: list[TestServer], private_redis: PrivateRedis, world: World, db: AsyncSession,
+        outage: float) -> None:
+    bid = world.live.id
+    host = await signed_in(servers[0], "host")
+    staff = await signed_in(servers[1], "staff")
+    viewers = [await anonymous(servers[i % 2]) for i in range(4)]
+    everyone: list[Viewer] = [host, staff, *viewers]
+    try:
+        for v in everyone:
+            assert (await v.call("join", {"broadcast_id": bid}))["ok"]
+        attempts: list[Attempt] = []
+        stop = asyncio.Event()
+        senders = [asyncio.create_task(chat(host, bid, "host", stop, 0.2, attempts)),
+                   asyncio.create_task(chat(staff, bid, "staff", stop, 0.2, attempts))]
+        await asyncio.sleep(2)  # chat before
+
+        private_redis.kill()
+        killed = time.monotonic()
+        for s in servers:  # not ready while the bus is down, and it says which part
+            _, body = await until(lambda s=s: health(s), lambda h: h[0] == 503, 10)
+            assert body["bus"] == "down" and body["status"] == "error", body
+        await asyncio.sleep(max(0.0, outage - (time.monotonic() - killed)))
+
+        private_redis.start()
+        redis_back = await private_redis.ready()
+        ready_after = []
+        for s in servers:
+            await until(lambda s=s: health(s), lambda h: h[0] == 200 and h[1]["bus"] == "ok", 10)
+            ready_after.append(time.monotonic() - redis_back)
+        await asyncio.sleep(2)  # chat after
+        stop.set()
+        await asyncio.gather(*senders)
+
+        # no send answered as failed stands, none answered as sent is missing, none is there twice
+        rows = await rows_by_client_id(db, bid)
+        assert all(len(ids) == 1 for ids in rows.values()), rows
+        accepted = {a.client_id: a for a in attempts if a.answer is not None and a.answer["ok"]}
+        refused = {a.client_id: a for a in attempts if a.answer is not None and not a.answer["ok"]}
+        assert {a.answer["error"]["code"] for a in refused.values() if a.answer} <= {"unavailable"}
+        assert refused, "sends during the outage are refused"
+        assert set(accepted) <= set(rows)
+        assert not set(refused) & set(rows), "a send answered as failed stands"
+        assert all(rows[cid][0] == a.answer["data"]["id"] for cid, a in accepted.items() if a.answer)
+
+        # a refused send, sent again with its client id, is accepted once; an accepted one answers the same
+        for cid in sorted(refused)[:5]:
+            who = host if cid.startswith("host") else staff
+            again = [await who.call("chat:send", {"broadcast_id": bid, "text": "다시", "client_id": cid})
+                     for _ in range(2)]
+            assert again[0]["ok"] and again[0] == again[1], again
+            accepted[cid] = Attempt(cid, again[0], time.monotonic(), time.monotonic())
+        some = next(iter(accepted.values()))
+        who = host if some.client_id.startswith("host") else staff
+        assert await who.call("chat:send", {"broadcast_id": bid, "text": "x", "client_id": some.client_id}) \
+            == some.answer
+        rows = await rows_by_client_id(db, bid)
+        assert all(len(ids) == 1 for ids in rows.values()) and set(accepted) <= set(rows)
+
+        # every viewer has every accepted message once, in the room's order, with no gap
+        ids = {a.answer["data"]["id"]: a for a in accepted.values() if a.answer}
+        for v in everyone:
+            await v.wait_for(lambda v=v: ids.keys() <= {e["d"]["id"] for e in v.events if e["t"] == "chat"},
+                             limit=15)
+            offsets = [e["o"] for e in v.events]
+            assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), "a gap or a repeat"
+            chat_ids = [e["d"]["id"] for e in v.events if e["t"] == "chat"]
+            assert len(chat_ids) == len(set(chat_ids))
+        # … and live again within two seconds of Redis
+        for v in viewers:
+            assert isinstance(v, TimedViewer)
+            late = {mid: round(v.arrived_at[mid] - max(a.answered, redis_back), 3) for mid, a in ids.items()
+                    if v.arrived_at[mid] - max(a.answered, redis_back) > 2.0}
+            assert not late, f"delivered more than 2 s after Redis came back or the send was answered: {late}"
+        for s in servers:
+            assert await metric(s, "livecommerce_bus_outages_total") >= 1
+            assert await metric(s, "livecommerce_bus_reconnections_total") >= 1
+            assert await metric(s, "livecommerce_bus_up") == 1
+        print(f"\noutage {outage} s: {len(accepted)} accepted, {len(refused)} refused; bus ready "
+              f"{[round(r, 3) for r in ready_after]} s after Redis")
+        assert max(ready_after) < 2.0, ready_after
+    finally:
+        for v in everyone:
+            await v.sio.disconnect()
+
+
+async def test_what_the_bus_did_not_bring_is_read_from_the_stream_first(
+        servers: list[TestServer], private_redis: PrivateRedis, world: World) -> None:
+    """Each process's subscription is cut (Redis stays up) and room events are published before it is
+    back: every viewer gets them from the room's stream, in order, before anything newer."""
+    bid = world.live.id
+    viewers = [await anonymous(servers[i % 2]) for i in range(4)]
+    try:
+        for v in viewers:
+            assert (await v.call("join", {"broadcast_id": bid}))["ok"]
+        app = servers[0].app
+        assert app is not None
+        admin = Redis.from_url(private_redis.url)
+        try:
+            await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            sent = [await publish(app, bid, "notice", {"text": f"공지 {i}"}) for i in range(5)]
+        finally:
+            await admin.aclose()
+        after = await publish(app, bid, "notice", {"text": "그 다음"})
+        expected = [e.offset for e in sent] + [after.offset]
+        for v in viewers:
+            await v.wait_for(lambda v=v: after.offset in [e["o"] for e in v.events], limit=10)
+            assert [e["o"] for e in v.events] == expected
+        filled = 0.0
+        for s in servers:
+            manager = s.app[AppKeys.sio].manager if s.app is not None else None
+            assert isinstance(manager, FastRedisManager) and manager.bus.up
+            filled += await metric(s, "livecommerce_bus_events_filled_total")
+        assert filled >= 1  # at least what was published before a subscription came back
+    finally:
+        for v in viewers:
+            await v.sio.disconnect()
+
