@@ -227,14 +227,16 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             drop_db()
 
 
-@pytest.fixture(scope="session")
+# Playwright's sync API keeps an event loop running on the main thread while it is open: it is opened for
+# this folder only and closed at its end, so that the asynchronous tests after it get the thread back.
+@pytest.fixture(scope="package")
 def playwright_instance() -> Iterator[Playwright]:
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_instance: Playwright, chromium_path: str) -> Iterator[Browser]:
     b = playwright_instance.chromium.launch(
         executable_path=chromium_path,
