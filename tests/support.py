@@ -136,7 +136,7 @@ class Viewer:
             self.last = max(self.last, pos) if ack["data"]["recovered"] else pos
         return ack
 
-    async def wait_for(self, predicate: Any, limit: float = 5.0) -> None:
+    async def wait_for(self, predicate: Any, limit: float = 30.0) -> None:
         async def loop() -> None:
             while not predicate():
                 self.arrived.clear()
