@@ -34,7 +34,7 @@ from .caches import Caches, Watch
 from .config import Config
 from .db import make_engine, make_sessionmaker
 from .errors import N_, AppError, NotFound, Unavailable, error_body, status_for
-from .fanout import FastRedisManager
+from .fanout import FastRedisManager, wait_for_bus
 from .hot import HotPath
 from .internals import close_engineio_socket, close_redis_manager, engineio_sockets, start_manager
 from .keys import AppKeys, state
@@ -282,6 +282,8 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     app[AppKeys.redis] = client
     app[THROTTLE].redis = client
     start_manager(app[AppKeys.sio])  # listen to the bus from the start: `/healthz` says whether it is heard
+    if not await wait_for_bus(app[AppKeys.sio], 5.0):
+        log.warning("starting without the Redis bus: /healthz answers 503 until it is heard")
     yield
     await client.aclose()
     await close_redis_manager(app[AppKeys.sio].manager)

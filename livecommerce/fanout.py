@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
@@ -167,6 +167,7 @@ class Bus:
     reconnections: int = 0
     filled: int = 0
     metrics: Metrics | None = None
+    heard: asyncio.Event = field(default_factory=asyncio.Event)  # set while `up`
 
 
 class FastRedisManager(socketio.AsyncRedisManager, FastManager):  # type: ignore[misc]  # python-socketio ships no types
@@ -206,6 +207,7 @@ class FastRedisManager(socketio.AsyncRedisManager, FastManager):  # type: ignore
                 bus.metrics.bus_up.set(0)
             log.warning("bus lost: room events wait for it", extra={"error": type(exc).__name__})
         bus.up = False
+        bus.heard.clear()
 
     async def _subscribed(self) -> None:
         """Subscribed again: first deliver what the rooms' streams hold past what this process delivered,
@@ -220,6 +222,7 @@ class FastRedisManager(socketio.AsyncRedisManager, FastManager):  # type: ignore
             if bus.metrics is not None:
                 bus.metrics.bus_reconnections.inc()
         bus.up = True
+        bus.heard.set()
         bus.lost_at = None
         if bus.metrics is not None:
             bus.metrics.bus_up.set(1)
@@ -290,6 +293,16 @@ class FastRedisManager(socketio.AsyncRedisManager, FastManager):  # type: ignore
                 return
         self.positions[key] = (env["e"], env["o"])
         await FastManager.emit(self, BATCHED_EVENT, env, namespace, room=room)
+
+
+async def wait_for_bus(sio: socketio.AsyncServer, limit: float) -> bool:
+    """Wait (at most `limit` seconds) until this process hears the bus; whether it does."""
+    manager = sio.manager
+    if not isinstance(manager, FastRedisManager):
+        return True
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(manager.bus.heard.wait(), limit)
+    return bool(manager.bus.up)
 
 
 def bus_state(sio: socketio.AsyncServer) -> str:

@@ -18,7 +18,8 @@ async def test_healthz_reports_each_part(client: TestClient, config: Config) -> 
     resp = await client.get("/healthz")
     assert resp.status == 200
     body = await resp.json()
-    assert body == {"status": "ok", "database": "ok", "redis": "ok" if config.redis.url else "off"}
+    assert body == {"status": "ok", "database": "ok", "redis": "ok" if config.redis.url else "off",
+                    "bus": "ok" if config.redis.url else "off"}
 
 
 async def test_healthz_names_the_failing_part(client: TestClient, app: web.Application) -> None:

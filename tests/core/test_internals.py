@@ -121,6 +121,26 @@ def test_socketio_server_and_managers() -> None:
         "python-socketio", "AsyncManager.rooms (namespace → room → {sid: eio_sid})")
 
 
+def test_the_redis_managers_listening_can_be_replaced() -> None:
+    """`FastRedisManager` replaces `_redis_listen_with_retries` (its waits grow to a minute) and starts the
+    manager at startup: what that relies on is still there."""
+    listen = getattr(socketio.AsyncRedisManager, "_redis_listen_with_retries", None)
+    assert inspect.isasyncgenfunction(listen) and params(listen) == ["self"], changed(
+        "python-socketio", "AsyncRedisManager._redis_listen_with_retries() (an async generator of pub/sub messages)")
+    assert "_redis_listen_with_retries()" in inspect.getsource(socketio.AsyncRedisManager._listen), changed(
+        "python-socketio", "AsyncRedisManager._listen no longer reads _redis_listen_with_retries()")
+    connect = getattr(socketio.AsyncRedisManager, "_redis_connect", None)
+    assert callable(connect) and params(connect) == ["self"], changed(
+        "python-socketio", "AsyncRedisManager._redis_connect()")
+    manager = FastRedisManager("redis://127.0.0.1:1/0", channel="c")
+    assert manager.pubsub is None and manager.channel == "c", changed(
+        "python-socketio", "AsyncRedisManager.pubsub / .channel")
+    assert inspect.isasyncgen(manager._redis_listen_with_retries())
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    assert sio.manager_initialized is False and callable(sio.manager.initialize), changed(
+        "python-socketio", "AsyncServer.manager_initialized and manager.initialize()")
+
+
 def test_aiohttp_websocket_response_and_request() -> None:
     assert {"compress", "max_msg_size"} <= set(params(WebSocketResponse.__init__)), changed(
         "aiohttp", "WebSocketResponse(compress=…, max_msg_size=…)")
