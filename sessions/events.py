@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import update
+from sqlalchemy import Executable, select, update
 from sqlalchemy.exc import IntegrityError
 
 from livecommerce.auth import HOST, PUBLIC, SIGNED_IN
@@ -225,6 +225,16 @@ class HostEvents(EventGroup):
             await services.get_broadcast(db, broadcast_id)
             await services.check_host(db, broadcast_id, who.user_id, who.role)
 
+    async def _publish_or_undo(self, broadcast_id: int, type_: str, data: Any, undo: Executable) -> None:
+        """Send a change already written to the room; if the room cannot be told, write it back (unless it was
+        changed again meanwhile) and answer `unavailable`: nothing stands that viewers did not get."""
+        try:
+            await publish(self.app, broadcast_id, type_, data)
+        except Unavailable:
+            async with self.app[AppKeys.db].begin() as db:
+                await db.execute(undo)
+            raise
+
     @event("host:watch", access=HOST, payload=BroadcastRef, errors=("broadcast_not_found", "not_your_broadcast"))
     async def host_watch(self, sid: str, who: SocketUser, p: BroadcastRef) -> None:
         """The console hears the reports on its broadcast's chat."""
@@ -232,14 +242,18 @@ class HostEvents(EventGroup):
         await self.enter_room(sid, moderators_room(p.broadcast_id))
 
     @event("mod:delete", access=HOST, payload=MessageRef,
-           errors=("broadcast_not_found", "not_your_broadcast", "message_not_found", "already_removed"))
+           errors=("broadcast_not_found", "not_your_broadcast", "message_not_found", "already_removed",
+                   "unavailable"))
     async def delete(self, sid: str, who: SocketUser, p: MessageRef) -> dict[str, Any]:
         """Remove a message: it disappears for everyone, live; who removed it and why are kept."""
         await self._host(who, p.broadcast_id)
         assert who.user_id is not None
         async with self.app[AppKeys.db].begin() as db:
             m = await chat.remove(db, p.broadcast_id, p.message_id, who.user_id, p.reason, utcnow())
-        await publish(self.app, p.broadcast_id, "chat:deleted", {"id": m.id})
+        await self._publish_or_undo(p.broadcast_id, "chat:deleted", {"id": m.id},
+                                    update(ChatMessage).where(ChatMessage.id == m.id,
+                                                              ChatMessage.deleted_at == m.deleted_at)
+                                    .values(deleted_at=None, deleted_by=None, delete_reason=""))
         return {"id": m.id}
 
     @event("mod:mute", access=HOST, payload=SanctionIn,
@@ -265,28 +279,38 @@ class HostEvents(EventGroup):
                                          room=user_room(p.user_id), namespace=NAMESPACE)
         return out
 
-    @event("host:notice", access=HOST, payload=NoticeIn, errors=("broadcast_not_found", "not_your_broadcast"))
+    @event("host:notice", access=HOST, payload=NoticeIn,
+           errors=("broadcast_not_found", "not_your_broadcast", "unavailable"))
     async def notice(self, sid: str, who: SocketUser, p: NoticeIn) -> dict[str, Any]:
         """Pin a notice above the chat (empty text removes it)."""
         await self._host(who, p.broadcast_id)
         text = " ".join(p.text.split())
         async with self.app[AppKeys.db].begin() as db:
+            before = await db.scalar(select(Broadcast.pinned_notice).where(Broadcast.id == p.broadcast_id))
             await db.execute(update(Broadcast).where(Broadcast.id == p.broadcast_id).values(pinned_notice=text))
-        await publish(self.app, p.broadcast_id, "notice", {"text": text})
+        await self._publish_or_undo(p.broadcast_id, "notice", {"text": text},
+                                    update(Broadcast).where(Broadcast.id == p.broadcast_id,
+                                                            Broadcast.pinned_notice == text)
+                                    .values(pinned_notice=before))
         return {"text": text}
 
-    @event("host:slow_mode", access=HOST, payload=SlowModeIn, errors=("broadcast_not_found", "not_your_broadcast"))
+    @event("host:slow_mode", access=HOST, payload=SlowModeIn,
+           errors=("broadcast_not_found", "not_your_broadcast", "unavailable"))
     async def slow_mode(self, sid: str, who: SocketUser, p: SlowModeIn) -> dict[str, Any]:
         """Viewers may send one message every N seconds (0: off)."""
         await self._host(who, p.broadcast_id)
         async with self.app[AppKeys.db].begin() as db:
+            before = await db.scalar(select(Broadcast.slow_mode_seconds).where(Broadcast.id == p.broadcast_id))
             await db.execute(update(Broadcast).where(Broadcast.id == p.broadcast_id)
                              .values(slow_mode_seconds=p.seconds))
-        await publish(self.app, p.broadcast_id, "slow_mode", {"seconds": p.seconds})
+        await self._publish_or_undo(p.broadcast_id, "slow_mode", {"seconds": p.seconds},
+                                    update(Broadcast).where(Broadcast.id == p.broadcast_id,
+                                                            Broadcast.slow_mode_seconds == p.seconds)
+                                    .values(slow_mode_seconds=before))
         return {"seconds": p.seconds}
 
     @event("host:spotlight", access=HOST, payload=SpotlightIn,
-           errors=("broadcast_not_found", "not_your_broadcast", "not_in_lineup"))
+           errors=("broadcast_not_found", "not_your_broadcast", "not_in_lineup", "unavailable"))
     async def spotlight(self, sid: str, who: SocketUser, p: SpotlightIn) -> dict[str, Any]:
         """Put a line-up product in the spotlight: every viewer sees it at once."""
         await self._host(who, p.broadcast_id)
@@ -298,11 +322,16 @@ class HostEvents(EventGroup):
                 if item is None:
                     raise AppError(N_("This product is not in the broadcast's line-up."), code="not_in_lineup",
                                    status=422)
+            before = b.spotlight_product_id
             await db.execute(update(Broadcast).where(Broadcast.id == b.id)
                              .values(spotlight_product_id=p.product_id))
             data = {"product_id": p.product_id,
                     "item": LineupItemOut.model_validate(item).model_dump(mode="json") if item else None}
-        await publish(self.app, p.broadcast_id, "spotlight", data)
+        await self._publish_or_undo(p.broadcast_id, "spotlight", data,
+                                    update(Broadcast).where(Broadcast.id == p.broadcast_id,
+                                                            Broadcast.spotlight_product_id.is_not_distinct_from(
+                                                                p.product_id))
+                                    .values(spotlight_product_id=before))
         return data
 
     @event("host:go_live", access=HOST, payload=BroadcastRef,

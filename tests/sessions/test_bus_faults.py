@@ -30,7 +30,7 @@ from livecommerce.app import create_app
 from livecommerce.config import Config, RedisConfig
 from livecommerce.fanout import FastRedisManager
 from livecommerce.keys import AppKeys
-from sessions.models import ChatMessage
+from sessions.models import Broadcast, ChatMessage
 from sessions.room import publish
 from tests.support import NS, Viewer, World, fresh, signed_in, socket_for
 
@@ -212,6 +212,12 @@ async def test_a_redis_outage_during_chat_loses_nothing_and_keeps_no_failed_send
         for s in servers:  # not ready while the bus is down, and it says which part
             _, body = await until(lambda s=s: health(s), lambda h: h[0] == 503, 10)
             assert body["bus"] == "down" and body["status"] == "error", body
+        for event, data in (("host:notice", {"text": "정전 중"}), ("host:slow_mode", {"seconds": 30})):
+            refused_change = await host.call(event, {"broadcast_id": bid, **data})  # not sent: not kept
+            assert refused_change["error"]["code"] == "unavailable", refused_change
+        await fresh(db)
+        b = await db.get(Broadcast, bid)
+        assert b is not None and (b.pinned_notice, b.slow_mode_seconds) == ("", 0)
         await asyncio.sleep(max(0.0, outage - (time.monotonic() - killed)))
 
         private_redis.start()
