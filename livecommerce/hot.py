@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
-from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
+from sqlalchemy import select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import make_transient_to_detached
@@ -71,7 +71,7 @@ class HotPath:
         self.reader = reader
         self.pool: asyncpg.Pool | None = None
         self._compiled: dict[tuple[int, tuple[str, ...] | None], tuple[Executable, Compiled]] = {}
-        self._asked: list[tuple[int, asyncio.Future[Record | None]]] = []  # accounts to read, see `account`
+        self._asked: list[tuple[int, asyncio.Future[User | None]]] = []  # accounts to read, see `account`
         self._reading = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -140,27 +140,11 @@ class HotPath:
         accounts asked for at the same moment (a crowd's requests, each the first of its viewer on this
         process) are read together: one query as soon as one is asked for; what is asked while `PARALLEL`
         queries run waits for the next, which reads all of it (up to `BATCH`)."""
-        if self.pool is None:
-            return await self._account_read_the_usual_way(user_id)
-        fut: asyncio.Future[Record | None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[User | None] = asyncio.get_running_loop().create_future()
         self._asked.append((user_id, fut))
         if self._reading < self.PARALLEL:
             self._read_next()
-        try:
-            row = await fut
-        except Unavailable:
-            return await self._account_read_the_usual_way(user_id)
-        if row is None:
-            return None
-        values = {name: row[name] for name in _USER_COLUMNS}
-        values["role"] = Role(values["role"])
-        user = User(**values)
-        make_transient_to_detached(user)
-        return user
-
-    async def _account_read_the_usual_way(self, user_id: int) -> User | None:
-        async with self.reader() as db:
-            return await db.get(User, user_id)
+        return await fut
 
     def _read_next(self) -> None:
         batch, self._asked = self._asked[:self.BATCH], self._asked[self.BATCH:]
@@ -169,10 +153,9 @@ class HotPath:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _read_accounts(self, batch: list[tuple[int, asyncio.Future[Record | None]]]) -> None:
+    async def _read_accounts(self, batch: list[tuple[int, asyncio.Future[User | None]]]) -> None:
         try:
-            rows = await self.fetch(_ACCOUNTS, list({user_id for user_id, _ in batch}))
-            found = {r["id"]: r for r in rows}
+            found = await self._accounts(list({user_id for user_id, _ in batch}))
             for user_id, fut in batch:
                 if not fut.done():
                     fut.set_result(found.get(user_id))
@@ -188,6 +171,20 @@ class HotPath:
             self._reading -= 1
             if self._asked and self._reading < self.PARALLEL:
                 self._read_next()
+
+    async def _accounts(self, ids: list[int]) -> dict[int, User]:
+        if self.pool is not None:
+            with contextlib.suppress(Unavailable):
+                found: dict[int, User] = {}
+                for row in await self.fetch(_ACCOUNTS, ids):
+                    values = {name: row[name] for name in _USER_COLUMNS}
+                    values["role"] = Role(values["role"])
+                    user = User(**values)
+                    make_transient_to_detached(user)
+                    found[user.id] = user
+                return found
+        async with self.reader() as db:  # detached when the session closes
+            return {u.id: u for u in (await db.scalars(select(User).where(User.id.in_(ids)))).all()}
 
 
 class NativeConnection:
