@@ -5,7 +5,7 @@ On PostgreSQL it goes through a small pool of asyncpg's own, running the same SQ
 (compiled once each for asyncpg): a statement costs about a third of the CPU it costs through a pooled
 SQLAlchemy connection, and a flash sale runs thousands a second. A read the pool cannot do (the
 database restarted, the pool is closing) falls back to the SQLAlchemy path. On SQLite everything is
-ordinary SQLAlchemy.
+ordinary SQLAlchemy. On both, the accounts asked for at the same moment are read in one query.
 """
 
 from __future__ import annotations
