@@ -13,10 +13,6 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.web_urldispatcher import StaticResource
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 import coupons.events
 import coupons.setup
@@ -40,6 +36,7 @@ from .internals import close_engineio_socket, close_redis_manager, engineio_sock
 from .keys import AppKeys, state
 from .metrics import make_metrics
 from .models import User
+from .outages import unavailable
 from .realtime import LiveParts, install_live, live_parts, make_sio
 from .templating import render, setup_templates
 from .throttle import THROTTLE, Throttle
@@ -92,14 +89,6 @@ def error_response(request: web.Request, status: int, exc: AppError) -> web.Resp
     if retry_after is not None:
         resp.headers["Retry-After"] = str(retry_after)
     return resp
-
-
-def unavailable(exc: BaseException) -> bool:
-    """Whether `exc` says a part the answer needs did not answer (a connection lost or refused, a pool or
-    a lock that timed out), rather than a mistake in the request or in the code."""
-    if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-    return isinstance(exc, SATimeoutError | ConnectionError | RedisConnectionError | RedisTimeoutError)
 
 
 _HTTP_ERRORS = {

@@ -23,9 +23,10 @@ from . import i18n, jsonenc
 from .api import format_validation
 from .auth import COOKIE, Access
 from .config import Config
-from .errors import AppError, Forbidden, Unauthenticated, ValidationFailed, error_body
+from .errors import AppError, Forbidden, Unauthenticated, Unavailable, ValidationFailed, error_body
 from .keys import AppKeys
 from .models import Role
+from .outages import unavailable
 
 log = logging.getLogger("livecommerce.socket")
 
@@ -98,7 +99,7 @@ class EventSpec:
     errors: tuple[str, ...] = ()
 
 
-COMMON_ERRORS = ("validation_failed", "unauthenticated", "forbidden", "internal")
+COMMON_ERRORS = ("validation_failed", "unauthenticated", "forbidden", "unavailable", "internal")
 
 
 def event(name: str, *, access: Access, payload: type[BaseModel] | None = None, summary: str = "",
@@ -279,10 +280,18 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socket
         started = time.perf_counter()
         metrics = self.app[AppKeys.metrics]
         event_id = uuid.uuid4().hex[:12]
-        who = await self.who(sid)
+        away: Exception | None = None
+        try:
+            who = await self.who(sid)
+        except Exception as exc:  # the account could not be read: answered below, never left unanswered
+            if not unavailable(exc):
+                raise
+            who, away = SocketUser.from_session(await self.get_session(sid)), exc
         i18n.activate(who.locale, self.app[AppKeys.catalogues][who.locale])
         broadcast = data.get("broadcast_id") if isinstance(data, dict) else None
         try:
+            if away is not None:
+                raise Unavailable() from away
             if spec is None:
                 raise AppError("Unknown event.", code="unknown_event")
             if who.role is None:
@@ -305,11 +314,17 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socket
             ack = error_ack(exc)
             outcome = exc.code
             metrics.errors.labels(exc.code).inc()
-        except Exception:
-            log.exception("socket event failed", extra={"event": event, "sid": sid})
-            ack = error_ack(AppError("Something went wrong on our side. Please try again.", code="internal"))
-            outcome = "internal"
-            metrics.errors.labels("internal").inc()
+        except Exception as exc:
+            if unavailable(exc):  # PostgreSQL or Redis did not answer: nothing was done, try again
+                log.warning("socket event failed: unavailable", extra={"event": event, "sid": sid,
+                                                                        "error": type(exc).__name__})
+                ack = error_ack(Unavailable())
+                outcome = Unavailable.code
+            else:
+                log.exception("socket event failed", extra={"event": event, "sid": sid})
+                ack = error_ack(AppError("Something went wrong on our side. Please try again.", code="internal"))
+                outcome = "internal"
+            metrics.errors.labels(outcome).inc()
         metrics.socket_events.labels(event if spec else "unknown", outcome).inc()
         log.info("socket event", extra={
             "event_id": event_id, "event": event, "sid": sid, "user": who.user_id,

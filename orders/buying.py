@@ -5,7 +5,6 @@ BENCHMARKS.md has the figures."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +20,7 @@ from livecommerce.models import User
 from . import rules
 from .connections import statements, transaction
 from .errors import IdempotencyInFlight, IdempotencyKeyMissing, IdempotencyKeyReused, KeptRefusal, KeyLost
-from .keys import Claim, claim_key, complete_key, release_key, stored_answer
+from .keys import KEY_RELEASES, Claim, claim_key, complete_key, stored_answer
 from .lineup import LINEUPS
 from .payments import PAYMENT_PROVIDERS
 from .placing import OrderInput, Placed, PurchaseEvent, admit, notify, place_purchase
@@ -160,8 +159,6 @@ async def _buy(app: web.Application, user: User, broadcast_id: int, body: Purcha
             raise IdempotencyInFlight() from None
         return _kept(kept), None
     except BaseException:
-        with contextlib.suppress(Exception):  # free the key so the buyer can retry at once
-            async with transaction(app) as db:
-                await release_key(db, claim)
+        await app[KEY_RELEASES].free(claim)  # so the buyer can retry at once (or when the database is back)
         raise
     return result, placed.event if placed is not None else None

@@ -29,15 +29,17 @@ from livecommerce.keys import AppKeys
 from livecommerce.uow import UnitOfWork, dialect_name
 
 from . import rules
-from .connections import quick_read
+from .connections import quick_read, transaction
 from .errors import KeyLost
 from .models import IdempotencyKey, KeyState
 from .rules import Replay
 
 __all__ = [
     "KEY_CHECKS",
+    "KEY_RELEASES",
     "Claim",
     "KeyChecks",
+    "KeyReleases",
     "claim_key",
     "complete_key",
     "complete_keys",
@@ -143,6 +145,58 @@ async def release_key(db: UnitOfWork, claim: Claim) -> None:
     await db.execute(delete(IdempotencyKey).where(IdempotencyKey.id == claim.key_id,
                                                   IdempotencyKey.token == claim.token,
                                                   IdempotencyKey.state == KeyState.IN_PROGRESS))
+
+
+class KeyReleases:
+    """Keys of attempts that failed on our side while the database could not free them (it was away):
+    freed as soon as it answers again, so that the retry the buyer was told to make runs at once rather
+    than being answered `idempotency_in_flight` until `orders.idempotency_lock_seconds` have passed."""
+
+    EVERY = 0.2  # seconds between tries while the database is away
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self._pending: dict[int, tuple[Claim, float]] = {}  # key id → (claim, when to give up)
+        self._task: asyncio.Task[None] | None = None
+
+    async def free(self, claim: Claim) -> None:
+        """Free `claim`'s key now, or as soon as the database answers (never raises)."""
+        try:
+            await self._release(claim)
+        except Exception as exc:
+            log.warning("idempotency key kept until the database answers", extra={"error": type(exc).__name__})
+            lock = self.app[AppKeys.config].orders.idempotency_lock_seconds
+            self._pending[claim.key_id] = (claim, asyncio.get_running_loop().time() + lock)
+            if self._task is None or self._task.done():
+                self._task = asyncio.create_task(self._retry())
+
+    async def _release(self, claim: Claim) -> None:
+
+        async with transaction(self.app) as db:
+            await release_key(db, claim)
+
+    async def _retry(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            await asyncio.sleep(self.EVERY)
+            for key_id, (claim, give_up) in list(self._pending.items()):
+                if loop.time() > give_up:  # a retry takes the key over by now anyway
+                    del self._pending[key_id]
+                    continue
+                try:
+                    await self._release(claim)
+                except Exception:
+                    break  # still away: try them all again later
+                del self._pending[key_id]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+KEY_RELEASES = web.AppKey("orders_key_releases", KeyReleases)
 
 
 async def stored_answer(db: AsyncSession, key_id: int) -> Claim | None:

@@ -20,7 +20,7 @@ from sessions.room import room_hooks
 from . import events, feed, views
 from .connections import QUICK_READS, WRITES
 from .fulfilment import expire_overdue
-from .keys import KEY_CHECKS, KeyChecks, purge_keys
+from .keys import KEY_CHECKS, KEY_RELEASES, KeyChecks, KeyReleases, purge_keys
 from .lineup import LINEUPS, WATCHES, LineupCache
 from .payments import PAYMENT_PROVIDERS, default_providers
 from .placing import ADMISSION, PURCHASE_LISTENERS, Admission
@@ -54,6 +54,7 @@ async def orders_ctx(app: web.Application) -> AsyncIterator[None]:
     if engine.dialect.name == "postgresql":
         app[QUICK_READS] = engine.execution_options(isolation_level="AUTOCOMMIT")
     app[KEY_CHECKS] = KeyChecks(app)
+    app[KEY_RELEASES] = KeyReleases(app)
 
     async def purge() -> None:
         while True:
@@ -78,6 +79,7 @@ async def orders_ctx(app: web.Application) -> AsyncIterator[None]:
     if cfg.expire_interval_seconds > 0:
         tasks.append(asyncio.create_task(sweep()))
     yield
+    await app[KEY_RELEASES].close()
     for task in tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
