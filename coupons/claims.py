@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Delete, Update, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -169,6 +169,20 @@ async def drop_now(db: AsyncSession, broadcast_id: int, template_id: int, by: Us
     db.add(d)
     await db.flush()
     return d
+
+
+async def take_back(db: AsyncSession, drop_id: int, planned: bool) -> bool:
+    """A drop the room could not be told of, taken back while nobody has claimed it: a drop made now is
+    deleted, a planned one goes back to its plan (the timer makes it again). False when a viewer claimed it
+    meanwhile (one who joined saw it): it stands."""
+    stmt: Update | Delete
+    if planned:
+        stmt = (update(CouponDrop).where(CouponDrop.id == drop_id, CouponDrop.claimed == 0,
+                                         CouponDrop.state == D.OPEN)
+                .values(state=D.PLANNED, dropped_at=None, claim_closes_at=None))
+    else:
+        stmt = delete(CouponDrop).where(CouponDrop.id == drop_id, CouponDrop.claimed == 0)
+    return rowcount(await db.execute(stmt.execution_options(synchronize_session=False))) == 1
 
 
 async def plan_drop(db: AsyncSession, broadcast_id: int, template_id: int, minute: int, by: User, now: datetime,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -222,6 +222,14 @@ async def open_in(db: AsyncSession, broadcast_id: int, keyword_only: bool = Fals
     if keyword_only:
         q = q.where(Giveaway.mode == EntryMode.KEYWORD)
     return list((await db.scalars(q.order_by(Giveaway.id))).all())
+
+
+async def take_back(db: AsyncSession, giveaway_id: int) -> bool:
+    """A giveaway the room could not be told had started, taken back while nobody has entered: False when
+    someone entered meanwhile (one who joined saw it): it stands."""
+    return rowcount(await db.execute(delete(Giveaway).where(Giveaway.id == giveaway_id, Giveaway.entries == 0,
+                                                            Giveaway.state == G.OPEN)
+                                     .execution_options(synchronize_session=False))) == 1
 
 
 async def latest_in(db: AsyncSession, broadcast_id: int) -> Giveaway | None:

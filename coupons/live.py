@@ -17,6 +17,7 @@ from aiohttp import web
 
 from livecommerce.caches import Changed
 from livecommerce.db import utcnow
+from livecommerce.errors import Unavailable
 from livecommerce.keys import AppKeys
 from livecommerce.realtime import SocketUser
 from orders.placing import PurchaseEvent
@@ -94,14 +95,30 @@ KEYWORDS = web.AppKey("coupons_keywords", Keywords)
 
 # -- pushed to the room ------------------------------------------------------------------------------------
 
-async def dropped(app: web.Application, d: CouponDrop) -> None:
-    """After the commit: every viewer sees the drop at once (a room event: recovered on reconnect)."""
-    await publish(app, d.broadcast_id, "coupon:drop", claims.drop_out(d))
+async def dropped(app: web.Application, d: CouponDrop, planned: bool = False) -> None:
+    """After the commit: every viewer sees the drop at once (a room event: recovered on reconnect). When the
+    room cannot be told (Redis away), the drop is taken back while nobody has claimed it and the host is
+    answered `unavailable` (a planned drop goes back to its plan and the timer makes it again): a drop is
+    seen by the room or does not stand. One a viewer claimed meanwhile stands (joining viewers see it)."""
+    try:
+        await publish(app, d.broadcast_id, "coupon:drop", claims.drop_out(d))
+    except Unavailable:
+        async with app[AppKeys.db].begin() as db:
+            taken_back = await claims.take_back(db, d.id, planned)
+        log.warning("a drop the room could not be told of", extra={"broadcast": d.broadcast_id, "drop": d.id,
+                                                                  "taken_back": taken_back})
+        if taken_back:
+            raise
 
 
 async def drops_closed(app: web.Application, closed: list[CouponDrop]) -> None:
+    """Drops whose claim window ended. Not told (Redis away), they are closed all the same: their countdown
+    ends in every page at the same time, and a late tap is refused `claim_closed`."""
     for d in closed:
-        await publish(app, d.broadcast_id, "coupon:closed", {"id": d.id})
+        try:
+            await publish(app, d.broadcast_id, "coupon:closed", {"id": d.id})
+        except Unavailable:
+            log.warning("a drop's close the room could not be told of", extra={"broadcast": d.broadcast_id})
 
 
 async def claimed(app: web.Application, broadcast_id: int) -> None:
@@ -113,9 +130,22 @@ async def entered(app: web.Application, broadcast_id: int) -> None:
 
 
 async def giveaway_changed(app: web.Application, g: Giveaway, event: str) -> None:
+    """After the commit: the room hears it. A start the room cannot be told of (Redis away) is taken back while
+    nobody has entered, and the host answered `unavailable`. A close or a draw stands (it is fixed by then,
+    and the draw is made once): a viewer sees it when they join again, and the log says it was not told."""
     async with app[AppKeys.reader]() as db:
         winners = await giveaways.winners_of(db, g.id)
-    await publish(app, g.broadcast_id, event, giveaways.public(g, winners))
+    try:
+        await publish(app, g.broadcast_id, event, giveaways.public(g, winners))
+    except Unavailable:
+        taken_back = False
+        if event == "giveaway:open":
+            async with app[AppKeys.db].begin() as db:
+                taken_back = await giveaways.take_back(db, g.id)
+        log.warning("a giveaway change the room could not be told of",
+                    extra={"broadcast": g.broadcast_id, "giveaway": g.id, "event": event, "taken_back": taken_back})
+        if taken_back:
+            raise
 
 
 async def winners_told(app: web.Application, g: Giveaway, winners: list[GiveawayWinner]) -> None:
@@ -211,7 +241,8 @@ async def run_due(app: web.Application, now: datetime) -> None:
         async with app[AppKeys.db].begin() as db:
             d = await claims.release_planned(db, drop_id, now)
         if d is not None:
-            await dropped(app, d)
+            with contextlib.suppress(Unavailable):  # back to its plan: made again at the next tick
+                await dropped(app, d, planned=True)
     async with app[AppKeys.db].begin() as db:
         closed = await claims.close_due(db, now)
     await drops_closed(app, closed)
