@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import update
 
@@ -134,8 +135,15 @@ class Versions:
         return f"{self.prefix}room:{broadcast_id}:{self.name}"
 
     async def bump(self, broadcast_id: int) -> None:
+        """After a commit that changed the figure. Redis away, the bump is lost, never the change nor its
+        answer: the figure is pushed with the next change once Redis is back."""
         if self.redis is not None:
-            await self.redis.incr(self._key(broadcast_id))
+            try:
+                await self.redis.incr(self._key(broadcast_id))
+            except (RedisError, OSError) as exc:
+                log.warning("a figure's change could not be counted", extra={"figure": self.name,
+                                                                              "broadcast": broadcast_id,
+                                                                              "error": str(exc)})
         else:
             self._local[broadcast_id] = self._local.get(broadcast_id, 0) + 1
 

@@ -100,3 +100,25 @@ async def test_a_planned_drop_the_room_cannot_hear_goes_back_to_its_plan(
     await fresh(db)
     d = await db.get(CouponDrop, planned.id)
     assert d is not None and d.state is DropState.OPEN and d.dropped_at is not None
+
+
+async def test_an_entry_made_while_redis_is_away_is_answered_as_made(
+        on_private_redis: TestServer, private_redis: PrivateRedis, world: World, db: AsyncSession) -> None:
+    host = await signed_in(on_private_redis, "host")
+    fan = await signed_in(on_private_redis, "viewer")
+    try:
+        for who in (host, fan):
+            assert (await who.call("join", {"broadcast_id": world.live.id}))["ok"]
+        started = await host.call("host:giveaway_start", {"broadcast_id": world.live.id, "prize_ko": "참기름 한 병",
+                                                          "minutes": 3})
+        assert started["ok"], started
+        private_redis.kill()  # the entries figure cannot be counted now; the entry itself needs only the database
+        entered = await fan.call("giveaway:enter", {"broadcast_id": world.live.id,
+                                                    "giveaway_id": started["data"]["id"]})
+        assert entered["ok"] and entered["data"]["number"] == 1, entered
+    finally:
+        for who in (host, fan):
+            await who.sio.disconnect()
+    await fresh(db)
+    g = await db.get(Giveaway, started["data"]["id"])
+    assert g is not None and g.entries == 1
