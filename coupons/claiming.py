@@ -34,7 +34,7 @@ from livecommerce.uow import UnitOfWork, dialect_name
 from orders import rules as order_rules
 from orders.connections import quick_read, statements, transaction
 from orders.errors import IdempotencyInFlight, IdempotencyKeyReused, KeptRefusal, KeyLost
-from orders.keys import KEY_CHECKS, Claim, claim_key, complete_key, complete_keys, release_key, stored_answer
+from orders.keys import KEY_CHECKS, KEY_RELEASES, Claim, claim_key, complete_key, complete_keys, stored_answer
 
 from . import claims, live, rules
 from .models import ClaimedCoupon, ClaimState, CouponDrop, DropState
@@ -531,7 +531,5 @@ async def _claim_with_key(app: web.Application, user: User, drop_id: int, key: s
             raise IdempotencyInFlight() from None
         return _kept(kept)
     except BaseException:
-        with contextlib.suppress(Exception):
-            async with transaction(app) as uow:
-                await release_key(uow, claim)
+        await app[KEY_RELEASES].free(claim)  # so the viewer can tap again at once (or when the database is back)
         raise
