@@ -97,7 +97,7 @@ def test_serve_answers_then_stops_gracefully(tmp_path: Path) -> None:
                     break
             except OSError:
                 time.sleep(0.1)
-        assert body == {"status": "ok", "database": "ok", "redis": "off"}
+        assert body == {"status": "ok", "database": "ok", "redis": "off", "bus": "off"}
         assert (tmp_path / "livecommerce.db").exists()  # migrated on start
         assert (tmp_path / "livecommerce.secret").exists()
         proc.send_signal(signal.SIGTERM)
