@@ -75,6 +75,9 @@ def render(parts: LiveParts) -> str:
         "",
         "## Client → server",
         "",
+        "Payloads are read strictly, as the HTTP API reads its bodies: a number is a JSON number without a",
+        "fraction (never `true`, `\"2\"` or `2.0`), a string a string; an unknown field is refused.",
+        "",
     ]
     for spec in events(parts):
         lines += [f"### `{spec.name}`", "", spec.summary, "", f"Who may send it: {spec.access.description}.", ""]

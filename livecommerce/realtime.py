@@ -303,8 +303,8 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socket
             if spec.payload is not None:
                 if not isinstance(data, dict):
                     raise ValidationFailed("The event's data must be an object.")
-                try:
-                    payload = spec.payload.model_validate(data)
+                try:  # strictly, as JSON (a number is a number: not `true`, "2" or 2.0), like the HTTP API
+                    payload = spec.payload.model_validate_json(jsonenc.dumps(data), strict=True)
                 except PydanticValidationError as exc:
                     raise ValidationFailed(details=format_validation(exc)) from None
             result = await spec.handler(owner, sid, who, payload)

@@ -348,6 +348,11 @@ async def test_buying_over_the_socket_with_the_key_as_a_field(server: TestServer
                                           "lines": [{"product_id": world.products[0].id, "quantity": 0}]},
                                   namespace="/live", timeout=10)
         assert too_many["ok"] is False and too_many["error"]["code"] == "validation_failed"
+        for loose in (True, "2", 2.0):  # strict, as over HTTP: a quantity is a number
+            refused = await sio.call("buy", {**data, "idempotency_key": f"sock-{loose!r}",
+                                             "lines": [{"product_id": world.products[0].id, "quantity": loose}]},
+                                     namespace="/live", timeout=10)
+            assert refused["ok"] is False and refused["error"]["code"] == "validation_failed", (loose, refused)
         no_key = await sio.call("buy", {**data, "idempotency_key": " "}, namespace="/live", timeout=10)
         assert no_key["ok"] is False
         refused = await anon.call("buy", {**data, "idempotency_key": "sock-3"}, namespace="/live", timeout=10)
