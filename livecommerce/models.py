@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Integer, String, Text
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base, UTCDateTime, utcnow
@@ -26,6 +26,12 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        # A guest's name is checked against the names in use as people join (`accounts.check_name_is_free`):
+        # the staff, hosts and stalls' accounts by role, the other guests by their name as it reads.
+        Index("ix_users_role", "role"),
+        Index("ix_users_display_name_lower", func.lower(text("display_name"))),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
