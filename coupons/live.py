@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.caches import Changed
 from livecommerce.db import utcnow
@@ -22,7 +23,7 @@ from livecommerce.keys import AppKeys
 from livecommerce.realtime import SocketUser
 from orders.placing import PurchaseEvent
 from sessions.models import Broadcast, BroadcastState
-from sessions.room import NAMESPACE, Versions, moderators_room, publish, room, user_room
+from sessions.room import NAMESPACE, Versions, moderators_room, publish, publish_or_take_back, room, user_room
 
 from . import claims, giveaways
 from .models import CouponDrop, Giveaway, GiveawayWinner
@@ -100,15 +101,8 @@ async def dropped(app: web.Application, d: CouponDrop, planned: bool = False) ->
     room cannot be told (Redis away), the drop is taken back while nobody has claimed it and the host is
     answered `unavailable` (a planned drop goes back to its plan and the timer makes it again): a drop is
     seen by the room or does not stand. One a viewer claimed meanwhile stands (joining viewers see it)."""
-    try:
-        await publish(app, d.broadcast_id, "coupon:drop", claims.drop_out(d))
-    except Unavailable:
-        async with app[AppKeys.db].begin() as db:
-            taken_back = await claims.take_back(db, d.id, planned)
-        log.warning("a drop the room could not be told of", extra={"broadcast": d.broadcast_id, "drop": d.id,
-                                                                  "taken_back": taken_back})
-        if taken_back:
-            raise
+    await publish_or_take_back(app, d.broadcast_id, "coupon:drop", claims.drop_out(d),
+                               lambda db: claims.take_back(db, d.id, planned))
 
 
 async def drops_closed(app: web.Application, closed: list[CouponDrop]) -> None:
@@ -135,17 +129,11 @@ async def giveaway_changed(app: web.Application, g: Giveaway, event: str) -> Non
     and the draw is made once): a viewer sees it when they join again, and the log says it was not told."""
     async with app[AppKeys.reader]() as db:
         winners = await giveaways.winners_of(db, g.id)
-    try:
-        await publish(app, g.broadcast_id, event, giveaways.public(g, winners))
-    except Unavailable:
-        taken_back = False
-        if event == "giveaway:open":
-            async with app[AppKeys.db].begin() as db:
-                taken_back = await giveaways.take_back(db, g.id)
-        log.warning("a giveaway change the room could not be told of",
-                    extra={"broadcast": g.broadcast_id, "giveaway": g.id, "event": event, "taken_back": taken_back})
-        if taken_back:
-            raise
+
+    async def take_back(db: AsyncSession) -> bool:
+        return event == "giveaway:open" and await giveaways.take_back(db, g.id)
+
+    await publish_or_take_back(app, g.broadcast_id, event, giveaways.public(g, winners), take_back)
 
 
 async def winners_told(app: web.Application, g: Giveaway, winners: list[GiveawayWinner]) -> None:

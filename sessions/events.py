@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Executable, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.auth import HOST, PUBLIC, SIGNED_IN
 from livecommerce.db import utcnow
@@ -27,6 +28,7 @@ from .room import (
     RoomRuntime,
     moderators_room,
     publish,
+    publish_or_take_back,
     push_transition,
     room,
     room_hooks,
@@ -228,12 +230,12 @@ class HostEvents(EventGroup):
     async def _publish_or_undo(self, broadcast_id: int, type_: str, data: Any, undo: Executable) -> None:
         """Send a change already written to the room; if the room cannot be told, write it back (unless it was
         changed again meanwhile) and answer `unavailable`: nothing stands that viewers did not get."""
-        try:
-            await publish(self.app, broadcast_id, type_, data)
-        except Unavailable:
-            async with self.app[AppKeys.db].begin() as db:
-                await db.execute(undo)
-            raise
+
+        async def write_back(db: AsyncSession) -> bool:
+            await db.execute(undo)
+            return True  # changed again meanwhile or not, this change is not the one standing
+
+        await publish_or_take_back(self.app, broadcast_id, type_, data, write_back)
 
     @event("host:watch", access=HOST, payload=BroadcastRef, errors=("broadcast_not_found", "not_your_broadcast"))
     async def host_watch(self, sid: str, who: SocketUser, p: BroadcastRef) -> None:

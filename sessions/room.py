@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.config import Config
 from livecommerce.errors import Unavailable
@@ -350,6 +351,26 @@ async def publish(app: web.Application, broadcast_id: int, type_: str, data: Any
         env = await stream.publish(broadcast_id, type_, data, key=key)
         await app[AppKeys.sio].emit("room", env.wire(), room=room(broadcast_id), namespace=NAMESPACE)
     return env
+
+
+async def publish_or_take_back(app: web.Application, broadcast_id: int, type_: str, data: Any,
+                               take_back: Callable[[AsyncSession], Awaitable[bool]], *, key: str = "",
+                               ) -> Envelope | None:
+    """Send to the room a change already committed; if the room cannot be told (`Unavailable`), take the
+    change back in a transaction of its own and raise, so that nothing stands that viewers did not get.
+    `take_back` answers False when the change must stand after all (someone acted on it meanwhile, as a
+    viewer who joined and claimed a drop): then it is logged and None returned — the room's join snapshot
+    carries it to whoever comes next."""
+    try:
+        return await publish(app, broadcast_id, type_, data, key=key)
+    except Unavailable:
+        async with app[AppKeys.db].begin() as db:
+            taken_back = await take_back(db)
+        if taken_back:
+            raise
+        log.warning("a change the room could not be told of stands", extra={"broadcast": broadcast_id,
+                                                                            "type": type_})
+        return None
 
 
 async def push_transition(app: web.Application, broadcast_id: int, state: BroadcastState, at: datetime) -> None:
