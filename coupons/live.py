@@ -8,15 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from livecommerce.caches import Changed
+from livecommerce.caches import KeptReads
 from livecommerce.db import utcnow
 from livecommerce.errors import Unavailable
 from livecommerce.keys import AppKeys
@@ -46,52 +45,16 @@ class CouponsLive:
 LIVE = web.AppKey("coupons_live", CouponsLive)
 
 
-class Keywords:
-    """Each broadcast's open keyword giveaways, `(id, keyword)`, as read at most `ttl` seconds ago, so that a
-    chat message costs no read unless it carries a keyword. Kept on the app's caches watching the giveaways:
-    forgotten after a commit that changes one (here at once, on the other processes through Redis); an entry
-    it lets through is checked again in the entry's own transaction. Concurrent callers share one read."""
-
-    def __init__(self, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl = ttl
-        self.clock = clock
-        self._entries: dict[int, tuple[float, list[tuple[int, str]]]] = {}
-        self._reading: dict[int, asyncio.Task[list[tuple[int, str]]]] = {}
-        self._generation = 0
-
-    async def get(self, app: web.Application, broadcast_id: int) -> list[tuple[int, str]]:
-        hit = self._entries.get(broadcast_id)
-        if hit is not None and hit[0] > self.clock():
-            return hit[1]
-        task = self._reading.get(broadcast_id)
-        if task is None:
-            task = self._reading[broadcast_id] = asyncio.ensure_future(self._read(app, broadcast_id))
-        return await asyncio.shield(task)
-
-    async def _read(self, app: web.Application, broadcast_id: int) -> list[tuple[int, str]]:
-        generation = self._generation
-        try:
-            async with app[AppKeys.reader]() as db:
-                found = [(g.id, g.keyword or "") for g in await giveaways.open_in(db, broadcast_id, keyword_only=True)]
-            if generation == self._generation:  # not forgotten meanwhile: the read may predate a commit
-                if len(self._entries) >= 10_000:
-                    self._entries.clear()
-                self._entries[broadcast_id] = (self.clock() + self.ttl, found)
-            return found
-        finally:
-            self._reading.pop(broadcast_id, None)
-
-    def forget(self, changed: Changed) -> None:
-        self._generation += 1
-        keys = changed.get("giveaways", frozenset())
-        if keys is None:
-            self._entries.clear()
-            return
-        for k in keys:
-            self._entries.pop(int(k), None)
+async def open_keywords(app: web.Application, broadcast_id: int) -> list[tuple[int, str]]:
+    """A broadcast's open keyword giveaways, `(id, keyword)`."""
+    async with app[AppKeys.reader]() as db:
+        return [(g.id, g.keyword or "") for g in await giveaways.open_in(db, broadcast_id, keyword_only=True)]
 
 
-KEYWORDS = web.AppKey("coupons_keywords", Keywords)
+# Each broadcast's open keyword giveaways, so that a chat message costs no read unless it carries a keyword:
+# kept on the app's caches watching the giveaways (forgotten after a commit that changes one, here at once, on
+# the other processes through Redis); an entry it lets through is checked again in the entry's own transaction.
+KEYWORDS = web.AppKey("coupons_keywords", KeptReads[list[tuple[int, str]]])
 
 
 # -- pushed to the room ------------------------------------------------------------------------------------
@@ -194,7 +157,7 @@ async def on_transition(app: web.Application, broadcast_id: int, state: Broadcas
 
 async def on_chat(app: web.Application, broadcast_id: int, who: SocketUser, text: str) -> None:
     """A keyword giveaway: typing the keyword in chat enters (once; later messages change nothing). The open
-    keyword giveaways are kept (`Keywords`): a message without a keyword reads nothing."""
+    keyword giveaways are kept (`KEYWORDS`): a message without a keyword reads nothing."""
     if who.user_id is None:
         return
     matching = [gid for gid, keyword in await app[KEYWORDS].get(app, broadcast_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from livecommerce.caches import Watch
+from livecommerce.caches import KeptReads, Watch
 from livecommerce.keys import AppKeys
 from orders.placing import PURCHASE_LISTENERS
 from orders.pricing import pricing_hooks
@@ -27,7 +27,7 @@ def setup(app: web.Application) -> None:
     pricing = pricing_hooks(app)
     pricing.pricers.append(redemption.price)
     pricing.releasers.append(redemption.give_back)
-    app[AppKeys.caches].keep(app, live.KEYWORDS, live.Keywords(), "giveaway_keywords",
+    app[AppKeys.caches].keep(app, live.KEYWORDS, KeptReads(live.open_keywords), "giveaway_keywords",
                              Watch("giveaways", "broadcast_id"))
     app.cleanup_ctx.append(live.live_ctx)
     app.cleanup_ctx.append(claiming.gate_ctx)

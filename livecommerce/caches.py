@@ -75,9 +75,10 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Collection, Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -111,6 +112,60 @@ class Forgets(Protocol):
 
 
 C = TypeVar("C", bound=Forgets)
+
+
+V = TypeVar("V")
+
+
+class KeptReads(Generic[V]):
+    """What `load(app, key)` read from the database for an integer key (a broadcast's id), kept at most
+    `ttl` seconds: a cache for `Caches.keep` with one `Watch(table, column)` per table it reads, the column
+    holding the key (a table watched whole forgets everything). Callers asking for the same key at the same
+    moment share one read; a read in flight when the key is forgotten is answered but not kept (it may
+    predate the commit)."""
+
+    def __init__(self, load: Callable[[web.Application, int], Awaitable[V]], ttl: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic, limit: int = 10_000) -> None:
+        self.load = load
+        self.ttl = ttl
+        self.clock = clock
+        self.limit = limit
+        self.reads = 0  # how many times `load` ran (for tests and metrics)
+        self._entries: dict[int, tuple[float, V]] = {}
+        self._reading: dict[int, asyncio.Task[V]] = {}
+        self._generation = 0
+
+    async def get(self, app: web.Application, key: int) -> V:
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > self.clock():
+            return hit[1]
+        task = self._reading.get(key)
+        if task is None:
+            task = self._reading[key] = asyncio.ensure_future(self._read(app, key))
+        return await asyncio.shield(task)
+
+    async def _read(self, app: web.Application, key: int) -> V:
+        generation = self._generation
+        try:
+            self.reads += 1
+            value = await self.load(app, key)
+            if generation == self._generation:
+                if len(self._entries) >= self.limit:
+                    self._entries.clear()
+                self._entries[key] = (self.clock() + self.ttl, value)
+            return value
+        finally:
+            self._reading.pop(key, None)
+
+    def forget(self, changed: Changed) -> None:
+        self._generation += 1
+        for keys in changed.values():
+            if keys is None:
+                self._entries.clear()
+                return
+            for k in keys:
+                with contextlib.suppress(ValueError, TypeError):
+                    self._entries.pop(int(k), None)
 
 
 @dataclass

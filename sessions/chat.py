@@ -4,9 +4,10 @@ services that store messages and moderation, each message kept for replay and au
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from livecommerce.errors import N_, AppError, Conflict, Forbidden, NotFound, ValidationFailed
 from livecommerce.models import Role
 
-from .models import BlockedWord, Broadcast, ChatMessage, ChatReport, RoomSanction
+from .models import BlockedWord, BroadcastState, ChatMessage, ChatReport, RoomSanction
 
 # -- pure rules ---------------------------------------------------------------------------------
 
@@ -65,6 +66,47 @@ def take(bucket: Bucket | None, now: float, rate: float, burst: int) -> tuple[bo
     return False, Bucket(tokens, now)
 
 
+def take_all(buckets: Sequence[Bucket | None], now: float, limits: Sequence[tuple[float, int]],
+             ) -> tuple[int, list[Bucket]]:
+    """One token from each bucket, or from none: 0 and the buckets after, or the 1-based position of the
+    first bucket that is empty and the buckets refilled but untaken."""
+    refilled = [Bucket(float(burst) if b is None else min(float(burst), b.tokens + (now - b.at) * rate), now)
+                for b, (rate, burst) in zip(buckets, limits, strict=True)]
+    for i, b in enumerate(refilled):
+        if b.tokens < 1.0:
+            return i + 1, refilled
+    return 0, [Bucket(b.tokens - 1.0, now) for b in refilled]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What a broadcast's chat allows: its state, its slow mode (seconds, 0: off) and its sanctions
+    (user id → ("mute", until) or ("ban", None))."""
+
+    state: BroadcastState
+    slow_mode_seconds: int
+    sanctions: Mapping[int, tuple[str, datetime | None]]
+
+
+def check_rules(rules: Rules, role: Role, user_id: int, now: datetime) -> None:
+    """Refuse a message its broadcast's chat does not allow now: closed, or its author muted or banned
+    (hosts and staff never are)."""
+    if rules.state not in (BroadcastState.LOBBY, BroadcastState.LIVE):
+        raise AppError(N_("The chat opens with the lobby."), code="chat_closed", status=409)
+    if role in (Role.HOST, Role.STAFF):
+        return
+    s = rules.sanctions.get(user_id)
+    if s is None:
+        return
+    kind, until = s
+    if kind == "ban":
+        raise Forbidden(N_("You have been removed from this broadcast's chat."), code="banned")
+    if until is not None and until <= now:
+        return
+    minutes = max(1, int(((until or now) - now).total_seconds() + 59) // 60)
+    raise Forbidden(N_("You are muted for %(minutes)s more minutes."), code="muted", minutes=minutes)
+
+
 # -- services -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -74,7 +116,8 @@ class Author:
     role: Role
 
 
-def message_out(m: ChatMessage) -> dict[str, object]:
+def message_out(m: Any) -> dict[str, object]:
+    """A chat message as the room sends it (a `ChatMessage`, or a row of its table)."""
     return {"id": m.id, "user_id": m.user_id, "name": m.author_name, "role": m.author_role, "text": m.text,
             "at": m.created_at.isoformat()}
 
@@ -88,36 +131,10 @@ async def sanction_of(db: AsyncSession, broadcast_id: int, user_id: int, now: da
     return s
 
 
-async def check_can_write(db: AsyncSession, broadcast_id: int, author: Author, now: datetime) -> None:
-    if author.role in (Role.HOST, Role.STAFF):
-        return
-    s = await sanction_of(db, broadcast_id, author.user_id, now)
-    if s is None:
-        return
-    if s.kind == "ban":
-        raise Forbidden(N_("You have been removed from this broadcast's chat."), code="banned")
-    minutes = max(1, int(((s.until or now) - now).total_seconds() + 59) // 60)
-    raise Forbidden(N_("You are muted for %(minutes)s more minutes."), code="muted", minutes=minutes)
-
-
-async def post(db: AsyncSession, b: Broadcast, author: Author, text: str, now: datetime,
-               client_id: str | None = None) -> ChatMessage:
-    m = ChatMessage(broadcast_id=b.id, user_id=author.user_id, author_name=author.name,
-                    author_role=author.role.value, text=text, created_at=now, client_id=client_id)
-    db.add(m)
-    await db.flush()
-    return m
-
-
 async def by_client_id(db: AsyncSession, user_id: int, client_id: str) -> ChatMessage | None:
     """The author's message sent with this id, if any (a repeated send is the same message)."""
     return await db.scalar(select(ChatMessage).where(ChatMessage.user_id == user_id,
                                                      ChatMessage.client_id == client_id))
-
-
-async def discard(db: AsyncSession, message_id: int) -> None:
-    """Take back a message that reached no one (the room could not be told): it does not stand."""
-    await db.execute(delete(ChatMessage).where(ChatMessage.id == message_id))
 
 
 async def recent(db: AsyncSession, broadcast_id: int, limit: int) -> list[ChatMessage]:

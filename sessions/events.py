@@ -8,17 +8,16 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import Executable, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.auth import HOST, PUBLIC, SIGNED_IN
 from livecommerce.db import utcnow
-from livecommerce.errors import N_, AppError, Unavailable
+from livecommerce.errors import N_, AppError, NotFound
 from livecommerce.keys import AppKeys
 from livecommerce.models import Role
 from livecommerce.realtime import EventGroup, Namespace, ServerEvent, SocketUser, event, live_parts
 
-from . import chat, schemas, services
+from . import chat, ingest, schemas, services
 from .models import STATE_LABELS, Broadcast, BroadcastState, ChatMessage
 from .room import (
     NAMESPACE,
@@ -27,7 +26,6 @@ from .room import (
     SCHEDULE_ROOM,
     RoomRuntime,
     moderators_room,
-    publish,
     publish_or_take_back,
     push_transition,
     room,
@@ -133,71 +131,49 @@ class RoomEvents(EventGroup):
            errors=("not_in_room", "broadcast_not_found", "empty_message", "message_too_long", "bad_characters",
                    "chat_closed", "blocked_word", "slow_mode", "rate_limited", "muted", "banned", "unavailable"))
     async def chat_send(self, sid: str, who: SocketUser, p: ChatIn) -> dict[str, Any]:
-        """Send a chat message to the room (signed-in viewers, hosts and staff). Answered `ok` once every
-        viewer will get it; `unavailable` means nobody got it and it was not kept: send it again. With
-        `client_id`, a send repeated with the same id is the same message and gets the same answer."""
+        """Send a chat message to the room (signed-in viewers, hosts and staff). Answered `ok` once the
+        message is saved and holds its place in the room's stream (every viewer gets it); `unavailable`
+        means nobody got it and it was not kept: send it again. With `client_id`, a send repeated with the
+        same id is the same message and gets the same answer."""
         self._in_room(sid, p.broadcast_id)
         assert who.user_id is not None and who.role is not None
-        if p.client_id is not None:
-            async with self.app[AppKeys.reader]() as db:
-                sent = await chat.by_client_id(db, who.user_id, p.client_id)
-            if sent is not None:
-                return await self._send_again(sent, p.client_id)
+        chats = self.app[ingest.WRITER]
+        if p.client_id is not None and (sent := chats.answered(who.user_id, p.client_id)) is not None:
+            return {"id": sent.id, "offset": sent.offset}
         cfg = self.app[AppKeys.config].room
         text = chat.clean_text(p.text, cfg.chat_max_length)
-        author = chat.Author(who.user_id, who.name, who.role)
         now = utcnow()
         rt = self.rooms_rt
-        async with self.app[AppKeys.reader]() as db:
-            b = await services.get_broadcast(db, p.broadcast_id)
-            words = await rt.words(lambda: chat.blocked_words(db))
-            await chat.check_can_write(db, b.id, author, now)
-        if b.state not in (BroadcastState.LOBBY, BroadcastState.LIVE):
-            raise AppError(N_("The chat opens with the lobby."), code="chat_closed", status=409)
-        staff_like = who.role in (Role.HOST, Role.STAFF)
-        if not staff_like and chat.blocked_word(text, words) is not None:
-            raise chat.ChatRefused(N_("This message contains a word that is not allowed here."),
-                                   code="blocked_word")
-        if not staff_like:
-            if b.slow_mode_seconds and not await rt.allow(f"slow:{b.id}:{who.user_id}", 1 / b.slow_mode_seconds, 1):
+        rules = await self.app[ingest.RULES].get(self.app, p.broadcast_id)
+        if rules is None:
+            raise NotFound(N_("No broadcast with this id."), code="broadcast_not_found")
+        chat.check_rules(rules, who.role, who.user_id, now)
+        if who.role not in (Role.HOST, Role.STAFF):
+            words = await rt.words(self._blocked_words)
+            if chat.blocked_word(text, words) is not None:
+                raise chat.ChatRefused(N_("This message contains a word that is not allowed here."),
+                                       code="blocked_word")
+            limits = [(f"chat:{who.user_id}", cfg.chat_rate_per_second, cfg.chat_burst)]
+            if rules.slow_mode_seconds:
+                limits.insert(0, (f"slow:{p.broadcast_id}:{who.user_id}", 1 / rules.slow_mode_seconds, 1))
+            empty = await rt.take_tokens(limits)
+            if empty and rules.slow_mode_seconds and empty == 1:
                 raise AppError(N_("Slow mode: one message every %(seconds)s seconds."), code="slow_mode",
-                               status=429, seconds=b.slow_mode_seconds)
-            if not await rt.allow(f"chat:{who.user_id}", cfg.chat_rate_per_second, cfg.chat_burst):
+                               status=429, seconds=rules.slow_mode_seconds)
+            if empty:
                 raise AppError(N_("You are sending messages too fast. Wait a moment."), code="rate_limited",
                                status=429)
-        # Written first (a viewer joining now reads it from the history), then sent to the room; if the
-        # room cannot be told, the message is taken back and the sender asked to send it again.
-        try:
-            async with self.app[AppKeys.db].begin() as db:
-                m = await chat.post(db, b, author, text, now, p.client_id)
-                payload = chat.message_out(m)
-        except IntegrityError:
-            if p.client_id is None:
-                raise
-            async with self.app[AppKeys.reader]() as db:  # the same send, made at the same moment
-                sent = await chat.by_client_id(db, who.user_id, p.client_id)
-            if sent is None:
-                raise
-            return await self._send_again(sent, p.client_id)
-        try:
-            env = await publish(self.app, b.id, "chat", payload, key=_chat_key(who.user_id, p.client_id))
-        except Unavailable:
-            async with self.app[AppKeys.db].begin() as db:
-                await chat.discard(db, m.id)
-            raise
+        sent = await chats.send(p.broadcast_id, who.user_id, who.name, who.role.value, text, p.client_id, now)
         for listener in room_hooks(self.app).on_chat:
             try:
-                await listener(self.app, b.id, who, text)
+                await listener(self.app, p.broadcast_id, who, text)
             except Exception:  # the message is sent: a listener's failure must not turn it into an error
-                log.exception("chat listener failed", extra={"broadcast": b.id})
-        return {"id": m.id, "offset": env.offset}
+                log.exception("chat listener failed", extra={"broadcast": p.broadcast_id})
+        return {"id": sent.id, "offset": sent.offset}
 
-    async def _send_again(self, m: ChatMessage, client_id: str) -> dict[str, Any]:
-        """A send repeated with its `client_id`: the message's answer. It is sent to the room only if it never
-        was (under its key, the room's stream answers the first sending's position instead)."""
-        assert m.user_id is not None
-        env = await publish(self.app, m.broadcast_id, "chat", chat.message_out(m), key=_chat_key(m.user_id, client_id))
-        return {"id": m.id, "offset": env.offset}
+    async def _blocked_words(self) -> list[str]:
+        async with self.app[AppKeys.reader]() as db:
+            return await chat.blocked_words(db)
 
     @event("heart", access=PUBLIC, payload=HeartIn, errors=("not_in_room",))
     async def heart(self, sid: str, who: SocketUser, p: HeartIn) -> None:
@@ -356,10 +332,6 @@ class HostEvents(EventGroup):
             t = await services.host_move(db, broadcast_id, wanted, utcnow(), self.app[AppKeys.config])
         await push_transition(self.app, t.broadcast_id, t.state, t.at)
         return {"broadcast_id": t.broadcast_id, "state": t.state.value, "at": t.at.isoformat()}
-
-
-def _chat_key(user_id: int, client_id: str | None) -> str:
-    return f"chat:{user_id}:{client_id}" if client_id is not None else ""
 
 
 def room_snapshot(b: Broadcast) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,7 +30,7 @@ from livecommerce.keys import AppKeys
 from livecommerce.realtime import LIVE_NAMESPACE, SocketUser
 
 from . import planning
-from .chat import Bucket, take
+from .chat import Bucket, take_all
 from .models import Broadcast, BroadcastState
 from .stream import Envelope, MemoryStream, RedisStream, RoomStream
 
@@ -84,19 +84,29 @@ def room_hooks(app: web.Application) -> RoomHooks:
         hooks = app[ROOM_HOOKS] = RoomHooks()
     return hooks
 
-_BUCKET = """
+# Token buckets {t: tokens, a: at}, KEYS the buckets, ARGV (rate, burst, ttl ms) for each: one token from
+# each, or from none. Answers 0, or the 1-based position of the first empty bucket.
+_BUCKETS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 't', 'a')
-local tokens, at = tonumber(b[1]), tonumber(b[2])
-if tokens == nil then tokens = burst; at = now end
-tokens = math.min(burst, tokens + (now - at) * rate)
-local ok = 0
-if tokens >= 1 then tokens = tokens - 1; ok = 1 end
-redis.call('HSET', KEYS[1], 't', tostring(tokens), 'a', tostring(now))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return ok
+local tokens = {}
+for i = 1, #KEYS do
+  local rate, burst = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])
+  local b = redis.call('HMGET', KEYS[i], 't', 'a')
+  local n, at = tonumber(b[1]), tonumber(b[2])
+  if n == nil then n = burst; at = now end
+  tokens[i] = math.min(burst, n + (now - at) * rate)
+end
+local empty = 0
+for i = 1, #KEYS do
+  if tokens[i] < 1 and empty == 0 then empty = i end
+end
+for i = 1, #KEYS do
+  if empty == 0 then tokens[i] = tokens[i] - 1 end
+  redis.call('HSET', KEYS[i], 't', tostring(tokens[i]), 'a', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], ARGV[3 * i])
+end
+return empty
 """
 
 _PRESENCE = """
@@ -178,7 +188,7 @@ class RoomRuntime:
         if redis is not None:
             self.stream: RoomStream = RedisStream(redis, self.prefix, rc.stream_max_length, rc.recover_max,
                                                   rc.recover_max_age_seconds)
-            self._bucket = redis.register_script(_BUCKET)
+            self._buckets_script = redis.register_script(_BUCKETS)
             self._presence = redis.register_script(_PRESENCE)
         else:
             self.stream = MemoryStream(rc.stream_max_length, rc.recover_max, rc.recover_max_age_seconds)
@@ -203,14 +213,24 @@ class RoomRuntime:
 
     async def allow(self, key: str, rate: float, burst: int) -> bool:
         """Take one token from the bucket `key`; False if it is empty."""
+        return await self.take_tokens([(key, rate, burst)]) == 0
+
+    async def take_tokens(self, buckets: Sequence[tuple[str, float, int]]) -> int:
+        """One token from each bucket `(key, rate, burst)`, or from none (one Redis round trip): 0, or the
+        1-based position of the first bucket that was empty."""
         if self.redis is not None:
-            ttl = int(max(1.0, burst / rate) * 1000) + 1000
-            return bool(await self._bucket(keys=[f"{self.prefix}bucket:{key}"], args=[rate, burst, ttl]))
-        ok, bucket = take(self._buckets.get(key), time.monotonic(), rate, burst)
-        self._buckets[key] = bucket
+            args: list[float | int] = []
+            for _key, rate, burst in buckets:
+                args += [rate, burst, int(max(1.0, burst / rate) * 1000) + 1000]
+            return int(await self._buckets_script(keys=[f"{self.prefix}bucket:{k}" for k, _, _ in buckets],
+                                                  args=args))
+        empty, after = take_all([self._buckets.get(k) for k, _, _ in buckets], time.monotonic(),
+                                [(rate, burst) for _, rate, burst in buckets])
+        for (key, _, _), b in zip(buckets, after, strict=True):
+            self._buckets[key] = b
         if len(self._buckets) > 100_000:  # forget idle buckets
             self._buckets.clear()
-        return ok
+        return empty
 
     async def words(self, loader: Any) -> list[str]:
         """The blocked words, cached for a few seconds per process."""

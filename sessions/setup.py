@@ -3,11 +3,17 @@ room's runtime (stream, limits, figures)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from livecommerce.api import API
+from livecommerce.caches import KeptReads, Watch
+from livecommerce.keys import AppKeys
 
-from . import events, views
+from . import events, ingest, views
 from .lifecycle import scheduler_ctx
 from .room import room_hooks, rooms_ctx
 
@@ -19,3 +25,16 @@ def setup(app: web.Application) -> None:
     events.setup(app)
     app.cleanup_ctx.append(scheduler_ctx)
     app.cleanup_ctx.append(rooms_ctx)
+    app[AppKeys.caches].keep(app, ingest.RULES, KeptReads(ingest.load_rules), "chat_rules",
+                             Watch("broadcasts", "id"), Watch("room_sanctions", "broadcast_id"))
+    app[ingest.WRITER] = ingest.ChatWriter(app)
+    app.cleanup_ctx.append(chat_writer_ctx)
+
+
+async def chat_writer_ctx(app: web.Application) -> AsyncIterator[None]:
+    """At shutdown, the chat messages already accepted are written and sent before the room closes."""
+    yield
+    task = app[ingest.WRITER]._task
+    if task is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), 10)
