@@ -180,7 +180,7 @@ class RoomEvents(EventGroup):
         """Tap hearts as fast as you like: they are all counted; the room's total is pushed a few times a
         second."""
         self._in_room(sid, p.broadcast_id)
-        await self.rooms_rt.add_hearts(p.broadcast_id, p.count)
+        self.rooms_rt.add_hearts(p.broadcast_id, p.count)
 
     @event("chat:report", access=SIGNED_IN, payload=MessageRef, errors=("message_not_found", "own_message"))
     async def report(self, sid: str, who: SocketUser, p: MessageRef) -> dict[str, Any]:

@@ -123,7 +123,7 @@ for _, h in ipairs(stale) do
 end
 local total = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
-return total
+return {total, redis.call('INCRBY', KEYS[3], ARGV[4])}
 """
 
 
@@ -194,6 +194,7 @@ class RoomRuntime:
             self.stream = MemoryStream(rc.stream_max_length, rc.recover_max, rc.recover_max_age_seconds)
         self._buckets: dict[str, Bucket] = {}
         self._hearts: dict[int, int] = {}
+        self._hearts_pending: dict[int, int] = {}  # taps not yet added in Redis
         self._pushed: dict[int, tuple[int, int]] = {}
         self._peak: dict[int, int] = {}
         self._hearts_saved: dict[int, int] = {}
@@ -259,16 +260,14 @@ class RoomRuntime:
 
     # -- hearts and viewers ---------------------------------------------------------------------
 
-    async def add_hearts(self, broadcast_id: int, n: int) -> None:
+    def add_hearts(self, broadcast_id: int, n: int) -> None:
+        """Count taps: added up in this process's memory and sent to Redis once per figures' interval
+        (`hearts`), so a room full of tapping viewers costs one Redis round trip per interval, not one
+        per tap."""
         if self.redis is not None:
-            await self.redis.incrby(f"{self.prefix}room:{broadcast_id}:hearts", n)
+            self._hearts_pending[broadcast_id] = self._hearts_pending.get(broadcast_id, 0) + n
         else:
             self._hearts[broadcast_id] = self._hearts.get(broadcast_id, 0) + n
-
-    async def hearts(self, broadcast_id: int) -> int:
-        if self.redis is not None:
-            return int(await self.redis.get(f"{self.prefix}room:{broadcast_id}:hearts") or 0)
-        return self._hearts.get(broadcast_id, 0)
 
     def local_rooms(self) -> dict[int, int]:
         """Viewers connected to this process, per broadcast."""
@@ -279,24 +278,34 @@ class RoomRuntime:
                 out[int(room[len(ROOM_PREFIX):])] = len(members)
         return out
 
-    async def viewers(self, broadcast_id: int, local: int) -> int:
-        """The room's viewers across every process (this process reports its own count)."""
+    async def figures(self, broadcast_id: int, local: int) -> tuple[int, int]:
+        """The room's viewers and hearts across every process, in one round trip: this process reports its
+        own viewers (`local`) and adds the taps it counted since the last time."""
         if self.redis is None:
-            return local
+            return local, self._hearts.get(broadcast_id, 0)
         base = f"{self.prefix}room:{broadcast_id}"
-        return int(await self._presence(keys=[f"{base}:presence", f"{base}:presence_seen"],
-                                        args=[self.host_id, local, 10]))
+        pending = self._hearts_pending.pop(broadcast_id, 0)
+        try:
+            viewers, hearts = await self._presence(keys=[f"{base}:presence", f"{base}:presence_seen", f"{base}:hearts"],
+                                                   args=[self.host_id, local, 10, pending])
+        except BaseException:  # not counted: kept for the next interval
+            if pending:
+                self._hearts_pending[broadcast_id] = self._hearts_pending.get(broadcast_id, 0) + pending
+            raise
+        return int(viewers), int(hearts)
 
     async def counts(self, broadcast_id: int) -> dict[str, int]:
-        local = self.local_rooms().get(broadcast_id, 0)
-        return {"viewers": await self.viewers(broadcast_id, local), "hearts": await self.hearts(broadcast_id)}
+        viewers, hearts = await self.figures(broadcast_id, self.local_rooms().get(broadcast_id, 0))
+        return {"viewers": viewers, "hearts": hearts}
 
     async def tick(self) -> None:
         """Push each room's figures if they changed; record the peak and the hearts."""
         manager = self.app[AppKeys.sio].manager
-        for bid, local in self.local_rooms().items():
-            viewers = await self.viewers(bid, local)
-            hearts = await self.hearts(bid)
+        rooms = self.local_rooms()
+        for bid in [b for b in self._hearts_pending if b not in rooms]:  # tapped, then everyone left
+            await self.figures(bid, 0)
+        for bid, local in rooms.items():
+            viewers, hearts = await self.figures(bid, local)
             if self._pushed.get(bid) != (viewers, hearts):
                 self._pushed[bid] = (viewers, hearts)
                 manager.write_room("counts", {"broadcast_id": bid, "viewers": viewers, "hearts": hearts},

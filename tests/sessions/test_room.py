@@ -15,6 +15,7 @@ from livecommerce.app import create_app
 from livecommerce.config import Config
 from sessions.chat import Bucket, ChatRefused, blocked_word, clean_text, take
 from sessions.models import BlockedWord, Broadcast, ChatMessage
+from sessions.room import ROOMS
 from sessions.stream import decide
 from tests.support import NS, World, browser_session, csrf, fresh, guest, sign_in, signed_in, viewer
 
@@ -308,6 +309,34 @@ async def test_hearts_are_counted_and_pushed_coalesced(server: TestServer, world
     finally:
         await a.sio.disconnect()
         await b.sio.disconnect()
+
+
+async def test_taps_reach_redis_once_per_interval_not_once_per_tap(config: Config, world: World) -> None:
+    app = create_app(config)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    rt = app[ROOMS]
+    assert rt._task is not None
+    rt._task.cancel()  # the figures' interval is driven by hand below
+    bid = world.live.id
+    a = await viewer(server)
+    try:
+        await a.call("join", {"broadcast_id": bid})
+        key = f"{config.redis.prefix}room:{bid}:hearts"
+        before = await rt.redis.get(key) if rt.redis is not None else None
+        for _ in range(30):
+            assert (await a.call("heart", {"broadcast_id": bid, "count": 3}))["ok"]
+        if rt.redis is None:  # one process: counted in memory
+            assert (await rt.counts(bid))["hearts"] == 90
+            return
+        assert before in (None, "0") and await rt.redis.get(key) == before  # thirty taps, no round trip
+        assert rt._hearts_pending == {bid: 90}
+        await rt.tick()  # one interval: one round trip carries them all
+        assert int(await rt.redis.get(key)) == 90 and not rt._hearts_pending
+        await a.wait_for(lambda: any(c["hearts"] == 90 for c in a.other.get("counts", [])))
+    finally:
+        await a.sio.disconnect()
+        await server.close()
 
 
 async def test_chat_is_batched_under_load(config: Config, world: World) -> None:
