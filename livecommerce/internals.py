@@ -59,15 +59,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, cast
 
 import socketio
+from aiohttp import WSMsgType
 from aiohttp.web import WebSocketResponse
+from engineio import exceptions as engineio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import WebSocket as EngineIOWebSocket
+from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
 # -- the websocket Engine.IO opens -----------------------------------------------------------------
@@ -75,7 +80,9 @@ from socketio import packet as sio_packet
 
 class RoomWebSocket(EngineIOWebSocket):  # type: ignore[misc]  # python-engineio ships no types
     """Engine.IO's aiohttp websocket, opened without per-message-deflate, and reachable from its
-    Engine.IO socket (as `lc_ws`) so that frames can be written to its transport directly."""
+    Engine.IO socket (as `lc_ws`) so that frames can be written to its transport directly. A client that
+    connects by websocket from the start is served by `serve_websocket`; one that upgrades from
+    long-polling by Engine.IO's own handler."""
 
     transport: asyncio.Transport | None = None
 
@@ -91,14 +98,193 @@ class RoomWebSocket(EngineIOWebSocket):  # type: ignore[misc]  # python-engineio
         await self._sock.prepare(request)
         self.transport = request.transport  # where aiohttp's websocket writer writes its frames
         self.environ = environ
-        await self.handler(self)
+        eio_socket = getattr(self.handler, "__self__", None)
+        if eio_socket is not None and not eio_socket.connected:
+            await serve_websocket(eio_socket, self)
+        else:
+            await self.handler(self)
         return self._sock
 
 
+class DirectQueue:
+    """An Engine.IO socket's send queue on a websocket served by `serve_websocket`: a packet put is written
+    to the websocket's transport at once, in order with the room's frames (no queue, no writer task). A
+    socket that has more than `max_buffer` bytes unsent is closed (1013: try again later); it catches up
+    when it reconnects."""
+
+    __slots__ = ("max_buffer", "ws")
+
+    def __init__(self, ws: RoomWebSocket, max_buffer: int) -> None:
+        self.ws = ws
+        self.max_buffer = max_buffer
+
+    def put_nowait(self, pkt: Any) -> None:
+        transport = self.ws.transport
+        if transport is None or transport.is_closing():
+            return
+        if pkt is None:  # "the connection is over": Engine.IO's writer would close the websocket
+            _close_later(self.ws._sock)
+            return
+        if transport.get_write_buffer_size() > self.max_buffer:
+            _close_later(self.ws._sock, 1013, b"too slow: reconnect")
+            return
+        encoded = pkt.encode()
+        if isinstance(encoded, str):
+            transport.write(text_frame(encoded.encode("utf-8")))
+        else:
+            transport.write(binary_frame(encoded))
+
+    async def put(self, pkt: Any) -> None:
+        self.put_nowait(pkt)
+
+    def task_done(self) -> None:
+        pass
+
+    async def join(self) -> None:
+        pass
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        return 0
+
+    def get_nowait(self) -> Any:
+        raise asyncio.QueueEmpty()
+
+    async def get(self) -> Any:
+        raise asyncio.QueueEmpty()
+
+
+MAX_DIRECT_BUFFER = 1 << 20
+_closing: set[asyncio.Task[Any]] = set()
+
+
+def _close_later(response: WebSocketResponse, code: int = 1000, message: bytes = b"") -> None:
+    task = asyncio.ensure_future(response.close(code=code, message=message))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+async def serve_websocket(sock: Any, ws: RoomWebSocket) -> None:
+    """Serve an Engine.IO socket that connected by websocket, in place of Engine.IO's websocket handler
+    (`AsyncSocket._websocket_handler`), with what each connection costs cut down to the request's own task:
+    packets sent to the client are written at once (`DirectQueue`, where Engine.IO keeps a queue and a
+    writer task), packets from the client are read in this loop (where Engine.IO starts a task and a
+    timeout per read), pings go out from the server's `PingWheel` (where Engine.IO keeps a sleeping task
+    per socket, and a timeout on every read). A client that does not answer a ping within the ping timeout
+    is closed by the wheel.
+
+    Relies on: the socket's `queue` (only `put`, `put_nowait`, `get`, `get_nowait`, `task_done` and `join`
+    are used by Engine.IO), `connected`, `upgraded`, `closed`, `receive(pkt)`, `close(wait, abort, reason)`,
+    and the server's `ping_interval`, `ping_timeout`, `max_http_buffer_size` and `reason.TRANSPORT_CLOSE`."""
+    server = sock.server
+    sock.connected = sock.upgraded = True
+    queued = []
+    with contextlib.suppress(asyncio.QueueEmpty):
+        while True:
+            queued.append(sock.queue.get_nowait())  # the OPEN packet, put at connect
+    sock.queue = DirectQueue(ws, MAX_DIRECT_BUFFER)
+    for pkt in queued:
+        sock.queue.put_nowait(pkt)
+    response = ws._sock
+    environ = ws.environ  # read at connect only: the headers need not be kept for the connection's life
+    for key in [k for k in environ if k.startswith("HTTP_")]:
+        del environ[key]
+    try:
+        while not sock.closed:
+            msg = await response.receive()
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                break  # closed, closing, or an error: the connection is over
+            data = msg.data
+            if len(data) > server.max_http_buffer_size:
+                break
+            try:
+                await sock.receive(eio_packet.Packet(encoded_packet=data))
+            except engineio_exceptions.UnknownPacketError:
+                pass
+            except engineio_exceptions.SocketIsClosedError:
+                break
+            except Exception:  # as upstream: log it and keep the connection
+                logging.getLogger("livecommerce.realtime").exception("socket packet failed")
+    except (TimeoutError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            await response.close()
+        await sock.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+
+class PingWheel:
+    """The server's pings, for all its sockets from one task: a socket whose client answered the last
+    ping is due for the next one `interval` seconds later (Engine.IO starts a task per socket for each
+    wait), and a socket whose client does not answer within `timeout` is closed (Engine.IO times every
+    read). Every wait is the same length, so the sockets fall due in the order they were added."""
+
+    def __init__(self, interval: float, timeout: float) -> None:
+        self.interval = interval
+        self.timeout = timeout
+        self._due: dict[Any, float] = {}  # socket → when its next ping is due
+        self._waiting: dict[Any, float] = {}  # socket → when its client must have answered
+        self._task: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._due) + len(self._waiting)
+
+    def add(self, sock: Any) -> None:
+        """The client answered (or just connected): its next ping is due in `interval` seconds."""
+        loop = asyncio.get_running_loop()
+        self._waiting.pop(sock, None)
+        self._due.pop(sock, None)
+        self._due[sock] = loop.time() + self.interval
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run(), name="livecommerce-pings")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._due or self._waiting:
+            await asyncio.sleep(min(1.0, self.interval / 4, self.timeout / 4))
+            now = loop.time()
+            while self._waiting:
+                sock, at = next(iter(self._waiting.items()))
+                if at > now:
+                    break
+                del self._waiting[sock]
+                ws = getattr(sock, "lc_ws", None)
+                if ws is not None and ws._sock is not None and isinstance(sock.queue, DirectQueue):
+                    _close_later(ws._sock, 1001, b"ping timeout")  # its read loop ends, the socket closes
+            while self._due:
+                sock, at = next(iter(self._due.items()))
+                if at > now:
+                    break
+                del self._due[sock]
+                if not sock.closing and not sock.closed:
+                    sock.last_ping = time.time()
+                    self._waiting[sock] = now + self.timeout
+                    with contextlib.suppress(Exception):
+                        await sock.send(eio_packet.Packet(eio_packet.PING))
+
+
+_stock_schedule_ping = AsyncSocket.schedule_ping
+
+
+def _schedule_ping(self: Any) -> None:
+    wheel = getattr(self.server, "lc_pings", None)
+    if wheel is None:  # a server that is not ours (another app in the same process)
+        _stock_schedule_ping(self)
+    elif self.last_ping:  # as upstream: only once the previous ping was answered
+        self.last_ping = None
+        wheel.add(self)
+
+
 def install_room_websocket(sio: socketio.AsyncServer) -> None:
-    """Have Engine.IO open every websocket of `sio` as a `RoomWebSocket`."""
+    """Have Engine.IO open every websocket of `sio` as a `RoomWebSocket`, and send its pings from one
+    `PingWheel` (`AsyncSocket.schedule_ping` is replaced for every server: a server without a wheel gets
+    Engine.IO's own)."""
     eio = sio.eio
     eio._async = {**eio._async, "websocket": RoomWebSocket}
+    eio.lc_pings = PingWheel(eio.ping_interval, eio.ping_timeout)
+    AsyncSocket.schedule_ping = _schedule_ping
 
 
 # -- one frame for every websocket of a room ---------------------------------------------------------
@@ -114,6 +300,13 @@ def text_frame(payload: bytes) -> bytes:
     else:
         header = struct.pack("!BBQ", 0x81, 127, n)
     return header + payload
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """A final, unmasked WebSocket binary frame."""
+    frame = bytearray(text_frame(payload))
+    frame[0] = 0x82
+    return bytes(frame)
 
 
 def room_frame(sio: socketio.AsyncServer, event: str, data: Any, namespace: str) -> bytes | None:

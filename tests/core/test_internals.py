@@ -11,6 +11,7 @@ import json
 from importlib.metadata import version
 from typing import Any
 
+import aiohttp
 import engineio
 import pytest
 import socketio
@@ -23,6 +24,7 @@ from socketio.async_pubsub_manager import AsyncPubSubManager
 
 from livecommerce.fanout import MAX_BUFFER, FastManager, FastRedisManager
 from livecommerce.internals import (
+    DirectQueue,
     RoomWebSocket,
     close_engineio_socket,
     engineio_sockets,
@@ -96,6 +98,17 @@ def test_engineio_websocket_driver_and_socket() -> None:
     assert "wait" in params(sock.close), changed("python-engineio", "AsyncSocket.close(wait=…)")
     assert eio_packet.Packet(eio_packet.MESSAGE, "2[\"e\"]").encode() == "42[\"e\"]", changed(
         "python-engineio", "an Engine.IO MESSAGE is encoded as '4' + its text")
+    for name in ("receive", "close", "send", "schedule_ping", "_send_ping"):
+        assert callable(getattr(sock, name, None)), changed("python-engineio", f"AsyncSocket.{name}")
+    fresh_socket = sock(socketio.AsyncServer(async_mode="aiohttp").eio, "sid")
+    for name in ("queue", "last_ping", "connected", "upgraded", "upgrading", "closing", "closed", "server"):
+        assert hasattr(fresh_socket, name), changed("python-engineio", f"an AsyncSocket's `{name}`")
+    assert params(sock.close)[1:4] == ["wait", "abort", "reason"], changed(
+        "python-engineio", "AsyncSocket.close(wait, abort, reason)")
+    eio = socketio.AsyncServer(async_mode="aiohttp").eio
+    for name in ("ping_interval", "ping_timeout", "max_http_buffer_size", "sockets"):
+        assert hasattr(eio, name), changed("python-engineio", f"AsyncServer.{name}")
+    assert hasattr(eio.reason, "TRANSPORT_CLOSE"), changed("python-engineio", "AsyncServer.reason.TRANSPORT_CLOSE")
 
 
 def test_socketio_server_and_managers() -> None:
@@ -293,3 +306,67 @@ async def test_the_redis_bus_delivers_the_message_built_here(server: TestServer,
     finally:
         await client.disconnect()
         await redis.aclose()
+
+
+# -- the websocket served without Engine.IO's queue, writer and ping tasks ---------------------------------
+
+
+async def test_a_websocket_client_is_served_directly_and_an_upgraded_one_by_engineio(server: TestServer,
+                                                                                    app: Any) -> None:
+    sio: socketio.AsyncServer = app[AppKeys.sio]
+    direct = await socket_for(base(server))
+    upgraded = socketio.AsyncClient(reconnection=False)
+    await upgraded.connect(base(server), namespaces=[NS], transports=["polling", "websocket"], wait_timeout=5)
+    try:
+        for _ in range(50):
+            if upgraded.transport() == "websocket":
+                break
+            await asyncio.sleep(0.1)
+        assert upgraded.transport() == "websocket"
+        sockets = engineio_sockets(sio)
+        assert isinstance(sockets[direct.eio.sid].queue, DirectQueue)
+        assert isinstance(sockets[upgraded.eio.sid].queue, asyncio.Queue)  # Engine.IO's own handler
+        for client in (direct, upgraded):
+            got = collect(client, "probe")
+            await in_room(sio, client)
+            pkt = sio.packet_class(socketio.packet.EVENT, namespace=NS, data=["probe", {"a": "가"}])
+            await send_packet(sio, client.eio.sid, pkt)  # one client's own event, through its socket's queue
+            assert await asyncio.wait_for(got.get(), 5) == {"a": "가"}
+            await sio.leave_room(client.get_sid(namespace=NS), ROOM, namespace=NS)
+    finally:
+        await direct.disconnect()
+        await upgraded.disconnect()
+
+
+async def test_pings_keep_a_live_client_and_close_a_silent_one(config: Any) -> None:
+    """Pings go out from the server's wheel: a client that answers them stays, one that does not is closed
+    once the ping timeout has passed."""
+    from livecommerce.app import create_app
+
+    app = create_app(config)
+    eio = app[AppKeys.sio].eio
+    eio.ping_interval, eio.ping_timeout = 0.3, 0.6
+    eio.lc_pings.interval, eio.lc_pings.timeout = 0.3, 0.6
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    live = await socket_for(base(server))
+    try:
+        async with aiohttp.ClientSession() as http:
+            silent = await http.ws_connect(f"{base(server)}/socket.io/?EIO=4&transport=websocket")
+            opened = await silent.receive(timeout=5)
+            assert str(opened.data).startswith("0{")
+            pings, closed_after = 0, None
+            started = asyncio.get_running_loop().time()
+            while True:  # read, never answer
+                msg = await silent.receive(timeout=10)
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    closed_after = asyncio.get_running_loop().time() - started
+                    break
+                pings += msg.data == "2"
+            assert pings >= 1 and closed_after is not None
+        await asyncio.sleep(1.5)  # five ping intervals for the client that answers
+        assert live.connected
+        assert (await live.call("schedule:watch", {}, namespace=NS, timeout=5))["ok"]
+    finally:
+        await live.disconnect()
+        await server.close()
