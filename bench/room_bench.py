@@ -71,14 +71,18 @@ def machine() -> dict[str, str]:
     from importlib.metadata import version
 
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"cpu": model, "cores": str(os.cpu_count()), "python": platform.python_version(),
+            "aiohttp": version("aiohttp"), "python-socketio": version("python-socketio"),
+            "python-engineio": version("python-engineio"), "node": node, "kernel": platform.release()}
+
+
+def code_state() -> str:
+    """The commit the servers run, and the files changed since (each run starts its servers afresh)."""
     git = ["git", "-C", str(ROOT)]
     commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     changed = [ln[3:] for ln in subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
                                                capture_output=True, text=True).stdout.splitlines()]
-    return {"code": commit + (f" with uncommitted changes to {', '.join(changed)}" if changed else ""),
-            "cpu": model, "cores": str(os.cpu_count()), "python": platform.python_version(),
-            "aiohttp": version("aiohttp"), "python-socketio": version("python-socketio"),
-            "python-engineio": version("python-engineio"), "node": node, "kernel": platform.release()}
+    return commit + (f" with uncommitted changes to {', '.join(changed)}" if changed else "")
 
 
 def pinned(cpu: int) -> list[str]:
@@ -209,6 +213,7 @@ class Result:
     spec: Spec
     load_avg: float
     started: str
+    code: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     server_cpu_s: float = 0.0
     rss_idle_kib: int = 0
@@ -233,7 +238,8 @@ class Result:
         return (self.rss_start_kib - self.rss_idle_kib) / clients if clients else float("nan")
 
     def record(self, info: dict[str, str]) -> dict[str, Any]:
-        return {"name": self.spec.name, "group": self.spec.group, "started": self.started, "load_avg": self.load_avg,
+        return {"name": self.spec.name, "group": self.spec.group, "started": self.started, "code": self.code,
+                "load_avg": self.load_avg,
                 "spec": asdict(self.spec), "loadgen": self.data, "server_cpu_s": round(self.server_cpu_s, 3),
                 "server_core": round(self.server_core, 4), "cpu_per_delivery_us": round(self.per_delivery_us, 3),
                 "rss_idle_mib": round(self.rss_idle_kib / 1024, 1), "rss_peak_mib": round(self.rss_peak_kib / 1024, 1),
@@ -434,7 +440,8 @@ def node_server(workdir: Path, port: int, batch_ms: int) -> Iterator[tuple[subpr
 async def scenario(workdir: Path, spec: Spec, *, seconds: float, redis_url: str, db_url: str) -> Result:
     print(f"\n== {spec.name}: {spec.viewers:,} viewers + {spec.senders} senders, {spec.rate} msg/s in total, "
           f"batch {spec.batch_ms} ms, for {seconds:.0f} s", flush=True)
-    result = Result(spec, round(os.getloadavg()[0], 2), datetime.now(UTC).isoformat(timespec="seconds"))
+    result = Result(spec, round(os.getloadavg()[0], 2), datetime.now(UTC).isoformat(timespec="seconds"),
+                    code=code_state())
     cfg: dict[str, Any] = {"viewers": spec.viewers, "senders": spec.senders, "rate": spec.rate, "seconds": seconds,
                            "bytes": 230}
     memory: Memory | None = None
@@ -533,6 +540,7 @@ def notes(results: list[Result]) -> list[str]:
             errors = [m for m in r.server_log if m.lower().startswith(("error", "critical"))]
             if errors:
                 bits.append(f"the first {errors[0]!r}: {r.server_log_first[errors[0]]}")
+        bits.append(f"code {r.code}")
         out.append(f"- {r.spec.name} ({r.spec.viewers:,} × {r.spec.senders} × {r.spec.rate}): " + "; ".join(bits))
     return out
 
