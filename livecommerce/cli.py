@@ -71,9 +71,31 @@ def prepare_database(config: Config) -> None:
                          "run `livecommerce db upgrade` first.")
 
 
+def raise_open_files() -> tuple[int, int]:
+    """Let the server hold as many connections as the system allows it: the soft limit on open files (each
+    viewer is one) raised to the hard limit. Returns (before, after)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            return soft, soft
+        return soft, wanted
+    return soft, soft
+
+
 def run_server(config: Config, banner: list[str] | None = None) -> None:
     from .app import create_app
 
+    before, after = raise_open_files()
+    if after < 20_000:
+        log.warning("few open files allowed: about %s viewers at most on this process (raise `ulimit -n`)",
+                    after - 100, extra={"open_files": after})
+    elif after != before:
+        log.info("open files allowed: %s (was %s)", after, before)
     app = create_app(config)
 
     async def _signals(app_: web.Application) -> None:

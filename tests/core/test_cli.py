@@ -139,3 +139,20 @@ def test_serve_refuses_an_unmigrated_postgres(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stderr
     finally:
         asyncio.run(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_serving_raises_the_open_files_limit_to_what_the_system_allows() -> None:
+    import resource
+
+    from livecommerce.cli import raise_open_files
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        if soft > 64:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))  # as a small default would be
+        before, after = raise_open_files()
+        now, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert now == after and after >= before
+        assert after == hard or (hard == resource.RLIM_INFINITY and after >= before)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
