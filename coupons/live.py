@@ -21,7 +21,7 @@ from livecommerce.errors import Unavailable
 from livecommerce.keys import AppKeys
 from livecommerce.realtime import SocketUser
 from orders.placing import PurchaseEvent
-from sessions.models import Broadcast, BroadcastState
+from sessions.models import BroadcastState
 from sessions.room import NAMESPACE, Versions, moderators_room, publish, publish_or_take_back, room, user_room
 
 from . import claims, giveaways
@@ -134,13 +134,13 @@ async def on_tick(app: web.Application, broadcast_id: int) -> None:
                                                         "entries": g.entries}, NAMESPACE, room(broadcast_id))
 
 
-async def snapshot(app: web.Application, b: Broadcast, who: SocketUser) -> dict[str, Any]:
+async def snapshot(app: web.Application, broadcast_id: int, who: SocketUser) -> dict[str, Any]:
     """The join snapshot's part: open drops, the viewer's own coupons for this broadcast, the giveaway."""
     async with app[AppKeys.reader]() as db:
-        drops = [claims.drop_out(d) for d in await claims.open_drops(db, b.id)]
-        mine = [claims.held_out(h) for h in await claims.held_by(db, who.user_id, broadcast_id=b.id)] \
+        drops = [claims.drop_out(d) for d in await claims.open_drops(db, broadcast_id)]
+        mine = [claims.held_out(h) for h in await claims.held_by(db, who.user_id, broadcast_id=broadcast_id)] \
             if who.user_id is not None else []
-        g = await giveaways.latest_in(db, b.id)
+        g = await giveaways.latest_in(db, broadcast_id)
         giveaway = None
         if g is not None:
             giveaway = giveaways.public(g, await giveaways.winners_of(db, g.id))

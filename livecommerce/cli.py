@@ -115,6 +115,8 @@ def run_server(config: Config, banner: list[str] | None = None) -> None:
         async def _drain() -> None:
             try:
                 await asyncio.wait_for(close_sockets(app_), timeout=5)
+            except TimeoutError:  # many sockets: the rest are closed with the server
+                log.warning("not every socket was told to go within 5 s")
             finally:
                 loop.call_soon(_exit)
 

@@ -9,8 +9,10 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Executable, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from livecommerce.auth import HOST, PUBLIC, SIGNED_IN
+from livecommerce.caches import KeptReads, Watch
 from livecommerce.db import utcnow
 from livecommerce.errors import N_, AppError, NotFound
 from livecommerce.keys import AppKeys
@@ -18,10 +20,9 @@ from livecommerce.models import Role
 from livecommerce.realtime import EventGroup, Namespace, ServerEvent, SocketUser, event, live_parts
 
 from . import chat, ingest, schemas, services
-from .models import STATE_LABELS, Broadcast, BroadcastState, ChatMessage
+from .models import STATE_LABELS, Broadcast, BroadcastState, ChatMessage, LineupItem
 from .room import (
     NAMESPACE,
-    ROOM_PREFIX,
     ROOMS,
     SCHEDULE_ROOM,
     RoomRuntime,
@@ -73,50 +74,57 @@ class RoomEvents(EventGroup):
         """Join a broadcast's room. Answers with the room's whole current state, or — when `since` is
         given and the stream still holds everything after it — with exactly the events missed
         (`recovered: true`)."""
-        now = utcnow()
-        async with self.app[AppKeys.reader]() as db:
-            b = await services.get_broadcast(db, p.broadcast_id, full=True)
-            if not services.viewer_can_join(b):
-                raise AppError(N_("This broadcast is %(state)s: its room is closed."), code="broadcast_closed",
-                               state=STATE_LABELS[b.state])
-            if who.user_id is not None:
-                s = await chat.sanction_of(db, b.id, who.user_id, now)
-                if s is not None and s.kind == "ban":
-                    raise AppError(N_("You have been removed from this broadcast."), code="banned", status=403)
-            snapshot = room_snapshot(b)
+        shared = await self.app[SNAPSHOTS].get(self.app, p.broadcast_id)
+        if shared is None:
+            raise NotFound(N_("No broadcast with this id."), code="broadcast_not_found")
+        bid = p.broadcast_id
+        if BroadcastState(shared["state"]) not in services.OPEN_STATES:
+            raise AppError(N_("This broadcast is %(state)s: its room is closed."), code="broadcast_closed",
+                           state=STATE_LABELS[BroadcastState(shared["state"])])
+        if who.user_id is not None:
+            rules = await self.app[ingest.RULES].get(self.app, bid)
+            if rules is not None and rules.sanctions.get(who.user_id, ("", None))[0] == "ban":
+                raise AppError(N_("You have been removed from this broadcast."), code="banned", status=403)
+        snapshot = dict(shared)
         for part in room_hooks(self.app).snapshot_parts:  # each part opens its own read: none is held here
-            snapshot.update(await part(self.app, b, who))
+            snapshot.update(await part(self.app, bid, who))
         rt = self.rooms_rt
         out: dict[str, Any] = {"broadcast": snapshot, "you": {"user_id": who.user_id, "role": who.role,
                                                                "name": who.name}}
         if p.since is not None:
-            epoch_now, top = await rt.stream.position(b.id)
+            epoch_now, top = await rt.stream.position(bid)
             if p.since.epoch == epoch_now and p.since.offset > top:
                 raise AppError(N_("This position is not one the room gave out. Reload the page."),
                                code="invalid_position")
-        await self._enter(sid, b.id)
+        await self._enter(sid, bid)
         if p.since is not None:
-            rec = await rt.stream.since(b.id, p.since.epoch, p.since.offset)
+            rec = await rt.stream.since(bid, p.since.epoch, p.since.offset)
             if rec.recovered:
-                rt.joined_at(b.id, rec.epoch, rec.offset)
+                rt.joined_at(bid, rec.epoch, rec.offset)
                 out.update(recovered=True, events=[e.wire() for e in rec.events],
                            position={"epoch": rec.epoch, "offset": rec.offset})
-                out["counts"] = await rt.counts(b.id)
+                out["counts"] = await rt.counts(bid)
                 return out
             out["reason"] = rec.reason
-        epoch, offset = await rt.stream.position(b.id)
-        rt.joined_at(b.id, epoch, offset)
-        async with self.app[AppKeys.reader]() as db:
-            history = await chat.recent(db, b.id, self.app[AppKeys.config].room.history)
-        out.update(recovered=False, chat=[chat.message_out(m) for m in history],
-                   position={"epoch": epoch, "offset": offset}, counts=await rt.counts(b.id))
+        epoch, offset = await rt.stream.position(bid)
+        rt.joined_at(bid, epoch, offset)
+        history = rt.recent_chat(bid, epoch, offset)
+        if history is None:  # read after the position: it holds every message up to it
+            async with self.app[AppKeys.reader]() as db:
+                history = [chat.message_out(m)
+                           for m in await chat.recent(db, bid, self.app[AppKeys.config].room.history)]
+            rt.keep_chat(bid, epoch, offset, history)
+        out.update(recovered=False, chat=history, position={"epoch": epoch, "offset": offset},
+                   counts=await rt.counts(bid))
         return out
 
     async def _enter(self, sid: str, broadcast_id: int) -> None:
-        for r in self.rooms(sid):
-            if r.startswith(ROOM_PREFIX) and r != room(broadcast_id):
-                await self.leave_room(sid, r)
+        rt = self.rooms_rt
+        for other in rt.rooms_of(sid):
+            if other != broadcast_id:
+                await self.leave_room(sid, room(other))
         await self.enter_room(sid, room(broadcast_id))
+        rt.entered(broadcast_id)
 
     @event("leave", access=PUBLIC, payload=BroadcastRef, errors=())
     async def leave(self, sid: str, who: SocketUser, p: BroadcastRef) -> None:
@@ -124,7 +132,7 @@ class RoomEvents(EventGroup):
         await self.leave_room(sid, room(p.broadcast_id))
 
     def _in_room(self, sid: str, broadcast_id: int) -> None:
-        if room(broadcast_id) not in self.rooms(sid):
+        if not self.rooms_rt.in_room(sid, broadcast_id):
             raise AppError(N_("Join the broadcast's room first."), code="not_in_room", status=409)
 
     @event("chat:send", access=SIGNED_IN, payload=ChatIn,
@@ -332,6 +340,21 @@ class HostEvents(EventGroup):
             t = await services.host_move(db, broadcast_id, wanted, utcnow(), self.app[AppKeys.config])
         await push_transition(self.app, t.broadcast_id, t.state, t.at)
         return {"broadcast_id": t.broadcast_id, "state": t.state.value, "at": t.at.isoformat()}
+
+
+async def load_snapshot(app: web.Application, broadcast_id: int) -> dict[str, Any] | None:
+    """What every viewer joining the broadcast's room gets alike (None: no such broadcast)."""
+    async with app[AppKeys.reader]() as db:
+        b = await db.scalar(select(Broadcast).where(Broadcast.id == broadcast_id).options(
+            selectinload(Broadcast.lineup).selectinload(LineupItem.product), selectinload(Broadcast.partners)))
+        return room_snapshot(b) if b is not None else None
+
+
+# Kept per process, forgotten by the commit that changes what it shows (the caches' watches in `setup`): viewers
+# joining at once share one read.
+SNAPSHOTS = web.AppKey("room_snapshots", KeptReads[dict[str, Any] | None])
+SNAPSHOT_WATCHES = (Watch("broadcasts", "id"), Watch("lineup_items", "broadcast_id"),
+                    Watch("partner_channels", "broadcast_id"), Watch("products"))
 
 
 def room_snapshot(b: Broadcast) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from livecommerce.keys import AppKeys
 
 from .chat import Rules, message_out
 from .models import Broadcast, BroadcastState, ChatMessage, RoomSanction
-from .room import publish
+from .room import ROOMS, publish
 
 log = logging.getLogger("livecommerce.chat")
 _T = cast(Table, ChatMessage.__table__)
@@ -211,6 +211,9 @@ class ChatWriter:
         if ids:
             async with writer(self.app[AppKeys.engine]).begin() as conn:
                 await conn.execute(delete(_T).where(_T.c.id.in_(ids)))
+        rooms = self.app[ROOMS]
+        for bid in {d.broadcast_id for d in rest}:
+            rooms.forget_chat(bid)  # a history read meanwhile must not keep what does not stand
 
 
 async def _known(conn: Any, group: Sequence[Draft]) -> dict[tuple[int, str], Any]:

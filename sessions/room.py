@@ -24,6 +24,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.config import Config
+from livecommerce.db import writer
 from livecommerce.errors import Unavailable
 from livecommerce.fanout import FastRedisManager
 from livecommerce.keys import AppKeys
@@ -55,7 +56,7 @@ def moderators_room(broadcast_id: int) -> str:
     return f"mods:{broadcast_id}"
 
 
-SnapshotPart = Callable[[web.Application, Broadcast, SocketUser], Awaitable[dict[str, Any]]]
+SnapshotPart = Callable[[web.Application, int, SocketUser], Awaitable[dict[str, Any]]]  # broadcast id
 TickListener = Callable[[web.Application, int], Awaitable[None]]
 TransitionListener = Callable[[web.Application, int, BroadcastState, datetime], Awaitable[None]]
 ChatListener = Callable[[web.Application, int, SocketUser, str], Awaitable[None]]
@@ -202,6 +203,8 @@ class RoomRuntime:
         self._words: tuple[float, list[str]] = (0.0, [])
         self._task: asyncio.Task[None] | None = None
         self._locks: dict[int, asyncio.Lock] = {}
+        self._known: set[int] = set()  # broadcasts whose room had viewers on this process
+        self._history: dict[int, tuple[str, int, list[dict[str, Any]]]] = {}  # see `recent_chat`
         self.hooks = room_hooks(app)
 
     def lock(self, broadcast_id: int) -> asyncio.Lock:
@@ -269,14 +272,51 @@ class RoomRuntime:
         else:
             self._hearts[broadcast_id] = self._hearts.get(broadcast_id, 0) + n
 
+    def _members(self) -> dict[Any, Any]:
+        return self.app[AppKeys.sio].manager.rooms.get(NAMESPACE, {})  # type: ignore[no-any-return]
+
+    def entered(self, broadcast_id: int) -> None:
+        """A socket entered the broadcast's room (`local_rooms` walks these, not every socket's room)."""
+        self._known.add(broadcast_id)
+
     def local_rooms(self) -> dict[int, int]:
-        """Viewers connected to this process, per broadcast."""
-        manager = self.app[AppKeys.sio].manager
+        """Viewers connected to this process, per broadcast (rooms with none are forgotten)."""
+        members = self._members()
         out: dict[int, int] = {}
-        for room, members in manager.rooms.get(NAMESPACE, {}).items():
-            if isinstance(room, str) and room.startswith(ROOM_PREFIX):
-                out[int(room[len(ROOM_PREFIX):])] = len(members)
+        for bid in list(self._known):
+            n = len(members.get(room(bid)) or ())
+            if n:
+                out[bid] = n
+            else:
+                self._known.discard(bid)
         return out
+
+    def local_viewers(self, broadcast_id: int) -> int:
+        """Viewers of one broadcast connected to this process."""
+        return len(self._members().get(room(broadcast_id)) or ())
+
+    def in_room(self, sid: str, broadcast_id: int) -> bool:
+        return sid in (self._members().get(room(broadcast_id)) or ())
+
+    def rooms_of(self, sid: str) -> list[int]:
+        """The broadcasts whose room the socket is in (at most one, as `join` keeps it)."""
+        members = self._members()
+        return [bid for bid in self._known if sid in (members.get(room(bid)) or ())]
+
+    def recent_chat(self, broadcast_id: int, epoch: str, offset: int) -> list[dict[str, Any]] | None:
+        """The chat history a joining viewer gets, as read when the room's stream stood at (epoch, offset)
+        — kept until the stream moves (a message, a removal), so that viewers joining a quiet room at the
+        same time share one read."""
+        kept = self._history.get(broadcast_id)
+        return kept[2] if kept is not None and kept[0] == epoch and kept[1] == offset else None
+
+    def keep_chat(self, broadcast_id: int, epoch: str, offset: int, history: list[dict[str, Any]]) -> None:
+        if len(self._history) > 1000:
+            self._history.clear()
+        self._history[broadcast_id] = (epoch, offset, history)
+
+    def forget_chat(self, broadcast_id: int) -> None:
+        self._history.pop(broadcast_id, None)
 
     async def figures(self, broadcast_id: int, local: int) -> tuple[int, int]:
         """The room's viewers and hearts across every process, in one round trip: this process reports its
@@ -295,7 +335,7 @@ class RoomRuntime:
         return int(viewers), int(hearts)
 
     async def counts(self, broadcast_id: int) -> dict[str, int]:
-        viewers, hearts = await self.figures(broadcast_id, self.local_rooms().get(broadcast_id, 0))
+        viewers, hearts = await self.figures(broadcast_id, self.local_viewers(broadcast_id))
         return {"viewers": viewers, "hearts": hearts}
 
     async def tick(self) -> None:
@@ -323,11 +363,13 @@ class RoomRuntime:
                 await self._save(bid, self._peak[bid], hearts)
 
     async def _save(self, bid: int, peak: int, hearts: int) -> None:
-        async with self.app[AppKeys.db].begin() as db:
-            await db.execute(update(Broadcast).where(Broadcast.id == bid, Broadcast.peak_viewers < peak)
-                             .values(peak_viewers=peak))
-            await db.execute(update(Broadcast).where(Broadcast.id == bid, Broadcast.hearts < hearts)
-                             .values(hearts=hearts))
+        # Through a connection, not the app's sessions: no cache shows these figures, so the commit must not
+        # make the caches that watch the broadcast (the join snapshot, the chat rules) read it again.
+        async with writer(self.app[AppKeys.engine]).begin() as conn:
+            await conn.execute(update(Broadcast).where(Broadcast.id == bid, Broadcast.peak_viewers < peak)
+                               .values(peak_viewers=peak))
+            await conn.execute(update(Broadcast).where(Broadcast.id == bid, Broadcast.hearts < hearts)
+                               .values(hearts=hearts))
 
     async def run(self) -> None:
         interval = self.config.room.counts_interval_ms / 1000

@@ -27,6 +27,8 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(rooms_ctx)
     app[AppKeys.caches].keep(app, ingest.RULES, KeptReads(ingest.load_rules), "chat_rules",
                              Watch("broadcasts", "id"), Watch("room_sanctions", "broadcast_id"))
+    app[AppKeys.caches].keep(app, events.SNAPSHOTS, KeptReads(events.load_snapshot), "room_snapshots",
+                             *events.SNAPSHOT_WATCHES)
     app[ingest.WRITER] = ingest.ChatWriter(app)
     app.cleanup_ctx.append(chat_writer_ctx)
 

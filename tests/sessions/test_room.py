@@ -4,6 +4,7 @@ reconnect — on one process, and across two processes through Redis."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from livecommerce.app import create_app
 from livecommerce.config import Config
 from sessions.chat import Bucket, ChatRefused, blocked_word, clean_text, take
 from sessions.models import BlockedWord, Broadcast, ChatMessage
+from sessions.events import SNAPSHOTS
 from sessions.room import ROOMS
 from sessions.stream import decide
 from tests.support import NS, World, browser_session, csrf, fresh, guest, sign_in, signed_in, viewer
@@ -337,6 +339,33 @@ async def test_taps_reach_redis_once_per_interval_not_once_per_tap(config: Confi
     finally:
         await a.sio.disconnect()
         await server.close()
+
+
+async def test_viewers_joining_at_once_share_one_read_and_see_every_change(server: TestServer, world: World) -> None:
+    """What every joining viewer gets alike (the broadcast, its line-up, the chat history) is read once for
+    viewers who join together, and a change is in the very next join."""
+    bid = world.live.id
+    host = await signed_in(server, "host")
+    crowd = [await viewer(server) for _ in range(12)]
+    try:
+        assert (await host.call("join", {"broadcast_id": bid}))["ok"]
+        snapshots = server.app[SNAPSHOTS]
+        before = snapshots.reads
+        acks = await asyncio.gather(*(v.call("join", {"broadcast_id": bid}) for v in crowd))
+        assert all(a["ok"] for a in acks)
+        assert snapshots.reads - before <= 1
+        assert len({json.dumps(a["data"]["broadcast"], sort_keys=True) for a in acks}) == 1
+        assert (await host.call("host:notice", {"broadcast_id": bid, "text": "오늘만 만두 반값"}))["ok"]
+        said = await host.call("chat:send", {"broadcast_id": bid, "text": "어서 오세요"})
+        assert said["ok"]
+        late = await viewer(server)
+        crowd.append(late)
+        ack = await late.call("join", {"broadcast_id": bid})
+        assert ack["data"]["broadcast"]["pinned_notice"] == "오늘만 만두 반값"
+        assert ack["data"]["chat"][-1]["id"] == said["data"]["id"]
+    finally:
+        for v in (host, *crowd):
+            await v.sio.disconnect()
 
 
 async def test_chat_is_batched_under_load(config: Config, world: World) -> None:
