@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,6 +155,7 @@ class Spec:
     processes: int = 1
     redis: bool = False
     host: bool = False  # livecommerce: the one sender is the demo's host account, not a guest
+    hearts: float = 0.0  # heart events a second from every viewer (each carrying 3 taps)
 
     @property
     def group(self) -> str:
@@ -181,6 +182,14 @@ GROUPS: dict[str, list[Spec]] = {
     "host": [
         Spec("node 4.8, host 100 msg/s, batched 100 ms", "node", 3000, 100, senders=1, batch_ms=100),
         Spec("livecommerce, host 100 msg/s, batched 100 ms", "ours", 3000, 100, senders=1, batch_ms=100, host=True),
+    ],
+    "hearts": [
+        Spec("node 4.8, hearts 3/s from every viewer, batched 100 ms", "node", 3000, 20, batch_ms=100, hearts=3),
+        Spec("livecommerce, batched 100 ms, no hearts", "ours", 3000, 20, batch_ms=100),
+        Spec("livecommerce, hearts 3/s from every viewer, batched 100 ms", "ours", 3000, 20, batch_ms=100,
+             hearts=3),
+        Spec("livecommerce, hearts 3/s from every viewer, batched 100 ms, 2 processes + Redis", "ours", 3000, 20,
+             batch_ms=100, processes=2, redis=True, hearts=3),
     ],
     "big": [
         Spec("node 4.8, 10,000 viewers, batched 100 ms", "node", 10000, 20, batch_ms=100),
@@ -249,7 +258,7 @@ class Result:
 
 
 async def run_loadgen(workdir: Path, cfg: dict[str, Any], server_pids: list[int], memory: Memory,
-                      ) -> tuple[dict[str, Any], float]:
+                      on_mark: Callable[[str], Awaitable[None]] | None = None) -> tuple[dict[str, Any], float]:
     proc = await asyncio.create_subprocess_exec(
         *pinned(1), "node", str(workdir / "loadgen.js"), json.dumps(cfg), cwd=workdir,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -274,6 +283,8 @@ async def run_loadgen(workdir: Path, cfg: dict[str, Any], server_pids: list[int]
                 memory.at_start = memory.sample()
             elif line.get("mark") == "end":
                 end_cpu = sum(cpu_seconds(p) or 0.0 for p in server_pids)
+            if line.get("mark") in ("start", "end") and on_mark is not None:
+                await on_mark(line["mark"])
             elif line.get("result"):
                 result = line
         await asyncio.wait_for(proc.wait(), 60)
@@ -443,7 +454,7 @@ async def scenario(workdir: Path, spec: Spec, *, seconds: float, redis_url: str,
     result = Result(spec, round(os.getloadavg()[0], 2), datetime.now(UTC).isoformat(timespec="seconds"),
                     code=code_state())
     cfg: dict[str, Any] = {"viewers": spec.viewers, "senders": spec.senders, "rate": spec.rate, "seconds": seconds,
-                           "bytes": 230}
+                           "bytes": 230, "hearts": spec.hearts}
     memory: Memory | None = None
     logs: list[Path] = []
     try:
@@ -475,7 +486,15 @@ async def scenario(workdir: Path, spec: Spec, *, seconds: float, redis_url: str,
                 await asyncio.sleep(0.5)
                 memory.idle = memory.sample()
                 cfg.update({"urls": ours.urls(), "broadcast": ours.broadcast, "cookies": cookies})
-                result.data, result.server_cpu_s = await run_loadgen(workdir, cfg, pids, memory)
+                counted: dict[str, int] = {}
+
+                async def count_redis(mark: str) -> None:  # Redis commands over the measured window
+                    if spec.redis:
+                        counted[mark] = await redis_commands(redis_url)
+
+                result.data, result.server_cpu_s = await run_loadgen(workdir, cfg, pids, memory, count_redis)
+                if "start" in counted and "end" in counted:
+                    result.data["redis_commands"] = counted["end"] - counted["start"]
             finally:
                 ours.stop()
     except Exception as exc:  # one run failing must not take the others with it: it is reported as failed
@@ -487,6 +506,17 @@ async def scenario(workdir: Path, spec: Spec, *, seconds: float, redis_url: str,
             result.rss_idle_kib, result.rss_peak_kib, result.rss_start_kib = memory.idle, memory.peak, memory.at_start
         result.server_log, result.server_log_first = log_summary(logs)
     return result
+
+
+async def redis_commands(url: str) -> int:
+    """Commands the Redis server has processed so far (every client's)."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        return int((await client.info("stats"))["total_commands_processed"])
+    finally:
+        await client.aclose()
 
 
 def _ms(v: Any) -> str:
@@ -530,6 +560,13 @@ def notes(results: list[Result]) -> list[str]:
             bits.append(f"{d['closed_by_server']} sockets closed by the server")
         if d.get("duplicates"):
             bits.append(f"{d['duplicates']} duplicate deliveries")
+        if d.get("hearts_sent"):
+            window = max(float(d.get("seconds") or 1), 1e-9)
+            bits.append(f"{d['hearts_sent']:,} heart events ({d['hearts_sent'] / window:,.0f}/s, "
+                        f"{3 * d['hearts_sent']:,} taps)")
+        if "redis_commands" in d:
+            bits.append(f"Redis commands over the window (every client's): {d['redis_commands']:,} "
+                        f"({d['redis_commands'] / max(float(d.get('window') or 1), 1e-9):,.0f}/s)")
         if d:
             bits.append(f"ack max {_ms(d.get('ack_max_ms'))} ms, delivery max {_ms(d.get('max_ms'))} ms, "
                         f"connected in {d.get('connect_s')} s (200 viewers: {d.get('connect_200_ms')} ms)")
@@ -559,7 +596,7 @@ async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--plan", choices=[*GROUPS, "all"], default="all",
                     help="which scenarios: fanout (the issue's), senders (300 signed-in senders), host (one sender "
-                         "at 100 msg/s), big (10,000 viewers) or all (default)")
+                         "at 100 msg/s), hearts (every viewer tapping), big (10,000 viewers) or all (default)")
     ap.add_argument("--quick", action="store_true",
                     help="a short smoke run: at most 200 viewers, 5 s (of the plan given, else a few of each kind)")
     ap.add_argument("--seconds", type=float, default=15.0, help="length of each measured window")

@@ -161,6 +161,21 @@ async function main() {
   const start = Date.now();
   let seq = 0;
   let lastShown = 0;
+  // hearts: every viewer sends a `heart` event (no acknowledgement, as the page does) `cfg.hearts` times a
+  // second, spread evenly over the viewers
+  let heartsSent = 0;
+  let heartTimer = null;
+  if (cfg.hearts > 0) {
+    let nextViewer = 0;
+    heartTimer = setInterval(() => {
+      const due = Math.floor(((Date.now() - start) / 1000) * cfg.hearts * viewers.length);
+      while (heartsSent < due) {
+        const v = viewers[nextViewer++ % viewers.length];
+        v.ws.send("42" + NS + "," + JSON.stringify(["heart", { broadcast_id: cfg.broadcast, count: 3 }]));
+        heartsSent += 1;
+      }
+    }, 10);
+  }
   await new Promise((resolve) => {
     const tick = setInterval(() => {
       const due = Math.min(total, Math.floor(((Date.now() - start) / 1000) * cfg.rate));
@@ -185,6 +200,7 @@ async function main() {
     }, 5);
   });
   const sendEnd = Date.now();
+  if (heartTimer) clearInterval(heartTimer);
   const drainStart = Date.now();
   while (acked + refused < sent && Date.now() - drainStart < DRAIN_MS) await new Promise((r) => setTimeout(r, 20));
   const clients = viewers.length + senders.length;
@@ -219,7 +235,7 @@ async function main() {
     p50_ms: histQuantile(0.5, received), p99_ms: histQuantile(0.99, received), max_ms: histMax(),
     ack_p50_ms: aq(0.5), ack_p99_ms: aq(0.99),
     ack_max_ms: ackLatencies.length ? Math.round(ackLatencies[ackLatencies.length - 1] * 10) / 10 : null,
-    loadgen_cpu_s: (cpu.user + cpu.system) / 1e6,
+    loadgen_cpu_s: (cpu.user + cpu.system) / 1e6, hearts_sent: heartsSent,
   }));
   for (const c of [...viewers, ...senders]) c.ws.terminate();
   setTimeout(() => process.exit(0), 200);

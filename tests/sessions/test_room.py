@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from livecommerce.app import create_app
 from livecommerce.config import Config
 from sessions.chat import Bucket, ChatRefused, blocked_word, clean_text, take
-from sessions.models import BlockedWord, Broadcast, ChatMessage
 from sessions.events import SNAPSHOTS
+from sessions.models import BlockedWord, Broadcast, ChatMessage
 from sessions.room import ROOMS
 from sessions.stream import decide
 from tests.support import NS, World, browser_session, csrf, fresh, guest, sign_in, signed_in, viewer
