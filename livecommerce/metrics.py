@@ -20,6 +20,8 @@ class Metrics:
     bus_outages: Counter
     bus_reconnections: Counter
     bus_events_filled: Counter
+    chat_groups: Counter
+    chat_messages: Counter
     _children: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
 
     def answered(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -54,4 +56,7 @@ def make_metrics() -> Metrics:
         bus_events_filled=Counter("livecommerce_bus_events_filled",
                                   "Room events read from the room's stream because the bus did not bring them",
                                   registry=reg),
+        chat_groups=Counter("livecommerce_chat_groups", "Transactions that wrote chat messages (each writes the "
+                            "messages that arrived together)", registry=reg),
+        chat_messages=Counter("livecommerce_chat_messages", "Chat messages written", registry=reg),
     )

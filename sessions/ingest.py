@@ -185,6 +185,9 @@ class ChatWriter:
                             d.new = True
                 self.groups += 1
                 self.written += len(new)
+                metrics = self.app[AppKeys.metrics]
+                metrics.chat_groups.inc()
+                metrics.chat_messages.inc(len(new))
                 return
             except IntegrityError:  # the same send written meanwhile by another process: found next time
                 if attempt == 2:

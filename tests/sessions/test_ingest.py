@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.db import utcnow
 from livecommerce.errors import AppError
+from livecommerce.keys import AppKeys
 from livecommerce.models import Role
 from sessions import ingest
 from sessions.chat import Bucket, Rules, check_rules, take_all
@@ -91,6 +92,9 @@ async def test_messages_sent_together_share_their_writes_and_each_is_kept_once(
                    for a in group]
         assert all(a["ok"] for a in answers), [a for a in answers if not a["ok"]]
         assert writer.groups - groups_before < len(answers)  # groups were shared
+        registry = server.app[AppKeys.metrics].registry
+        assert registry.get_sample_value("livecommerce_chat_messages_total") == 45
+        assert registry.get_sample_value("livecommerce_chat_groups_total") == writer.groups
         ids = sorted(a["data"]["id"] for a in answers)
         assert len(set(ids)) == len(answers) == 45
         await watching.wait_for(lambda: len(watching.chat_texts()) == 45)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.app import create_app
 from livecommerce.config import Config
+from livecommerce.keys import AppKeys
 from sessions.chat import Bucket, ChatRefused, blocked_word, clean_text, take
 from sessions.events import SNAPSHOTS
 from sessions.models import BlockedWord, Broadcast, ChatMessage
@@ -299,6 +300,15 @@ async def test_hearts_are_counted_and_pushed_coalesced(server: TestServer, world
         assert b.other["counts"][-1]["viewers"] == 2
         ack = await a.call("heart", {"broadcast_id": world.live.id, "count": 51})
         assert ack["error"]["code"] == "validation_failed"
+        for bad in ({"broadcast_id": world.live.id, "count": True}, {"broadcast_id": world.live.id, "count": 2.0},
+                    {"broadcast_id": world.live.id, "extra": 1}, [world.live.id]):
+            ack = await a.call("heart", bad)  # the quick path lets these go the usual way, to be refused
+            assert ack["error"]["code"] == "validation_failed", (bad, ack)
+        ack = await a.call("heart", {"broadcast_id": world.scheduled.id})
+        assert ack["error"]["code"] == "not_in_room"
+        events = server.app[AppKeys.metrics].registry.get_sample_value(
+            "livecommerce_socket_events_total", {"event": "heart", "outcome": "ok"})
+        assert events == 40  # counted, though not logged one by one
 
         async def saved() -> None:
             while True:
