@@ -18,12 +18,15 @@ python-engineio 4.15
   (Engine.IO sid → socket) and `AsyncSocket.close(wait=False)` (`write_frame`, `engineio_sockets`,
   `close_engineio_socket`).
 - `engineio.packet.Packet(MESSAGE, text).encode()`: the Engine.IO message is `"4" + text` (`room_frame`).
+- `AsyncSocket.sid`, and what `serve_websocket` lists.
 
 python-socketio 5.18
 - `AsyncServer._send_packet(eio_sid, packet)` (private): sends one Socket.IO packet to one client
   through Engine.IO's queue (`send_packet`).
 - `AsyncServer.packet_class(EVENT, namespace=…, data=[event, data]).encode()`: a `str` when the data has
-  no binary attachments (`room_frame`, `event_packet`).
+  no binary attachments (`room_frame`, `event_packet`); an EVENT without an acknowledgement id arrives as
+  `"42" + namespace + "," + JSON` (`Namespace.quick_text`).
+- `manager.sid_from_eio_sid(eio_sid, namespace)`: the Socket.IO sid of a connection in a namespace.
 - `AsyncPubSubManager`'s message format on the bus: `{"method": "emit", "event", "data": [one item],
   "binary", "namespace", "room", "skip_sid", "callback", "host_id"}`; its listener skips a message
   whose `host_id` is its own and hands the others to `_handle_emit` (`pubsub_emit_parts`).
@@ -173,7 +176,8 @@ async def serve_websocket(sock: Any, ws: RoomWebSocket) -> None:
     writer task), packets from the client are read in this loop (where Engine.IO starts a task and a
     timeout per read), pings go out from the server's `PingWheel` (where Engine.IO keeps a sleeping task
     per socket, and a timeout on every read). A client that does not answer a ping within the ping timeout
-    is closed by the wheel.
+    is closed by the wheel. A text message the server's `lc_quick(eio_sid, text)` takes (it answers True) is
+    not decoded further: the namespace's quick events, sent many times a second by every viewer.
 
     Relies on: the socket's `queue` (only `put`, `put_nowait`, `get`, `get_nowait`, `task_done` and `join`
     are used by Engine.IO), `connected`, `upgraded`, `closed`, `receive(pkt)`, `close(wait, abort, reason)`,
@@ -199,6 +203,9 @@ async def serve_websocket(sock: Any, ws: RoomWebSocket) -> None:
             data = msg.data
             if len(data) > server.max_http_buffer_size:
                 break
+            quick = getattr(server, "lc_quick", None)
+            if quick is not None and type(data) is str and quick(sock.sid, data):
+                continue  # taken care of without Engine.IO's and Socket.IO's decoding and task
             try:
                 await sock.receive(eio_packet.Packet(encoded_packet=data))
             except engineio_exceptions.UnknownPacketError:

@@ -309,6 +309,11 @@ async def test_hearts_are_counted_and_pushed_coalesced(server: TestServer, world
         events = server.app[AppKeys.metrics].registry.get_sample_value(
             "livecommerce_socket_events_total", {"event": "heart", "outcome": "ok"})
         assert events == 40  # counted, though not logged one by one
+        for _ in range(10):  # as the page sends them: no acknowledgement asked, taken as they arrive
+            await a.sio.emit("heart", {"broadcast_id": world.live.id, "count": 2}, namespace=NS)
+        await b.wait_for(lambda: any(c["hearts"] == 220 for c in b.other.get("counts", [])))
+        assert server.app[AppKeys.metrics].registry.get_sample_value(
+            "livecommerce_socket_events_total", {"event": "heart", "outcome": "ok"}) == 50
 
         async def saved() -> None:
             while True:
