@@ -99,8 +99,17 @@ _HTTP_ERRORS = {
 
 
 @web.middleware
-async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost: request id, errors translated, one structured log line, metrics, security headers."""
+def observe(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Outermost: request id, errors translated, one structured log line, metrics, security headers — for every
+    request but a viewer's websocket, which lives as long as the viewer: its route is answered directly (the
+    route's coroutine is returned, not awaited here), so that no middleware keeps a frame for each connected
+    viewer (the other two let the socket.io endpoint through anyway)."""
+    if request.path.startswith("/socket.io/") and request.headers.get("Upgrade", "").lower() == "websocket":
+        return request.match_info.handler(request)
+    return _observe(request, handler)
+
+
+async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
     metrics = app[AppKeys.metrics]
     started = time.perf_counter()

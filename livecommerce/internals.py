@@ -10,6 +10,8 @@ python-engineio 4.15
 - `AsyncServer._async` (private): the table of the async driver in use; its `"websocket"` entry is the
   class Engine.IO instantiates for every websocket, as `cls(socket._websocket_handler, server)`, so the
   handler is a bound method whose `__self__` is the Engine.IO socket (`install_room_websocket`).
+- `AsyncServer._async["translate_request"]`: the function that makes a request's environ, replaced by
+  `lean_environ` (the driver's own for anything but a websocket); what engineio and socketio read of it.
 - `engineio.async_drivers.aiohttp.WebSocket` (driver module): `__init__(handler, server)`; `__call__(environ)`
   opens the `WebSocketResponse` from `environ["aiohttp.request"]`, keeps it in `_sock` (private, read by
   the driver's `send`, `wait` and `close`), sets `environ`, runs `handler(self)` and returns the response;
@@ -75,6 +77,7 @@ from aiohttp.web import WebSocketResponse
 from engineio import exceptions as engineio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import WebSocket as EngineIOWebSocket
+from engineio.async_drivers.aiohttp import translate_request as EngineIOTranslate
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
@@ -176,8 +179,9 @@ async def serve_websocket(sock: Any, ws: RoomWebSocket) -> None:
     writer task), packets from the client are read in this loop (where Engine.IO starts a task and a
     timeout per read), pings go out from the server's `PingWheel` (where Engine.IO keeps a sleeping task
     per socket, and a timeout on every read). A client that does not answer a ping within the ping timeout
-    is closed by the wheel. A text message the server's `lc_quick(eio_sid, text)` takes (it answers True) is
-    not decoded further: the namespace's quick events, sent many times a second by every viewer.
+    is closed by the wheel. The request's environ is `lean_environ`'s. A text message the server's
+    `lc_quick(eio_sid, text)` takes (it answers True) is not decoded further: the namespace's quick events,
+    sent many times a second by every viewer.
 
     Relies on: the socket's `queue` (only `put`, `put_nowait`, `get`, `get_nowait`, `task_done` and `join`
     are used by Engine.IO), `connected`, `upgraded`, `closed`, `receive(pkt)`, `close(wait, abort, reason)`,
@@ -192,9 +196,6 @@ async def serve_websocket(sock: Any, ws: RoomWebSocket) -> None:
     for pkt in queued:
         sock.queue.put_nowait(pkt)
     response = ws._sock
-    environ = ws.environ  # read at connect only: the headers need not be kept for the connection's life
-    for key in [k for k in environ if k.startswith("HTTP_")]:
-        del environ[key]
     try:
         while not sock.closed:
             msg = await response.receive()
@@ -284,12 +285,34 @@ def _schedule_ping(self: Any) -> None:
         wheel.add(self)
 
 
+_stock_translate_request = EngineIOTranslate
+
+
+def lean_environ(request: Any) -> dict[str, Any]:
+    """The WSGI-like environ Engine.IO builds from an aiohttp request (`translate_request`), kept short for a
+    websocket: it lives as long as the viewer, and every header copied into it is kept that long. Only what
+    python-engineio and python-socketio read of a websocket's environ is there (the method, the query string,
+    the path, the scheme, `Origin`, `Host`, `Upgrade`, `Connection`, the body stream and the aiohttp request,
+    from which the app reads what else it needs). Any other request gets Engine.IO's own."""
+    headers = request.headers
+    if headers.get("Upgrade", "").lower() != "websocket":
+        return cast("dict[str, Any]", _stock_translate_request(request))
+    environ: dict[str, Any] = {
+        "wsgi.input": request.content, "REQUEST_METHOD": request.method, "QUERY_STRING": request.query_string or "",
+        "PATH_INFO": request.path, "SCRIPT_NAME": "", "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": headers.get("X-Forwarded-Proto", "http"), "aiohttp.request": request}
+    for name in ("Origin", "Host", "Upgrade", "Connection"):
+        if name in headers:
+            environ["HTTP_" + name.upper()] = ",".join(headers.getall(name))
+    return environ
+
+
 def install_room_websocket(sio: socketio.AsyncServer) -> None:
-    """Have Engine.IO open every websocket of `sio` as a `RoomWebSocket`, and send its pings from one
-    `PingWheel` (`AsyncSocket.schedule_ping` is replaced for every server: a server without a wheel gets
-    Engine.IO's own)."""
+    """Have Engine.IO open every websocket of `sio` as a `RoomWebSocket` with a short environ (`lean_environ`),
+    and send its pings from one `PingWheel` (`AsyncSocket.schedule_ping` is replaced for every server: a server
+    without a wheel gets Engine.IO's own)."""
     eio = sio.eio
-    eio._async = {**eio._async, "websocket": RoomWebSocket}
+    eio._async = {**eio._async, "websocket": RoomWebSocket, "translate_request": lean_environ}
     eio.lc_pings = PingWheel(eio.ping_interval, eio.ping_timeout)
     AsyncSocket.schedule_ping = _schedule_ping
 

@@ -29,6 +29,7 @@ from livecommerce.internals import (
     close_engineio_socket,
     engineio_sockets,
     install_room_websocket,
+    lean_environ,
     pubsub_emit_parts,
     room_frame,
     send_packet,
@@ -77,10 +78,14 @@ def test_engineio_lets_the_websocket_class_be_chosen() -> None:
     assert isinstance(table, dict) and table.get("websocket") is eio_aiohttp.WebSocket, changed(
         "python-engineio", "AsyncServer._async['websocket'] is no longer the aiohttp driver's WebSocket class")
     before = dict(table)
+    assert table.get("translate_request") is eio_aiohttp.translate_request, changed(
+        "python-engineio", "AsyncServer._async['translate_request'] is no longer the aiohttp driver's")
     install_room_websocket(sio)
     assert sio.eio._async["websocket"] is RoomWebSocket
-    assert {k: v for k, v in sio.eio._async.items() if k != "websocket"} == \
-        {k: v for k, v in before.items() if k != "websocket"}
+    assert sio.eio._async["translate_request"] is lean_environ
+    mine = ("websocket", "translate_request")
+    assert {k: v for k, v in sio.eio._async.items() if k not in mine} == \
+        {k: v for k, v in before.items() if k not in mine}
     assert eio_aiohttp._async["websocket"] is eio_aiohttp.WebSocket, "the driver's own table is left alone"
 
 
@@ -370,3 +375,18 @@ async def test_pings_keep_a_live_client_and_close_a_silent_one(config: Any) -> N
     finally:
         await live.disconnect()
         await server.close()
+
+
+def test_a_websockets_environ_keeps_only_what_is_read_of_it() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Origin": "http://127.0.0.1:8080",
+               "Host": "127.0.0.1:8080", "Cookie": "lc_session=x", "User-Agent": "Mozilla/5.0 " + "x" * 200,
+               "Accept-Language": "ko-KR,ko;q=0.9"}
+    ws = lean_environ(make_mocked_request("GET", "/socket.io/?EIO=4&transport=websocket", headers=headers))
+    assert {k for k in ws if k.startswith("HTTP_")} == {"HTTP_UPGRADE", "HTTP_CONNECTION", "HTTP_ORIGIN", "HTTP_HOST"}
+    assert ws["QUERY_STRING"] == "EIO=4&transport=websocket" and ws["REQUEST_METHOD"] == "GET"
+    assert ws["HTTP_ORIGIN"] == "http://127.0.0.1:8080" and "aiohttp.request" in ws and "wsgi.input" in ws
+    polling = lean_environ(make_mocked_request("GET", "/socket.io/?EIO=4&transport=polling",
+                                               headers={"Cookie": "lc_session=x", "Origin": "http://a"}))
+    assert polling["HTTP_COOKIE"] == "lc_session=x", "anything but a websocket gets Engine.IO's own environ"
