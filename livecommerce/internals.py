@@ -188,13 +188,7 @@ async def serve_websocket(sock: Any, ws: RoomWebSocket) -> None:
     and the server's `ping_interval`, `ping_timeout`, `max_http_buffer_size` and `reason.TRANSPORT_CLOSE`."""
     server = sock.server
     sock.connected = sock.upgraded = True
-    queued = []
-    with contextlib.suppress(asyncio.QueueEmpty):
-        while True:
-            queued.append(sock.queue.get_nowait())  # the OPEN packet, put at connect
-    sock.queue = DirectQueue(ws, MAX_DIRECT_BUFFER)
-    for pkt in queued:
-        sock.queue.put_nowait(pkt)
+    _go_direct(sock, ws)
     response = ws._sock
     try:
         while not sock.closed:
@@ -221,6 +215,18 @@ async def serve_websocket(sock: Any, ws: RoomWebSocket) -> None:
         with contextlib.suppress(Exception):
             await response.close()
         await sock.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+
+def _go_direct(sock: Any, ws: RoomWebSocket) -> None:
+    """Write what Engine.IO queued at connect (the OPEN packet), then put the `DirectQueue` in its place (in a
+    function of its own, so that nothing of it stays in the serving loop's frame)."""
+    queued = []
+    with contextlib.suppress(asyncio.QueueEmpty):
+        while True:
+            queued.append(sock.queue.get_nowait())
+    sock.queue = DirectQueue(ws, MAX_DIRECT_BUFFER)
+    for pkt in queued:
+        sock.queue.put_nowait(pkt)
 
 
 class PingWheel:
@@ -301,10 +307,15 @@ def lean_environ(request: Any) -> dict[str, Any]:
         "wsgi.input": request.content, "REQUEST_METHOD": request.method, "QUERY_STRING": request.query_string or "",
         "PATH_INFO": request.path, "SCRIPT_NAME": "", "REMOTE_ADDR": "127.0.0.1",
         "wsgi.url_scheme": headers.get("X-Forwarded-Proto", "http"), "aiohttp.request": request}
-    for name in ("Origin", "Host", "Upgrade", "Connection"):
-        if name in headers:
-            environ["HTTP_" + name.upper()] = ",".join(headers.getall(name))
+    for name, key in _ENVIRON_HEADERS:
+        values = headers.getall(name, ())
+        if values:  # the request's own strings, not copies
+            environ[key] = values[0] if len(values) == 1 else ",".join(values)
     return environ
+
+
+_ENVIRON_HEADERS = (("Origin", "HTTP_ORIGIN"), ("Host", "HTTP_HOST"), ("Upgrade", "HTTP_UPGRADE"),
+                    ("Connection", "HTTP_CONNECTION"))
 
 
 def install_room_websocket(sio: socketio.AsyncServer) -> None:
