@@ -32,7 +32,7 @@ from .db import make_engine, make_sessionmaker
 from .errors import N_, AppError, NotFound, Unavailable, error_body, status_for
 from .fanout import FastRedisManager, wait_for_bus
 from .hot import HotPath
-from .internals import close_engineio_socket, close_redis_manager, engineio_sockets, start_manager
+from .internals import answer_websocket, close_engineio_socket, close_redis_manager, engineio_sockets, start_manager
 from .keys import AppKeys, state
 from .metrics import make_metrics
 from .models import User
@@ -103,9 +103,9 @@ def observe(request: web.Request, handler: Handler) -> Awaitable[web.StreamRespo
     """Outermost: request id, errors translated, one structured log line, metrics, security headers — for every
     request but a viewer's websocket, which lives as long as the viewer: its route is answered directly (the
     route's coroutine is returned, not awaited here), so that no middleware keeps a frame for each connected
-    viewer (the other two let the socket.io endpoint through anyway)."""
+    viewer (the other two let the socket.io endpoint through anyway), nor Engine.IO's (`answer_websocket`)."""
     if request.path.startswith("/socket.io/") and request.headers.get("Upgrade", "").lower() == "websocket":
-        return request.match_info.handler(request)
+        return answer_websocket(request, request.match_info.handler)
     return _observe(request, handler)
 
 

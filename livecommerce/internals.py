@@ -73,7 +73,7 @@ from typing import Any, cast
 
 import socketio
 from aiohttp import WSMsgType
-from aiohttp.web import WebSocketResponse
+from aiohttp.web import RequestKey, WebSocketResponse
 from engineio import exceptions as engineio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import WebSocket as EngineIOWebSocket
@@ -94,9 +94,9 @@ class RoomWebSocket(EngineIOWebSocket):  # type: ignore[misc]  # python-engineio
 
     def __init__(self, handler: Any, server: Any) -> None:
         super().__init__(handler, server)
-        eio_socket = getattr(handler, "__self__", None)
-        if eio_socket is not None:
-            eio_socket.lc_ws = self
+        self.eio_socket = getattr(handler, "__self__", None)
+        if self.eio_socket is not None:
+            self.eio_socket.lc_ws = self
 
     async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
         request = environ["aiohttp.request"]
@@ -104,12 +104,34 @@ class RoomWebSocket(EngineIOWebSocket):  # type: ignore[misc]  # python-engineio
         await self._sock.prepare(request)
         self.transport = request.transport  # where aiohttp's websocket writer writes its frames
         self.environ = environ
-        eio_socket = getattr(self.handler, "__self__", None)
+        eio_socket = self.eio_socket
         if eio_socket is not None and not eio_socket.connected:
+            _go_direct(eio_socket, self)
+            if SERVE_LATER in request:  # `answer_websocket` serves it once Engine.IO's connect has returned
+                request[SERVE_LATER] = self
+                return self._sock
             await serve_websocket(eio_socket, self)
         else:
             await self.handler(self)
         return self._sock
+
+
+SERVE_LATER = RequestKey("livecommerce_serve_websocket_later", object)
+
+
+async def answer_websocket(request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Answer a websocket upgrade on the socket.io endpoint (`handler`, Engine.IO's request handler), then serve
+    the connection here: Engine.IO's chain of coroutines that made the connection (`handle_request`,
+    `_handle_connect`, `handle_get_request`, `_upgrade_websocket`, the websocket's `__call__`) has returned by
+    then, so none of their frames is kept for as long as the viewer stays. A websocket that upgrades a
+    long-polling session is served inside that chain by Engine.IO's own handler, as before."""
+    request[SERVE_LATER] = None
+    response = await handler(request)
+    ws = request.get(SERVE_LATER)
+    if isinstance(ws, RoomWebSocket) and ws.eio_socket is not None:
+        request[SERVE_LATER] = None
+        await serve_websocket(ws.eio_socket, ws)
+    return response
 
 
 class DirectQueue:
@@ -173,7 +195,7 @@ def _close_later(response: WebSocketResponse, code: int = 1000, message: bytes =
 
 
 async def serve_websocket(sock: Any, ws: RoomWebSocket) -> None:
-    """Serve an Engine.IO socket that connected by websocket, in place of Engine.IO's websocket handler
+    """Serve an Engine.IO socket that connected by websocket (`_go_direct` first), in place of Engine.IO's handler
     (`AsyncSocket._websocket_handler`), with what each connection costs cut down to the request's own task:
     packets sent to the client are written at once (`DirectQueue`, where Engine.IO keeps a queue and a
     writer task), packets from the client are read in this loop (where Engine.IO starts a task and a
@@ -187,8 +209,6 @@ async def serve_websocket(sock: Any, ws: RoomWebSocket) -> None:
     are used by Engine.IO), `connected`, `upgraded`, `closed`, `receive(pkt)`, `close(wait, abort, reason)`,
     and the server's `ping_interval`, `ping_timeout`, `max_http_buffer_size` and `reason.TRANSPORT_CLOSE`."""
     server = sock.server
-    sock.connected = sock.upgraded = True
-    _go_direct(sock, ws)
     response = ws._sock
     try:
         while not sock.closed:
@@ -218,8 +238,10 @@ async def serve_websocket(sock: Any, ws: RoomWebSocket) -> None:
 
 
 def _go_direct(sock: Any, ws: RoomWebSocket) -> None:
-    """Write what Engine.IO queued at connect (the OPEN packet), then put the `DirectQueue` in its place (in a
-    function of its own, so that nothing of it stays in the serving loop's frame)."""
+    """The socket is connected and upgraded; what Engine.IO queued at connect (the OPEN packet) is written, and
+    the `DirectQueue` takes the queue's place (in a function of its own, so that nothing of it stays in the
+    serving loop's frame)."""
+    sock.connected = sock.upgraded = True
     queued = []
     with contextlib.suppress(asyncio.QueueEmpty):
         while True:

@@ -390,3 +390,27 @@ def test_a_websockets_environ_keeps_only_what_is_read_of_it() -> None:
     polling = lean_environ(make_mocked_request("GET", "/socket.io/?EIO=4&transport=polling",
                                                headers={"Cookie": "lc_session=x", "Origin": "http://a"}))
     assert polling["HTTP_COOKIE"] == "lc_session=x", "anything but a websocket gets Engine.IO's own environ"
+
+
+def awaiting(coro: Any) -> list[str]:
+    """The names of the coroutines a task is suspended in, outermost first."""
+    names = []
+    while coro is not None and hasattr(coro, "cr_code"):
+        names.append(coro.cr_code.co_name)
+        coro = coro.cr_await
+    return names
+
+
+async def test_a_connected_websocket_keeps_none_of_engineios_connect_frames(server: TestServer, app: Any) -> None:
+    """The connection is served after Engine.IO's connect has returned: the task serving a viewer holds aiohttp's
+    request frame, `answer_websocket` and `serve_websocket`, not `handle_request` → … → `_upgrade_websocket`."""
+    client = await socket_for(base(server))
+    try:
+        await asyncio.sleep(0.1)
+        stacks = [awaiting(t.get_coro()) for t in asyncio.all_tasks()]
+        serving = [names for names in stacks if "serve_websocket" in names]
+        assert len(serving) == 1, stacks
+        assert "answer_websocket" in serving[0]
+        assert not {"handle_request", "_handle_connect", "handle_get_request", "_upgrade_websocket"} & set(serving[0])
+    finally:
+        await client.disconnect()
