@@ -155,9 +155,6 @@ class EventGroup:
     async def leave_room(self, sid: str, room: str) -> None:
         await self.ns.leave_room(sid, room)
 
-    def rooms(self, sid: str) -> list[str]:
-        return list(self.ns.rooms(sid))
-
 
 ConnectHook = Callable[["Namespace", str, SocketUser], Awaitable[None]]
 

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.errors import N_, AppError, Conflict, Forbidden, NotFound, ValidationFailed
 from livecommerce.models import Role
+from livecommerce.throttle import Bucket as Bucket
+from livecommerce.throttle import take as take
 
 from .models import BlockedWord, BroadcastState, ChatMessage, ChatReport, RoomSanction
 
@@ -52,30 +54,15 @@ def blocked_word(text: str, words: Iterable[str]) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Bucket:
-    tokens: float
-    at: float  # seconds
-
-
-def take(bucket: Bucket | None, now: float, rate: float, burst: int) -> tuple[bool, Bucket]:
-    """Token bucket: refill `rate` tokens a second up to `burst`; a message takes one."""
-    tokens = float(burst) if bucket is None else min(float(burst), bucket.tokens + (now - bucket.at) * rate)
-    if tokens >= 1.0:
-        return True, Bucket(tokens - 1.0, now)
-    return False, Bucket(tokens, now)
-
-
 def take_all(buckets: Sequence[Bucket | None], now: float, limits: Sequence[tuple[float, int]],
              ) -> tuple[int, list[Bucket]]:
-    """One token from each bucket, or from none: 0 and the buckets after, or the 1-based position of the
-    first bucket that is empty and the buckets refilled but untaken."""
-    refilled = [Bucket(float(burst) if b is None else min(float(burst), b.tokens + (now - b.at) * rate), now)
-                for b, (rate, burst) in zip(buckets, limits, strict=True)]
-    for i, b in enumerate(refilled):
-        if b.tokens < 1.0:
-            return i + 1, refilled
-    return 0, [Bucket(b.tokens - 1.0, now) for b in refilled]
+    """One token from each bucket (`throttle.take`), or from none: 0 and the buckets after, or the 1-based
+    position of the first bucket that is empty and the buckets refilled but untaken."""
+    results = [take(b, now, rate, burst) for b, (rate, burst) in zip(buckets, limits, strict=True)]
+    for i, (ok, _) in enumerate(results):
+        if not ok:
+            return i + 1, [after if not took else Bucket(after.tokens + 1.0, after.at) for took, after in results]
+    return 0, [after for _, after in results]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,21 +107,6 @@ def message_out(m: Any) -> dict[str, object]:
     """A chat message as the room sends it (a `ChatMessage`, or a row of its table)."""
     return {"id": m.id, "user_id": m.user_id, "name": m.author_name, "role": m.author_role, "text": m.text,
             "at": m.created_at.isoformat()}
-
-
-async def sanction_of(db: AsyncSession, broadcast_id: int, user_id: int, now: datetime) -> RoomSanction | None:
-    s = await db.get(RoomSanction, (broadcast_id, user_id))
-    if s is None:
-        return None
-    if s.kind == "mute" and s.until is not None and s.until <= now:
-        return None
-    return s
-
-
-async def by_client_id(db: AsyncSession, user_id: int, client_id: str) -> ChatMessage | None:
-    """The author's message sent with this id, if any (a repeated send is the same message)."""
-    return await db.scalar(select(ChatMessage).where(ChatMessage.user_id == user_id,
-                                                     ChatMessage.client_id == client_id))
 
 
 async def recent(db: AsyncSession, broadcast_id: int, limit: int) -> list[ChatMessage]:

@@ -7,11 +7,11 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 from sqlalchemy import Executable, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from livecommerce.api import MAX_ID
 from livecommerce.auth import HOST, PUBLIC, SIGNED_IN
 from livecommerce.caches import KeptReads, Watch
 from livecommerce.db import utcnow
@@ -185,17 +185,16 @@ class RoomEvents(EventGroup):
             return await chat.blocked_words(db)
 
     def _quick_heart(self, sid: str, data: Any) -> bool:
-        """Taps from a viewer in the room, well formed: counted at once (no log line, no model). Anything
-        else goes the usual way and is answered with its error."""
-        if type(data) is not dict or not data.keys() <= {"broadcast_id", "count"}:
-            return False
-        bid, n = data.get("broadcast_id"), data.get("count", 1)
-        if type(bid) is not int or type(n) is not int or not 1 <= bid <= MAX_ID or not 1 <= n <= 50:
+        """Taps from a viewer in the room, well formed: counted at once (no log line, no account check).
+        Anything else goes the usual way and is answered with its error."""
+        try:
+            p = HeartIn.model_validate(data, strict=True)
+        except ValidationError:
             return False
         rt = self.rooms_rt
-        if not rt.in_room(sid, bid):
+        if not rt.in_room(sid, p.broadcast_id):
             return False
-        rt.add_hearts(bid, n)
+        rt.add_hearts(p.broadcast_id, p.count)
         return True
 
     @event("heart", access=PUBLIC, payload=HeartIn, errors=("not_in_room",), quick=_quick_heart)

@@ -29,9 +29,10 @@ from livecommerce.errors import Unavailable
 from livecommerce.fanout import FastRedisManager
 from livecommerce.keys import AppKeys
 from livecommerce.realtime import LIVE_NAMESPACE, SocketUser
+from livecommerce.throttle import Bucket
 
 from . import planning
-from .chat import Bucket, take_all
+from .chat import take_all
 from .models import Broadcast, BroadcastState
 from .stream import Envelope, MemoryStream, RedisStream, RoomStream
 
@@ -214,10 +215,6 @@ class RoomRuntime:
         return lock
 
     # -- limits ---------------------------------------------------------------------------------
-
-    async def allow(self, key: str, rate: float, burst: int) -> bool:
-        """Take one token from the bucket `key`; False if it is empty."""
-        return await self.take_tokens([(key, rate, burst)]) == 0
 
     async def take_tokens(self, buckets: Sequence[tuple[str, float, int]]) -> int:
         """One token from each bucket `(key, rate, burst)`, or from none (one Redis round trip): 0, or the

@@ -112,11 +112,16 @@ async def config(backend: str, tmp_path: Any, request: pytest.FixtureRequest) ->
     })
     yield cfg
     if redis_url:
-        client = Redis.from_url(redis_url)
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+        await forget_redis_prefix(redis_url, prefix)
+
+
+async def forget_redis_prefix(url: str, prefix: str) -> None:
+    """Delete a test's Redis keys (those under its prefix)."""
+    client = Redis.from_url(url)
+    keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 @pytest.fixture

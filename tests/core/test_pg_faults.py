@@ -23,7 +23,6 @@ import aiohttp
 import pytest
 import socketio
 from aiohttp.test_utils import TestServer
-from redis.asyncio import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,7 +44,7 @@ from sessions.models import ChatMessage, LineupItem
 from tests.processes import PrivatePostgres, health, postgres_bin, until
 from tests.support import NS, PASSWORD, World, socket_for
 
-from ..conftest import REDIS_URL, SECRET
+from ..conftest import REDIS_URL, SECRET, forget_redis_prefix
 
 BIN = postgres_bin()
 pytestmark = pytest.mark.skipif(BIN is None, reason="needs PostgreSQL's programs, run as root")
@@ -81,11 +80,7 @@ async def config(private_pg: PrivatePostgres, tmp_path: Path) -> AsyncIterator[C
         "schedule": {"run_scheduler": False},
     })
     if REDIS_URL:
-        client = Redis.from_url(REDIS_URL)
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+        await forget_redis_prefix(REDIS_URL, prefix)
 
 
 @pytest.fixture

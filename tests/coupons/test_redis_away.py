@@ -20,7 +20,8 @@ from livecommerce.app import create_app
 from livecommerce.config import Config, RedisConfig
 from livecommerce.db import utcnow
 from livecommerce.models import User
-from tests.sessions.test_bus_faults import PrivateRedis, health, private_redis, until
+from tests.processes import until
+from tests.sessions.test_bus_faults import PrivateRedis, health, private_redis
 from tests.support import World, fresh, signed_in
 
 from ..conftest import PG_URL

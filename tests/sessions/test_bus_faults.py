@@ -32,6 +32,7 @@ from livecommerce.fanout import FastRedisManager
 from livecommerce.keys import AppKeys
 from sessions.models import Broadcast, ChatMessage
 from sessions.room import publish
+from tests.processes import until
 from tests.support import NS, Viewer, World, fresh, signed_in, socket_for
 
 from ..conftest import PG_URL
@@ -111,17 +112,6 @@ async def servers(config: Config, private_redis: PrivateRedis, world: World) -> 
     finally:
         for s in started:
             await s.close()
-
-
-async def until(probe: Any, accept: Any, limit: float, every: float = 0.02) -> Any:
-    """Probe until `accept(result)`; the result (fails after `limit` seconds)."""
-    deadline = time.monotonic() + limit
-    while True:
-        got = await probe()
-        if accept(got):
-            return got
-        assert time.monotonic() < deadline, f"still {got!r} after {limit} s"
-        await asyncio.sleep(every)
 
 
 async def health(server: TestServer) -> tuple[int, dict[str, Any]]:
