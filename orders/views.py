@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -22,9 +22,8 @@ from livecommerce.keys import AppKeys, signed_in_user, state
 from livecommerce.models import Market, Product, Role, User
 from livecommerce.templating import render
 from sessions import services as broadcasts
-from sessions.models import BroadcastState
 
-from . import buying, fulfilment, rules, schemas
+from . import buying, fulfilment, packing, rules, schemas
 from . import settings as order_settings
 from .connections import quick_read
 from .figures import broadcast_figures, orders_csv
@@ -105,11 +104,13 @@ async def purchase_checkout(call: Call[None, None]) -> CheckoutOut:
     info, offers = lineup.info, lineup.offers
     providers = call.app[PAYMENT_PROVIDERS]
     methods = offered(providers, lineup.settings)
+    terms = rules.sale_terms(info.state, info.recording_url)
+    after = terms is rules.SaleTerms.AFTER_SHOW  # the replay sells at the regular price
     return CheckoutOut(
-        broadcast_id=broadcast_id, state=info.state.value, open=info.state is BroadcastState.LIVE,
+        broadcast_id=broadcast_id, state=info.state.value, open=terms is not None, after_show=after,
         items=[CheckoutItemOut(product_id=pid, name_ko=r.name_ko, name_en=r.name_en, image=r.image, unit_ko=r.unit_ko,
-                               unit_en=r.unit_en, live_price=r.offer.live_price, usual_price=r.offer.usual_price,
-                               left=r.offer.left) for pid, r in offers.items()],
+                               unit_en=r.unit_en, live_price=r.offer.usual_price if after else r.offer.live_price,
+                               usual_price=r.offer.usual_price, left=r.offer.left) for pid, r in offers.items()],
         payment_methods=[PaymentMethodOut(method=m, label=i18n.gettext(METHOD_LABELS.get(m, m))) for m in methods],
         max_quantity=call.app[AppKeys.config].orders.max_quantity_per_line)
 
@@ -367,23 +368,34 @@ async def _merchant_context(request: web.Request, user: User) -> dict[str, Any]:
     status = _status_arg(request.query.get("status"))
     broadcast_id = _int_arg(request.query.get("broadcast_id"))
     async with request.app[AppKeys.reader]() as db:
-        if user.merchant_id is None and user.role is Role.MERCHANT:
-            raise AppError("Your account is not linked to a stall.", code="no_stall", status=403)
-        merchant_id = user.merchant_id if user.role is Role.MERCHANT else _int_arg(request.query.get("merchant_id"))
+        merchant_id = _stall_of(request, user)
         merchants = await fulfilment.merchants_by_id(db)
         rows = (await fulfilment.merchant_lines(db, merchant_id, status=status, broadcast_id=broadcast_id)
                 if merchant_id is not None else [])
         titles = await fulfilment.broadcasts_of(db, {r.purchase.broadcast_id for r in rows})
-    return {"rows": rows, "merchant": merchants.get(merchant_id) if merchant_id else None, "merchants": merchants,
+    return {"rows": rows, "cards": packing.order_cards(rows),
+            "merchant": merchants.get(merchant_id) if merchant_id else None, "merchants": merchants,
             "back": str(URL("/merchant/orders").with_query(
                 {k: v for k, v in request.query.items() if k in ("status", "broadcast_id", "merchant_id")})),
             "status": status.value if status else "", "broadcast_id": broadcast_id or "", "titles": titles,
+            "today": utcnow().astimezone(_tz(request)).date().isoformat(),
             "delivery_text": lambda p: delivery_out(request, p.delivery_option, p.delivery_promise_at,
                                                      p.delivery_fee).promise_text,
-            "moves": {r.line.id: sorted((m.value for m in rules.allowed_moves(r.line.status, r.purchase.payment_method)
-                                         if m in fulfilment.MERCHANT_MOVES), key=lambda v: v != "packed")
-                      for r in rows},
             **_labels()}
+
+
+def _stall_of(request: web.Request, user: User) -> int | None:
+    """The stall whose orders a page shows: a merchant's own, or the one staff chose (`merchant_id`)."""
+    if user.role is Role.MERCHANT:
+        if user.merchant_id is None:
+            raise AppError("Your account is not linked to a stall.", code="no_stall", status=403)
+        return user.merchant_id
+    return _int_arg(request.query.get("merchant_id"))
+
+
+def _merchant_back(form: Any) -> str:
+    back = str(form.get("back", ""))
+    return back if back.startswith("/merchant/orders") and "//" not in back else "/merchant/orders"
 
 
 @access(MERCHANT)
@@ -393,13 +405,17 @@ async def merchant_page(request: web.Request) -> web.Response:
     return render(request, "orders/merchant.html", {**ctx, "error": None})
 
 
+async def _merchant_refused(request: web.Request, user: User, exc: AppError) -> web.Response:
+    ctx = await _merchant_context(request, user)
+    return render(request, "orders/merchant.html", {**ctx, "error": i18n.gettext(exc.message, **exc.params)},
+                  status=status_for(request.app, exc))
+
+
 @access(MERCHANT)
 async def merchant_line_post(request: web.Request) -> web.StreamResponse:
     user = signed_in_user(request)
     form = await request.post()
     wanted = _status_arg(str(form.get("status", "")))
-    back = str(form.get("back", ""))
-    back = back if back.startswith("/merchant/orders") and "//" not in back else "/merchant/orders"
     try:
         if wanted is None or wanted not in fulfilment.MERCHANT_MOVES:
             raise ValidationFailed("Choose packed or delivered.", code="invalid_status")
@@ -407,10 +423,61 @@ async def merchant_line_post(request: web.Request) -> web.StreamResponse:
             await fulfilment.move_line(db, user, path_id(request, "line_id"), wanted, utcnow(),
                                        request.app[PRICING].releasers)
     except AppError as exc:
-        ctx = await _merchant_context(request, user)
-        return render(request, "orders/merchant.html", {**ctx, "error": i18n.gettext(exc.message, **exc.params)},
-                      status=status_for(request.app, exc))
-    raise web.HTTPSeeOther(back)
+        return await _merchant_refused(request, user, exc)
+    raise web.HTTPSeeOther(_merchant_back(form))
+
+
+@access(MERCHANT)
+async def merchant_order_post(request: web.Request) -> web.StreamResponse:
+    """One tap on an order's card: the stall's lines in it packed, or handed over."""
+    user = signed_in_user(request)
+    form = await request.post()
+    wanted = _status_arg(str(form.get("status", "")))
+    try:
+        if wanted is None or wanted not in fulfilment.MERCHANT_MOVES:
+            raise ValidationFailed("Choose packed or delivered.", code="invalid_status")
+        async with request.app[AppKeys.db].begin() as db:
+            await packing.move_stall_lines(db, user, path_id(request, "purchase_id"),
+                                           _int_arg(str(form.get("merchant_id", ""))), wanted, utcnow(),
+                                           request.app[PRICING].releasers)
+    except AppError as exc:
+        return await _merchant_refused(request, user, exc)
+    raise web.HTTPSeeOther(_merchant_back(form))
+
+
+def _day_arg(value: str | None, today: date) -> date:
+    if value and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    return today
+
+
+@access(MERCHANT)
+async def packing_page(request: web.Request) -> web.Response:
+    """A day's packing list to print: the stall's orders placed that day (Korea time), by product."""
+    user = signed_in_user(request)
+    tz = _tz(request)
+    today = utcnow().astimezone(tz).date()
+    day = _day_arg(request.query.get("day"), today)
+    async with request.app[AppKeys.reader]() as db:
+        merchant_id = _stall_of(request, user)
+        merchants = await fulfilment.merchants_by_id(db)
+        start, end = packing.day_bounds(day, tz)
+        rows = await packing.day_lines(db, merchant_id, start, end) if merchant_id is not None else []
+    items = packing.packing_list(rows)
+    stall = {"merchant_id": merchant_id} if user.role is Role.STAFF and merchant_id else {}
+    return render(request, "orders/packing.html", {
+        "items": items, "day": day, "day_moment": datetime.combine(day, datetime.min.time(), tzinfo=tz),
+        "merchant": merchants.get(merchant_id) if merchant_id else None, "merchants": merchants,
+        "orders": len({o.purchase.id for i in items for o in i.orders}),
+        "units": sum(i.quantity for i in items),
+        "prev_url": str(URL("/merchant/packing").with_query({"day": (day - timedelta(days=1)).isoformat(), **stall})),
+        "next_url": str(URL("/merchant/packing").with_query({"day": (day + timedelta(days=1)).isoformat(), **stall})),
+        "delivery_text": lambda p: delivery_out(request, p.delivery_option, p.delivery_promise_at,
+                                                 p.delivery_fee).promise_text,
+        **_labels()})
 
 
 def _staff_filter(request: web.Request) -> fulfilment.PurchaseFilter:
@@ -505,6 +572,8 @@ def register(app: web.Application, api: Api) -> None:
     r.add_post(r"/orders/{purchase_id:\d+}/cancel", my_order_cancel, name="orders_cancel")
     r.add_get("/merchant/orders", merchant_page, name="orders_merchant")
     r.add_post(r"/merchant/orders/lines/{line_id:\d+}", merchant_line_post, name="orders_merchant_line")
+    r.add_post(r"/merchant/orders/{purchase_id:\d+}", merchant_order_post, name="orders_merchant_order")
+    r.add_get("/merchant/packing", packing_page, name="orders_packing")
     r.add_get("/staff/orders", staff_page, name="orders_staff")
     r.add_get("/staff/orders.csv", staff_csv, name="orders_staff_csv")
     r.add_post(r"/staff/orders/{purchase_id:\d+}/{action:paid|cancel}", staff_action, name="orders_staff_action")

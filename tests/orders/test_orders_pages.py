@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.models import OrderStatus, Purchase, PurchaseLine
@@ -175,3 +176,110 @@ async def test_the_figures_page(client: TestClient, world: World) -> None:
     await sign_in(client, "staff")
     assert (await client.get(f"/host/broadcasts/{world.scheduled.id}/figures")).status == 200
     assert await csrf(client)
+
+
+async def test_a_stall_packs_and_hands_over_an_order_in_one_tap(server: TestServer, http: TestClient, world: World,
+                                                               db: AsyncSession) -> None:
+    viewer = browser(server)
+    try:
+        tv = await sign_in(viewer, "viewer")
+        status, mine, _ = await buy(viewer, tv, world.live.id, order(world, note="문 앞에 두세요"))
+        assert status == 201, mine
+        status, theirs, _ = await buy(viewer, tv, world.live.id, order(world, lines=[
+            {"product_id": world.products[1].id, "quantity": 1}]))
+        assert status == 201, theirs
+    finally:
+        await viewer.close()
+    token = await sign_in(http, "merchant")
+    html = await (await http.get("/merchant/orders")).text()
+    # the menu and the title name the page the same way; orders are cards, not a squeezed table
+    assert "<title>우리 가게 주문 · livecommerce</title>" in html
+    assert re.search(r'href="/merchant/orders" aria-current="page">우리 가게 주문<', html)
+    assert "<table" not in html
+    assert f'id="order-{mine["id"]}"' in html and f'id="order-{theirs["id"]}"' not in html
+    assert "고기만두" in html and "× 2" in html and "문 앞에 두세요" in html and 'href="tel:010-1234-5678"' in html
+    assert f'action="/merchant/orders/{mine["id"]}"' in html and 'name="status" value="delivered"' not in html
+
+    async def line_statuses() -> list[OrderStatus]:
+        await fresh(db)
+        rows = await db.scalars(select(PurchaseLine).where(PurchaseLine.purchase_id.in_([mine["id"], theirs["id"]]))
+                                .order_by(PurchaseLine.purchase_id, PurchaseLine.id))
+        return [li.status for li in rows]
+
+    before = await line_statuses()
+    resp = await http.post(f"/merchant/orders/{theirs['id']}", data={"csrf_token": token, "status": "packed"})
+    assert resp.status == 403 and "이 주문에는 우리 가게 상품이 없어요" in await resp.text()
+    resp = await http.post(f"/merchant/orders/{mine['id']}", data={"csrf_token": token, "status": "delivered"})
+    assert resp.status == 409 and "notice-error" in await resp.text()
+    resp = await http.post(f"/merchant/orders/{mine['id']}", data={"csrf_token": token, "status": "refunded"})
+    assert resp.status == 422
+    resp = await http.post(f"/merchant/orders/{mine['id']}", data={"status": "packed"})
+    assert resp.status == 403  # no CSRF token
+    assert (await http.post("/merchant/orders/999999", data={"csrf_token": token, "status": "packed"})).status == 404
+    assert await line_statuses() == before == [OrderStatus.PLACED, OrderStatus.PLACED]
+
+    resp = await http.post(f"/merchant/orders/{mine['id']}", data={"csrf_token": token, "status": "packed",
+                                                                   "back": "/merchant/orders?status=placed"},
+                           allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/merchant/orders?status=placed"
+    assert await line_statuses() == [OrderStatus.PACKED, OrderStatus.PLACED]
+    html = await (await http.get("/merchant/orders")).text()
+    assert 'name="status" value="delivered"' in html and "전달 완료로 표시" in html
+    resp = await http.post(f"/merchant/orders/{mine['id']}", data={"csrf_token": token, "status": "delivered"},
+                           allow_redirects=False)
+    assert resp.status == 303
+    assert await line_statuses() == [OrderStatus.DELIVERED, OrderStatus.PLACED]
+
+    # staff name the stall; without one nothing moves
+    staff_token = await sign_in(http, "staff")
+    html = await (await http.get("/merchant/orders")).text()
+    assert "가게를 고르면" in html and 'id="merchant-orders"' not in html
+    resp = await http.post(f"/merchant/orders/{theirs['id']}", data={"csrf_token": staff_token, "status": "packed"})
+    assert resp.status == 422
+    resp = await http.post(f"/merchant/orders/{theirs['id']}", allow_redirects=False, data={
+        "csrf_token": staff_token, "status": "packed", "merchant_id": str(world.other_merchant.id)})
+    assert resp.status == 303
+    assert await line_statuses() == [OrderStatus.DELIVERED, OrderStatus.PACKED]
+    await sign_in(http, "viewer")
+    assert (await http.get("/merchant/packing")).status == 403
+
+
+async def test_a_days_packing_list_to_print(server: TestServer, http: TestClient, world: World) -> None:
+    viewer = browser(server)
+    try:
+        tv = await sign_in(viewer, "viewer")
+        ids = []
+        for n, who in ((2, "김민지"), (3, "박서준"), (1, "취소할사람")):
+            status, body, _ = await buy(viewer, tv, world.live.id, order(world, name=who, lines=[
+                {"product_id": world.products[0].id, "quantity": n}, {"product_id": world.products[1].id,
+                                                                       "quantity": 1}]))
+            assert status == 201, body
+            ids.append(body["id"])
+        resp = await viewer.post(f"/api/v1/purchases/{ids[2]}/cancel", headers={"X-CSRF-Token": tv})
+        assert resp.status == 200
+    finally:
+        await viewer.close()
+    await sign_in(http, "merchant")
+    html = await (await http.get("/merchant/orders")).text()
+    today = re.search(r'href="/merchant/packing\?day=(\d{4}-\d{2}-\d{2})"', html)
+    assert today, "the orders page links to today's packing list"
+    resp = await http.get(f"/merchant/packing?day={today.group(1)}")
+    assert resp.status == 200
+    html = await resp.text()
+    item = html[html.index(f'id="pack-product-{world.products[0].id}"'):]
+    assert "고기만두" in item and "모두 5" in item
+    assert f"#{ids[0]}" in item and f"#{ids[1]}" in item and f"#{ids[2]}" not in item  # cancelled: left out
+    assert item.index("김민지") < item.index("박서준")  # oldest first
+    assert "참기름" not in html and f'id="pack-product-{world.products[1].id}"' not in html  # another stall's
+    assert "주문 2건" in html and 'class="staff-head-actions no-print"' in html
+    assert "@media print" in await (await http.get("/static/css/app.css")).text()
+    html = await (await http.get("/merchant/packing?day=2020-01-01")).text()
+    assert 'id="packing-list"' not in html and "포장할 것이 없어요" in html
+    html = await (await http.get("/merchant/packing?day=not-a-day")).text()
+    assert f'value="{today.group(1)}"' in html  # a day that is not one: today
+    await sign_in(http, "staff")
+    html = await (await http.get(f"/merchant/packing?day={today.group(1)}")).text()
+    assert 'id="packing-list"' not in html
+    html = await (await http.get(f"/merchant/packing?day={today.group(1)}&merchant_id={world.other_merchant.id}"
+                                 )).text()
+    assert f'id="pack-product-{world.products[1].id}"' in html and "모두 2" in html
