@@ -22,10 +22,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from livecommerce.config import Config
-from livecommerce.errors import AppError, ValidationFailed
+from livecommerce.errors import AppError, Unavailable, ValidationFailed
 from livecommerce.models import Product, User
 from livecommerce.uow import UnitOfWork, dialect_name
-from sessions.models import BroadcastState, LineupItem
+from sessions.models import LineupItem
 
 from . import rules
 from .errors import BroadcastNotLive, SoldOut, refused
@@ -115,6 +115,9 @@ async def notify(app: web.Application, event: PurchaseEvent) -> None:
     for listener in list(app.get(PURCHASE_LISTENERS) or ()):
         try:
             await listener(app, event)
+        except Unavailable:  # Redis away: the room is not told of this purchase; it stands all the same
+            log.warning("purchase not told to the room: Redis did not answer",
+                        extra={"purchase": event.purchase_id, "broadcast": event.broadcast_id})
         except Exception:
             log.exception("purchase listener failed", extra={"purchase": event.purchase_id,
                                                              "broadcast": event.broadcast_id})
@@ -131,17 +134,19 @@ class Checked:
 
 def check_order(lineup: Lineup, order: OrderInput, *, max_quantity: int,
                 providers: Mapping[str, PaymentProvider], now: datetime, tz: ZoneInfo) -> Checked:
-    """Everything a read can refuse: the broadcast is not live, the basket is wrong, a product is sold
-    out as far as the read can tell (the conditional UPDATE decides for real), the payment method is
-    not offered, the delivery option the buyer chose no longer holds."""
-    if lineup.info.state is not BroadcastState.LIVE:
+    """Everything a read can refuse: the broadcast is not live (nor ended with its replay on: then the
+    regular prices apply, `rules.sale_terms`), the basket is wrong, a product is sold out as far as the
+    read can tell (the conditional UPDATE decides for real), the payment method is not offered, the
+    delivery option the buyer chose no longer holds."""
+    terms = rules.sale_terms(lineup.info.state, lineup.info.recording_url)
+    if terms is None:
         raise BroadcastNotLive()
     methods = offered(providers, lineup.settings)
     try:
         rules.normalize_phone(order.phone)
         rules.check_postal_code(order.postal_code)
         basket = rules.price_basket(order.lines, {pid: r.offer for pid, r in lineup.offers.items()},
-                                    max_quantity=max_quantity)
+                                    max_quantity=max_quantity, terms=terms)
         if order.payment_method not in methods:
             raise ValidationFailed("This payment method is not offered here.", code="payment_method_unavailable")
         quote = rules.choose_delivery(delivery_rules(lineup.settings), order.delivery_option, order.postal_code,

@@ -1,9 +1,11 @@
 """Redis outages during a show, for real: two server processes (two apps on real ports, in this test's
 process) share one database and a private `redis-server` started here on a spare loopback port (with
-every write on disk, so that its data outlives a kill). Chat runs through both at 10 messages a second
-while Redis is killed and restarted: an accepted message reaches every viewer once and in order, a send
-answered as failed does not stand, a send repeated with its `client_id` is one message, every viewer is
-back to live delivery within two seconds of Redis, and `/healthz` says the bus is not ready meanwhile.
+every write on disk, so that its data outlives a kill). Chat runs through both at 10 messages a second,
+and four buyers buy through both, while Redis is killed and restarted: an accepted message reaches every
+viewer once and in order, a send answered as failed does not stand, a send repeated with its `client_id` is
+one message, every purchase answered is in the database once and none other is, a purchase sent again with
+its key is the same purchase, every viewer is back to live delivery within two seconds of Redis, and
+`/healthz` says the bus is not ready meanwhile.
 The machine's shared Redis is never touched."""
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,17 +26,21 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from livecommerce.accounts import create_user
 from livecommerce.app import create_app
 from livecommerce.config import Config, RedisConfig
 from livecommerce.fanout import FastRedisManager
 from livecommerce.keys import AppKeys
-from sessions.models import Broadcast, ChatMessage
+from livecommerce.models import Product, Role
+from orders.models import LineupSale, Purchase, PurchaseLine
+from sessions.models import Broadcast, ChatMessage, LineupItem
 from sessions.room import publish
+from tests.orders.support import browser, buy, order
 from tests.processes import until
-from tests.support import NS, Viewer, World, fresh, signed_in, socket_for
+from tests.support import NS, PASSWORD, Viewer, World, fresh, sign_in, signed_in, socket_for
 
 from ..conftest import PG_URL
 
@@ -179,6 +186,66 @@ async def rows_by_client_id(db: AsyncSession, broadcast_id: int) -> dict[str, li
     return out
 
 
+@dataclasses.dataclass
+class Bought:
+    server: TestServer
+    http: aiohttp.ClientSession
+    token: str
+    key: str
+    sent: float
+    status: int  # 0: no answer in time
+    answer: dict[str, Any]
+
+
+async def buyers(db: AsyncSession, world: World, servers: list[TestServer], n: int
+                 ) -> list[tuple[TestServer, aiohttp.ClientSession, str]]:
+    """`n` viewers signed in, alternately on each server, and stock for every purchase they can make."""
+    await db.execute(update(LineupItem).where(LineupItem.broadcast_id == world.live.id,
+                                              LineupItem.product_id == world.products[0].id)
+                     .values(stock_reserved=5000))
+    await db.execute(update(Product).where(Product.id == world.products[0].id).values(stock=5000))
+    for i in range(n):
+        await create_user(db, username=f"buyer{i}", role=Role.VIEWER, password=PASSWORD, display_name=f"구매자{i}")
+    await db.commit()
+    out = []
+    for i in range(n):
+        server = servers[i % len(servers)]
+        http = browser(server)
+        out.append((server, http, await sign_in(http, f"buyer{i}")))  # type: ignore[arg-type]
+    return out
+
+
+async def purchase(server: TestServer, http: aiohttp.ClientSession, token: str, body: dict[str, Any],
+                   bid: int, key: str) -> Bought:
+    sent = time.monotonic()
+    try:
+        status, answer, _ = await asyncio.wait_for(buy(http, token, bid, body, key), 15)
+    except TimeoutError:
+        return Bought(server, http, token, key, sent, 0, {})
+    return Bought(server, http, token, key, sent, status, answer)
+
+
+async def keep_buying(who: tuple[TestServer, aiohttp.ClientSession, str], body: dict[str, Any], bid: int,
+                      stop: asyncio.Event, out: list[Bought]) -> None:
+    while not stop.is_set():
+        out.append(await purchase(*who, body, bid, str(uuid.uuid4())))
+        await asyncio.sleep(0.25)
+
+
+async def purchases_held(db: AsyncSession, world: World) -> tuple[set[int], int, int, int]:
+    """The broadcast's purchases, the units on their lines, the show's sold counter and the product's stock."""
+    await fresh(db)
+    bid = world.live.id
+    ids = set((await db.scalars(select(Purchase.id).where(Purchase.broadcast_id == bid))).all())
+    units = await db.scalar(select(func.coalesce(func.sum(PurchaseLine.quantity), 0))
+                            .join(Purchase, Purchase.id == PurchaseLine.purchase_id)
+                            .where(Purchase.broadcast_id == bid))
+    sold = await db.scalar(select(LineupSale.sold).where(LineupSale.broadcast_id == bid,
+                                                         LineupSale.product_id == world.products[0].id))
+    stock = await db.scalar(select(Product.stock).where(Product.id == world.products[0].id))
+    return ids, int(units or 0), int(sold or 0), int(stock or 0)
+
+
 @pytest.mark.parametrize("outage", [5.0, 20.0])
 async def test_a_redis_outage_during_chat_loses_nothing_and_keeps_no_failed_send(
         servers: list[TestServer], private_redis: PrivateRedis, world: World, db: AsyncSession,
@@ -188,13 +255,17 @@ async def test_a_redis_outage_during_chat_loses_nothing_and_keeps_no_failed_send
     staff = await signed_in(servers[1], "staff")
     viewers = [await anonymous(servers[i % 2]) for i in range(4)]
     everyone: list[Viewer] = [host, staff, *viewers]
+    shoppers = await buyers(db, world, servers, 4)
+    basket = order(world, lines=[{"product_id": world.products[0].id, "quantity": 1}])
     try:
         for v in everyone:
             assert (await v.call("join", {"broadcast_id": bid}))["ok"]
         attempts: list[Attempt] = []
+        bought: list[Bought] = []
         stop = asyncio.Event()
         senders = [asyncio.create_task(chat(host, bid, "host", stop, 0.2, attempts)),
-                   asyncio.create_task(chat(staff, bid, "staff", stop, 0.2, attempts))]
+                   asyncio.create_task(chat(staff, bid, "staff", stop, 0.2, attempts)),
+                   *(asyncio.create_task(keep_buying(who, basket, bid, stop, bought)) for who in shoppers)]
         await asyncio.sleep(2)  # chat before
 
         private_redis.kill()
@@ -245,6 +316,20 @@ async def test_a_redis_outage_during_chat_loses_nothing_and_keeps_no_failed_send
         rows = await rows_by_client_id(db, bid)
         assert all(len(ids) == 1 for ids in rows.values()) and set(accepted) <= set(rows)
 
+        # purchases need PostgreSQL, not Redis: every one was answered as bought, and the database holds
+        # exactly those, each once, with the units they took; sent again with its key, each is the same one
+        assert bought and {b.status for b in bought} == {201}, sorted({(b.status, str(b.answer)[:80])
+                                                                         for b in bought})
+        during = [b for b in bought if killed <= b.sent <= redis_back]
+        assert len(during) >= 8, "purchases were made while Redis was away"
+        ids, units, sold, stock = await purchases_held(db, world)
+        assert ids == {b.answer["id"] for b in bought}
+        assert units == len(bought) == sold == 5000 - stock, (units, len(bought), sold, stock)
+        for b in during[:: max(1, len(during) // 8)]:
+            again = await purchase(b.server, b.http, b.token, basket, bid, b.key)
+            assert again.status == 201 and again.answer["id"] == b.answer["id"], again
+        assert (await purchases_held(db, world))[0] == ids
+
         # every viewer has every accepted message once, in the room's order, with no gap
         ids = {a.answer["data"]["id"]: a for a in accepted.values() if a.answer}
         for v in everyone:
@@ -264,12 +349,14 @@ async def test_a_redis_outage_during_chat_loses_nothing_and_keeps_no_failed_send
             assert await metric(s, "livecommerce_bus_outages_total") >= 1
             assert await metric(s, "livecommerce_bus_reconnections_total") >= 1
             assert await metric(s, "livecommerce_bus_up") == 1
-        print(f"\noutage {outage} s: {len(accepted)} accepted, {len(refused)} refused; bus ready "
+        print(f"\noutage {outage} s: {len(accepted)} accepted, {len(refused)} refused, {len(bought)} bought; bus ready "
               f"{[round(r, 3) for r in ready_after]} s after Redis")
         assert max(ready_after) < 2.0, ready_after
     finally:
         for v in everyone:
             await v.sio.disconnect()
+        for _, http, _ in shoppers:
+            await http.close()
 
 
 async def test_what_the_bus_did_not_bring_is_read_from_the_stream_first(
