@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +34,7 @@ from . import planning, services
 from .models import Broadcast, BroadcastHost, BroadcastState, ExceptionAction, LineupItem, Series
 from .room import push_transition
 from .schedule import LOCAL_FORMAT, ScheduleError, format_local, weekly_rrule
+from .wording import CHANNELS, channel_name, series_in_words
 
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 DEFAULT_WEEKS = 4
@@ -195,48 +197,6 @@ def _aware_local(text: str, tz: ZoneInfo) -> datetime | None:
         return None
 
 
-def describe_rule(rrule: str, dtstart_local: str) -> dict[str, Any] | None:
-    """What the templates need to say a rule in words, or None when it is more than a simple
-    daily, weekly or monthly rule (the raw RRULE is shown then)."""
-    try:
-        return _describe(rrule, dtstart_local)
-    except (ValueError, IndexError):
-        return None
-
-
-def _describe(rrule: str, dtstart_local: str) -> dict[str, Any] | None:
-    parts: dict[str, str] = {}
-    for piece in rrule.removeprefix("RRULE:").split(";"):
-        key, sep, value = piece.partition("=")
-        if not sep:
-            return None
-        parts[key.strip().upper()] = value.strip().upper()
-    if set(parts) - {"FREQ", "INTERVAL", "BYDAY", "BYHOUR", "BYMINUTE", "BYSECOND", "WKST"}:
-        return None
-    freq = parts.get("FREQ", "")
-    if freq not in ("DAILY", "WEEKLY", "MONTHLY"):
-        return None
-    raw_interval = parts.get("INTERVAL", "1")
-    interval = int(raw_interval) if raw_interval.isdecimal() else 0
-    days = [d for d in parts.get("BYDAY", "").split(",") if d]
-    if interval < 1 or any(d not in WEEKDAYS for d in days) or (freq == "MONTHLY" and days):
-        return None
-    hh, mm = dtstart_local[11:13], dtstart_local[14:16]
-    if parts.get("BYHOUR", "").isdecimal():
-        hh = f"{int(parts['BYHOUR']):02d}"
-    elif "BYHOUR" in parts:
-        return None
-    if parts.get("BYMINUTE", "").isdecimal():
-        mm = f"{int(parts['BYMINUTE']):02d}"
-    elif "BYMINUTE" in parts:
-        return None
-    if freq == "WEEKLY" and not days:
-        start = _aware_local(dtstart_local, ZoneInfo("UTC"))
-        days = [WEEKDAYS[start.weekday()]] if start else []
-    return {"freq": freq.lower(), "interval": interval, "days": sorted(days, key=WEEKDAYS.index),
-            "time": f"{hh}:{mm}", "day_of_month": int(dtstart_local[8:10]) if len(dtstart_local) >= 10 else 1}
-
-
 # -- the schedule -------------------------------------------------------------------------------
 
 @dataclass
@@ -287,7 +247,7 @@ async def schedule_page(request: web.Request) -> web.StreamResponse:
         calendar.append(days)
     series_rows = [{
         "s": s,
-        "rule": describe_rule(s.rrule, s.dtstart_local),
+        "words": series_in_words(s.rrule, s.dtstart_local, s.duration_minutes),
         "first": _aware_local(s.dtstart_local, ZoneInfo(s.timezone)),
         "until": _aware_local(s.until_local, ZoneInfo(s.timezone)) if s.until_local else None,
         "hosts": [users[h.user_id].display_name for h in s.hosts if h.user_id in users],
@@ -708,8 +668,18 @@ async def broadcast_cancel(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/staff/broadcasts/{broadcast_id}?saved=cancelled")
 
 
+def channel_choices(current: str = "") -> list[tuple[str, str]]:
+    """The channels to choose from, by name: the market's, and the one given if it is another."""
+    codes = [*CHANNELS, *([current] if current and current not in CHANNELS else [])]
+    return [(code, channel_name(code)) for code in codes]
+
+
 def register(app: web.Application) -> None:
-    """Add the staff's schedule pages (every route for staff only)."""
+    """Add the staff's schedule pages (every route for staff only), and the words the pages say codes in."""
+    env = aiohttp_jinja2.get_env(app)
+    env.filters["channel_name"] = channel_name
+    env.globals["series_in_words"] = series_in_words
+    env.globals["channel_choices"] = channel_choices
     r = app.router
     r.add_get("/staff/schedule", schedule_page, name="staff_schedule")
     r.add_get("/staff/series/new", series_new, name="staff_series_new")

@@ -504,22 +504,22 @@ async def test_every_schedule_page_is_for_staff(client: TestClient) -> None:
     assert BroadcastHost  # imported for the relationship the pages load
 
 
-def test_a_rule_in_words() -> None:
-    from sessions.staff_pages import describe_rule
-
-    assert describe_rule("FREQ=WEEKLY;BYDAY=WE,MO;BYHOUR=19;BYMINUTE=0;BYSECOND=0", "2026-11-30T19:00") == {
-        "freq": "weekly", "interval": 1, "days": ["MO", "WE"], "time": "19:00", "day_of_month": 30}
-    assert describe_rule("FREQ=WEEKLY;INTERVAL=2", "2026-12-04T20:30") == {
-        "freq": "weekly", "interval": 2, "days": ["FR"], "time": "20:30", "day_of_month": 4}
-    # more than words can say simply: shown as the raw rule only
-    for rule in ("FREQ=WEEKLY;COUNT=3", "FREQ=WEEKLY;BYDAY=1MO", "FREQ=YEARLY", "nonsense", "FREQ=DAILY;INTERVAL=x"):
-        assert describe_rule(rule, "2026-11-30T19:00") is None, rule
-
-
 async def test_the_schedule_says_the_rule_in_words(client: TestClient, world: World, db: AsyncSession) -> None:
     token = await sign_in(client, "staff")
     await create_series(client, world, token, db)
     html = await (await client.get("/staff/schedule?lang=en")).text()
-    assert "Every week on Mon, Wed at 19:00" in html
+    assert "Every Mon, Wed 19:00–20:00" in html
     html = await (await client.get("/staff/schedule?lang=ko")).text()
-    assert "매주 월, 수 19:00" in html
+    assert "매주 월·수 19:00–20:00" in html
+    assert "<code class=\"rrule\">" not in html  # the raw rule only when words cannot say it
+    s = await create_series(client, world, token, db, channel="main", title_ko="메인 시리즈", weekdays=["TU"],
+                            start_time="20:30", duration_minutes="90")
+    html = await (await client.get(f"/staff/series/{s.id}")).text()
+    assert "매주 화 20:30–22:00" in html and "FREQ=WEEKLY" not in html.split('id="rrule"')[0]
+    # channels by name, not by code; a code without a name as it is
+    assert '<option value="main" selected>메인 채널</option>' in html
+    assert '<option value="special">특집 채널</option>' in html
+    html = await (await client.get("/staff/schedule")).text()
+    assert "<td>메인 채널</td>" in html and "<td>series</td>" in html and "<code>main</code>" not in html
+    html = await (await client.get("/staff/schedule?lang=en")).text()
+    assert "<td>Main channel</td>" in html and "Every Tue 20:30–22:00" in html
