@@ -22,7 +22,7 @@ import sessions.events
 import sessions.setup
 import web as web_assets
 
-from . import i18n, jsonenc, logs, views
+from . import i18n, jsonenc, logs, views, webpush
 from .accounts import AccountCache
 from .api import API
 from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secure
@@ -347,6 +347,7 @@ def create_app(config: Config) -> web.Application:
 
     api = app[API] = views.make_api()
     views.register_pages(app)
+    webpush.setup(app)  # the VAPID keys, the push sender and the service worker's route
     for setup in DOMAINS:  # each domain adds its routes, events, hooks and background tasks
         setup(app)
     api.install(app)

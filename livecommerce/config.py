@@ -135,6 +135,17 @@ class CouponsConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig:
+    vapid_private_key: str = ""
+    vapid_key_file: str = "livecommerce.vapid"
+    subject: str = ""
+    timeout_seconds: float = 10.0
+    retries: int = 2
+    ttl_seconds: int = 3600
+    allow_http_loopback: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -146,6 +157,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     orders: OrdersConfig = field(default_factory=OrdersConfig)
     coupons: CouponsConfig = field(default_factory=CouponsConfig)
+    push: PushConfig = field(default_factory=PushConfig)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -373,6 +385,13 @@ def validate(c: Config) -> None:
     cp = c.coupons
     _check(100 <= cp.timer_interval_ms <= 60_000, "coupons.timer_interval_ms", "100 to 60000", cp.timer_interval_ms)
     _check(50 <= cp.push_interval_ms <= 10_000, "coupons.push_interval_ms", "50 to 10000", cp.push_interval_ms)
+
+    pu = c.push
+    _check(pu.subject == "" or pu.subject.startswith("mailto:") or urlsplit(pu.subject).scheme == "https",
+           "push.subject", "empty, a mailto: address or an https:// URL", pu.subject)
+    _check(0.5 <= pu.timeout_seconds <= 60, "push.timeout_seconds", "0.5 to 60", pu.timeout_seconds)
+    _check(0 <= pu.retries <= 5, "push.retries", "0 to 5", pu.retries)
+    _check(60 <= pu.ttl_seconds <= 86_400, "push.ttl_seconds", "60 to 86400", pu.ttl_seconds)
 
     lg = c.logging
     _check(lg.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",

@@ -13,7 +13,7 @@ from livecommerce.api import API
 from livecommerce.caches import KeptReads, Watch
 from livecommerce.keys import AppKeys
 
-from . import events, ingest, views
+from . import events, ingest, reminders, views
 from .lifecycle import scheduler_ctx
 from .room import room_hooks, rooms_ctx
 
@@ -22,6 +22,7 @@ def setup(app: web.Application) -> None:
     room_hooks(app)  # other domains register into the room's hooks in their own setup
     views.register_api(app[API])
     views.register_pages(app)
+    reminders.setup(app)
     events.setup(app)
     app.cleanup_ctx.append(scheduler_ctx)
     app.cleanup_ctx.append(rooms_ctx)

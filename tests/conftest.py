@@ -109,6 +109,7 @@ async def config(backend: str, tmp_path: Any, request: pytest.FixtureRequest) ->
         "redis": {"url": redis_url, "prefix": prefix},
         "logging": {"level": "WARNING"},
         "schedule": {"run_scheduler": False},  # tests drive the scheduler with their own clock
+        "push": {"vapid_key_file": str(tmp_path / "vapid")},
     })
     yield cfg
     if redis_url:

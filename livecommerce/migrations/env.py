@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import sessions.models  # noqa: F401  (registers the broadcast tables)
 from coupons import models as coupon_models  # noqa: F401  (registers the coupon and giveaway tables)
 from livecommerce import models  # noqa: F401  (registers the core tables)
+from livecommerce import webpush as push_models  # noqa: F401  (registers the push subscriptions' table)
 from livecommerce.db import Base
 from orders import models as order_models  # noqa: F401  (registers the order tables)
+from sessions import reminders as reminder_models  # noqa: F401  (registers the push reminders' table)
 
 target_metadata = Base.metadata
 

@@ -82,6 +82,7 @@ def _prepare(db_url: str, redis_url: str, workdir: Path) -> tuple[Path, dict[str
         "database": {"url": db_url},
         "redis": {"url": redis_url, "prefix": prefix},
         "logging": {"level": "WARNING"},
+        "push": {"vapid_key_file": str(workdir / "vapid")},
     }
     config = build_config(values)
 
