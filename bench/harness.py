@@ -137,6 +137,7 @@ class Server:
             f'secret_key_file = "{workdir / "secret"}"\n'
             "[security]\n"
             "guest_joins_per_minute = 100000\n"  # every simulated viewer signs in from this one address
+            "connections_per_address = 0\n"  # … and holds its socket from it
             "[database]\n"
             f'url = "{url}"\n'
             f"{redis}"

@@ -22,14 +22,14 @@ import sessions.events
 import sessions.setup
 import web as web_assets
 
-from . import i18n, jsonenc, logs, views, webpush
+from . import i18n, jsonenc, logs, media, views, webpush
 from .accounts import AccountCache
 from .api import API
 from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secure
 from .caches import Caches, Watch
 from .config import Config
 from .db import make_engine, make_sessionmaker
-from .errors import N_, AppError, NotFound, Unavailable, error_body, status_for
+from .errors import N_, AppError, NotFound, TooManyConnections, Unavailable, error_body, status_for
 from .fanout import FastRedisManager, wait_for_bus
 from .hot import HotPath
 from .internals import answer_websocket, close_engineio_socket, close_redis_manager, engineio_sockets, start_manager
@@ -39,7 +39,7 @@ from .models import User
 from .outages import unavailable
 from .realtime import LiveParts, install_live, live_parts, make_sio
 from .templating import render, setup_templates
-from .throttle import THROTTLE, Throttle
+from .throttle import OPEN_SOCKETS, THROTTLE, OpenSockets, Throttle, client_address
 
 log = logging.getLogger("livecommerce.http")
 
@@ -56,7 +56,7 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: h
 
 
 def wants_json(request: web.Request) -> bool:
-    if request.path.startswith("/api/"):
+    if request.path.startswith(("/api/", "/socket.io/")):
         return True
     accept = request.headers.get("Accept", "")
     return "application/json" in accept and "text/html" not in accept
@@ -104,16 +104,38 @@ def observe(request: web.Request, handler: Handler) -> Awaitable[web.StreamRespo
     request but a viewer's websocket, which lives as long as the viewer: its route is answered directly (the
     route's coroutine is returned, not awaited here), so that no middleware keeps a frame for each connected
     viewer (the other two let the socket.io endpoint through anyway), nor Engine.IO's (`answer_websocket`)."""
-    if request.path.startswith("/socket.io/") and request.headers.get("Upgrade", "").lower() == "websocket":
-        return answer_websocket(request, request.match_info.handler)
+    if request.path.startswith("/socket.io/"):
+        if "sid" not in request.query and crowded(request):  # a new connection from an address that has enough
+            return _observe(request, _too_many_connections)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return answer_websocket(request, request.match_info.handler)
     return _observe(request, handler)
 
 
+def crowded(request: web.Request) -> bool:
+    return request.app[OPEN_SOCKETS].full(client_address(request, request.app[AppKeys.config].server.trust_proxy))
+
+
+async def _too_many_connections(request: web.Request) -> web.StreamResponse:
+    raise TooManyConnections()
+
+
 async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every log line written while the request is answered names it, and the broadcast its route names
+    (the signed-in viewer is added by `context`)."""
+    request_id = request.headers.get("X-Request-ID", "")[:64] or os.urandom(8).hex()
+    broadcast = request.match_info.get("broadcast_id")
+    scope = logs.enter(request_id=request_id, broadcast=int(broadcast) if broadcast and broadcast.isdigit() else None)
+    try:
+        return await _observed(request, handler, request_id)
+    finally:
+        logs.leave(scope)
+
+
+async def _observed(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     app = request.app
     metrics = app[AppKeys.metrics]
     started = time.perf_counter()
-    request_id = request.headers.get("X-Request-ID", "")[:64] or os.urandom(8).hex()
     state(request).request_id = request_id
     i18n.activate(app[AppKeys.config].i18n.default_locale,
                   app[AppKeys.catalogues][app[AppKeys.config].i18n.default_locale])
@@ -170,8 +192,7 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
     if not request.path.startswith("/static/"):
         logs.access(log, "request", {
             "request_id": request_id, "method": request.method, "path": request.path, "status": resp.status,
-            "ms": round(elapsed * 1000, 2), "user": user.id if user else None,
-            "broadcast": request.match_info.get("broadcast_id"), "code": code or None})
+            "ms": round(elapsed * 1000, 2), "user": user.id if user else None, "code": code or None})
     if isinstance(resp, web.HTTPException):
         raise resp
     return resp
@@ -205,6 +226,8 @@ async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
     st.session = session
     st.cookie_session = None if fresh else session
     st.user = user
+    if user is not None:
+        logs.bind(viewer=user.id)
     st.locale = locale
     st.dirty = fresh
     try:
@@ -239,6 +262,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if rule is None:  # every route must say who may call it
         log.error("route without access rule", extra={"path": request.path})
         raise NotFound()
+    if getattr(request.match_info.handler, "__uploads__", False):
+        # a picture's route: who may send it is checked before its body is read, and the body may be larger
+        rule.check(state(request).user)
+        request = request.clone(client_max_size=media.body_limit(request.app[AppKeys.config]))
     if request.method in UNSAFE and not getattr(request.match_info.handler, "__csrf_exempt__", False):
         await check_csrf(request, state(request).cookie_session, request.app[AppKeys.config])
     rule.check(state(request).user)
@@ -331,11 +358,13 @@ def create_app(config: Config) -> web.Application:
     caches.keep(app, AppKeys.accounts, AccountCache(config.security.account_cache_seconds), "accounts",
                 Watch("users", "id"))
     app[THROTTLE] = Throttle(config.security, None, config.redis.prefix)
+    app[OPEN_SOCKETS] = OpenSockets(config.security.connections_per_address)
     setup_templates(app)
 
     sio = make_sio(config)
     sio.attach(app)
     app[AppKeys.sio] = sio
+    sio.manager.metrics = app[AppKeys.metrics]
     if isinstance(sio.manager, FastRedisManager):
         sio.manager.bus.metrics = app[AppKeys.metrics]
 

@@ -110,6 +110,7 @@ class SecurityConfig:
     login_max_delay_seconds: float = 900.0
     login_window_minutes: int = 60
     guest_joins_per_minute: int = 30
+    connections_per_address: int = 200
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,13 @@ class CouponsConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    directory: str = "media"
+    max_upload_bytes: int = 5_242_880
+    max_image_side: int = 1200
+
+
+@dataclass(frozen=True)
 class PushConfig:
     vapid_private_key: str = ""
     vapid_key_file: str = "livecommerce.vapid"
@@ -157,6 +165,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     orders: OrdersConfig = field(default_factory=OrdersConfig)
     coupons: CouponsConfig = field(default_factory=CouponsConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
     push: PushConfig = field(default_factory=PushConfig)
 
     @property
@@ -370,6 +379,8 @@ def validate(c: Config) -> None:
            se.login_window_minutes)
     _check(1 <= se.guest_joins_per_minute <= 100_000, "security.guest_joins_per_minute", "1 to 100000",
            se.guest_joins_per_minute)
+    _check(0 <= se.connections_per_address <= 1_000_000, "security.connections_per_address", "0 to 1000000",
+           se.connections_per_address)
 
     o = c.orders
     _check(1 <= o.max_quantity_per_line <= 999, "orders.max_quantity_per_line", "1 to 999", o.max_quantity_per_line)
@@ -385,6 +396,12 @@ def validate(c: Config) -> None:
     cp = c.coupons
     _check(100 <= cp.timer_interval_ms <= 60_000, "coupons.timer_interval_ms", "100 to 60000", cp.timer_interval_ms)
     _check(50 <= cp.push_interval_ms <= 10_000, "coupons.push_interval_ms", "50 to 10000", cp.push_interval_ms)
+
+    md = c.media
+    _check(bool(md.directory.strip()), "media.directory", "a directory", md.directory)
+    _check(10_240 <= md.max_upload_bytes <= 52_428_800, "media.max_upload_bytes", "10240 to 52428800 (50 MiB)",
+           md.max_upload_bytes)
+    _check(64 <= md.max_image_side <= 4096, "media.max_image_side", "64 to 4096", md.max_image_side)
 
     pu = c.push
     _check(pu.subject == "" or pu.subject.startswith("mailto:") or urlsplit(pu.subject).scheme == "https",

@@ -104,6 +104,15 @@ class TooManyAttempts(AppError):
         self.retry_after = max(1, seconds)
 
 
+class TooManyConnections(AppError):
+    """An address already holds `security.connections_per_address` sockets on the live room."""
+
+    status = 429
+    code = "too_many_connections"
+    message = N_("Too many connections from your network. Close another tab, then try again.")
+    retry_after = 30
+
+
 class Unavailable(AppError):
     """A part the answer needs (the database, Redis) did not answer: nothing was done, try again."""
 

@@ -23,9 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
-from aiohttp.web import WebSocketResponse
 
-from .internals import event_packet, install_room_websocket, redis_listen, room_frame, send_packet, write_frame
+from .internals import (
+    drop_slow,
+    event_packet,
+    install_room_websocket,
+    redis_listen,
+    room_frame,
+    send_packet,
+    write_frame,
+)
 from .metrics import Metrics
 
 log = logging.getLogger("livecommerce.fanout")
@@ -40,6 +47,7 @@ class FastManager(socketio.AsyncManager):  # type: ignore[misc]  # python-socket
     """The in-process client manager with the encode-once room path."""
 
     batch_seconds: float = 0.1
+    metrics: Metrics | None = None  # the app's: deliveries and their lag
 
     def __init__(self, *args: Any, batch_ms: int = 100, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,18 +90,14 @@ class FastManager(socketio.AsyncManager):  # type: ignore[misc]  # python-socket
             for eio_sid in queued:
                 self._spawn(send_packet(server, eio_sid, fallback))
         self.frames_written += written
+        if self.metrics is not None and (written or queued):
+            self.metrics.delivered(data, written + len(queued))
         for sock in slow:
-            log.warning("dropping a viewer that cannot keep up")
-            self._spawn(_close(sock))
+            drop_slow(sock)
 
     async def flush_all(self) -> None:
         for b in list(self._batches.values()):
             b.flush()
-
-
-async def _close(sock: WebSocketResponse) -> None:
-    with contextlib.suppress(Exception):
-        await sock.close(code=1013, message=b"too slow: reconnect")  # 1013: try again later
 
 
 class _Batch:

@@ -81,6 +81,8 @@ from engineio.async_drivers.aiohttp import translate_request as EngineIOTranslat
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
+log = logging.getLogger("livecommerce.socket")
+
 # -- the websocket Engine.IO opens -----------------------------------------------------------------
 
 
@@ -154,7 +156,7 @@ class DirectQueue:
             _close_later(self.ws._sock)
             return
         if transport.get_write_buffer_size() > self.max_buffer:
-            _close_later(self.ws._sock, 1013, b"too slow: reconnect")
+            drop_slow(self.ws._sock)
             return
         encoded = pkt.encode()
         if isinstance(encoded, str):
@@ -186,6 +188,17 @@ class DirectQueue:
 
 MAX_DIRECT_BUFFER = 1 << 20
 _closing: set[asyncio.Task[Any]] = set()
+
+
+def drop_slow(response: WebSocketResponse) -> None:
+    """Cut, at once, the connection of a viewer too slow to keep up. A close frame would wait behind the bytes
+    it has not read (aiohttp's `close` then waits for its answer, and closing the transport waits for those
+    bytes to be read): the transport is aborted instead, so what it left unread is freed now. Its page
+    reconnects and catches up from its position in the room's stream."""
+    transport = getattr(getattr(response, "_writer", None), "transport", None)  # aiohttp's WebSocketWriter
+    if transport is not None and not transport.is_closing():
+        log.warning("dropping a viewer that cannot keep up")
+        transport.abort()
 
 
 def _close_later(response: WebSocketResponse, code: int = 1000, message: bytes = b"") -> None:

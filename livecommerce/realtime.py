@@ -19,14 +19,15 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from . import i18n, jsonenc
+from . import i18n, jsonenc, logs
 from .api import format_validation
 from .auth import COOKIE, Access
 from .config import Config
-from .errors import AppError, Forbidden, Unauthenticated, Unavailable, ValidationFailed, error_body
+from .errors import AppError, Forbidden, TooManyConnections, Unauthenticated, Unavailable, ValidationFailed, error_body
 from .keys import AppKeys
 from .models import Role
 from .outages import unavailable
+from .throttle import OPEN_SOCKETS, client_address
 
 log = logging.getLogger("livecommerce.socket")
 
@@ -269,6 +270,15 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socket
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         request: web.Request = environ["aiohttp.request"]
+        if not self.app[OPEN_SOCKETS].opened(sid, client_address(request, self.app[AppKeys.config].server.trust_proxy)):
+            raise socketio.exceptions.ConnectionRefusedError(error_body(TooManyConnections()))
+        try:
+            await self._connect(sid, request)
+        except BaseException:
+            self.app[OPEN_SOCKETS].closed(sid)
+            raise
+
+    async def _connect(self, sid: str, request: web.Request) -> None:
         codec = self.app[AppKeys.codec]
         session = codec.decode(request.cookies.get(COOKIE))
         config = self.app[AppKeys.config]
@@ -280,11 +290,13 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socket
                 who = SocketUser(user.id, user.role, user.display_name, locale, session.epoch)
         await self.save_session(sid, who.as_session())
         self.app[AppKeys.metrics].sockets_connected.inc()
-        for hook in self.connect_hooks:
-            await hook(self, sid, who)
-        log.info("socket connected", extra={"sid": sid, "user": who.user_id, "role": who.role})
+        with logs.scope(sid=sid, viewer=who.user_id):
+            for hook in self.connect_hooks:
+                await hook(self, sid, who)
+            log.info("socket connected", extra={"sid": sid, "user": who.user_id, "role": who.role})
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self.app[OPEN_SOCKETS].closed(sid)
         self.app[AppKeys.metrics].sockets_connected.dec()
         await self.disconnected(sid)
         log.info("socket disconnected", extra={"sid": sid, "reason": str(reason)})
@@ -326,47 +338,53 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socket
             who, away = SocketUser.from_session(await self.get_session(sid)), exc
         i18n.activate(who.locale, self.app[AppKeys.catalogues][who.locale])
         broadcast = data.get("broadcast_id") if isinstance(data, dict) else None
+        # every line written while the event is handled, in any module, names the broadcast and the viewer
+        scope = logs.enter(event_id=event_id, sid=sid, viewer=who.user_id,
+                           broadcast=broadcast if type(broadcast) is int else None)
         try:
-            if away is not None:
-                raise Unavailable() from away
-            if spec is None:
-                raise AppError("Unknown event.", code="unknown_event")
-            if who.role is None:
-                if spec.access.roles is not None:
-                    raise Unauthenticated()
-            elif spec.access.roles is not None and who.role not in spec.access.roles:
-                raise Forbidden()
-            payload: Any = None
-            if spec.payload is not None:
-                if not isinstance(data, dict):
-                    raise ValidationFailed("The event's data must be an object.")
-                try:  # strictly, as JSON (a number is a number: not `true`, "2" or 2.0), like the HTTP API
-                    payload = spec.payload.model_validate_json(jsonenc.dumps(data), strict=True)
-                except PydanticValidationError as exc:
-                    raise ValidationFailed(details=format_validation(exc)) from None
-            result = await spec.handler(owner, sid, who, payload)
-            ack = ok(result)
-            outcome = "ok"
-        except AppError as exc:
-            ack = error_ack(exc)
-            outcome = exc.code
-            metrics.errors.labels(exc.code).inc()
-        except Exception as exc:
-            if unavailable(exc):  # PostgreSQL or Redis did not answer: nothing was done, try again
-                log.warning("socket event failed: unavailable", extra={"event": event, "sid": sid,
-                                                                        "error": type(exc).__name__})
-                ack = error_ack(Unavailable())
-                outcome = Unavailable.code
-            else:
-                log.exception("socket event failed", extra={"event": event, "sid": sid})
-                ack = error_ack(AppError("Something went wrong on our side. Please try again.", code="internal"))
-                outcome = "internal"
-            metrics.errors.labels(outcome).inc()
-        metrics.socket_events.labels(event if spec else "unknown", outcome).inc()
-        log.info("socket event", extra={
-            "event_id": event_id, "event": event, "sid": sid, "user": who.user_id,
-            "broadcast": broadcast, "outcome": outcome,
-            "ms": round((time.perf_counter() - started) * 1000, 2)})
+            try:
+                if away is not None:
+                    raise Unavailable() from away
+                if spec is None:
+                    raise AppError("Unknown event.", code="unknown_event")
+                if who.role is None:
+                    if spec.access.roles is not None:
+                        raise Unauthenticated()
+                elif spec.access.roles is not None and who.role not in spec.access.roles:
+                    raise Forbidden()
+                payload: Any = None
+                if spec.payload is not None:
+                    if not isinstance(data, dict):
+                        raise ValidationFailed("The event's data must be an object.")
+                    try:  # strictly, as JSON (a number is a number: not `true`, "2" or 2.0), like the HTTP API
+                        payload = spec.payload.model_validate_json(jsonenc.dumps(data), strict=True)
+                    except PydanticValidationError as exc:
+                        raise ValidationFailed(details=format_validation(exc)) from None
+                result = await spec.handler(owner, sid, who, payload)
+                ack = ok(result)
+                outcome = "ok"
+            except AppError as exc:
+                ack = error_ack(exc)
+                outcome = exc.code
+                metrics.errors.labels(exc.code).inc()
+            except Exception as exc:
+                if unavailable(exc):  # PostgreSQL or Redis did not answer: nothing was done, try again
+                    log.warning("socket event failed: unavailable", extra={"event": event, "sid": sid,
+                                                                            "error": type(exc).__name__})
+                    ack = error_ack(Unavailable())
+                    outcome = Unavailable.code
+                else:
+                    log.exception("socket event failed", extra={"event": event, "sid": sid})
+                    ack = error_ack(AppError("Something went wrong on our side. Please try again.", code="internal"))
+                    outcome = "internal"
+                metrics.errors.labels(outcome).inc()
+            metrics.socket_events.labels(event if spec else "unknown", outcome).inc()
+            log.info("socket event", extra={
+                "event_id": event_id, "event": event, "sid": sid, "user": who.user_id,
+                "broadcast": broadcast, "outcome": outcome,
+                "ms": round((time.perf_counter() - started) * 1000, 2)})
+        finally:
+            logs.leave(scope)
         return ack
 
 

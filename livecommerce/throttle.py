@@ -181,6 +181,44 @@ class Throttle:
 THROTTLE = web.AppKey("throttle", Throttle)
 
 
+class OpenSockets:
+    """The sockets open on this process, counted per address, so that one address cannot hold more than
+    `limit` of them (`security.connections_per_address`; 0: no limit). Behind the shipped nginx every
+    address is sent to one process (`hash $remote_addr`), so the count per process is the count."""
+
+    __slots__ = ("by_address", "limit", "of_sid")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.by_address: dict[str, int] = {}
+        self.of_sid: dict[str, str] = {}
+
+    def full(self, address: str) -> bool:
+        return self.limit > 0 and self.by_address.get(address, 0) >= self.limit
+
+    def opened(self, sid: str, address: str) -> bool:
+        """Count a socket that connected; False (and not counted) when its address already has `limit`."""
+        if self.full(address):
+            return False
+        if sid not in self.of_sid:
+            self.of_sid[sid] = address
+            self.by_address[address] = self.by_address.get(address, 0) + 1
+        return True
+
+    def closed(self, sid: str) -> None:
+        address = self.of_sid.pop(sid, None)
+        if address is None:
+            return
+        left = self.by_address[address] - 1
+        if left:
+            self.by_address[address] = left
+        else:
+            del self.by_address[address]
+
+
+OPEN_SOCKETS = web.AppKey("open_sockets", OpenSockets)
+
+
 def client_address(request: web.Request, trust_proxy: bool) -> str:
     """The address a request came from: behind a trusted proxy, the last `X-Forwarded-For` hop (the one the
     proxy itself saw; the ones before it are what the client claimed)."""
