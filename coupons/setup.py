@@ -10,9 +10,10 @@ from livecommerce.caches import KeptReads, Watch
 from livecommerce.keys import AppKeys
 from orders.placing import PURCHASE_LISTENERS
 from orders.pricing import pricing_hooks
+from sessions.report import report_parts
 from sessions.room import room_hooks
 
-from . import claiming, events, live, redemption, views
+from . import claiming, events, live, redemption, reports, views
 
 
 def setup(app: web.Application) -> None:
@@ -27,6 +28,7 @@ def setup(app: web.Application) -> None:
     pricing = pricing_hooks(app)
     pricing.pricers.append(redemption.price)
     pricing.releasers.append(redemption.give_back)
+    report_parts(app).append(reports.REPORT_PART)
     app[AppKeys.caches].keep(app, live.KEYWORDS, KeptReads(live.open_keywords), "giveaway_keywords",
                              Watch("giveaways", "broadcast_id"))
     app.cleanup_ctx.append(live.live_ctx)

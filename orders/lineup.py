@@ -48,6 +48,7 @@ class BroadcastInfo:
     market_id: int
     state: BroadcastState
     started_at: datetime | None
+    recording_url: str = ""  # set: once ended, the replay sells at regular prices
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ _B, _LI, _P, _LS, _MS = (cast(Table, m.__table__)
                          for m in (Broadcast, LineupItem, Product, LineupSale, MarketOrderSettings))
 _SETTING_COLUMNS = [c for c in _MS.c if c.name != "updated_at"]
 _LINEUP = (
-    select(_B.c.market_id, _B.c.state, _B.c.started_at, _LI.c.product_id, _LI.c.live_price, _LI.c.stock_reserved,
+    select(_B.c.market_id, _B.c.state, _B.c.started_at, _B.c.recording_url, _LI.c.product_id, _LI.c.live_price,
+           _LI.c.stock_reserved,
            func.coalesce(_LS.c.sold, 0).label("sold"), _P.c.merchant_id, _P.c.price, _P.c.stock, _P.c.is_active,
            _P.c.name_ko, _P.c.name_en, _P.c.image, _P.c.unit_ko, _P.c.unit_en,
            *(c.label(f"ms_{c.name}") for c in _SETTING_COLUMNS))
@@ -103,7 +105,8 @@ async def read_lineup(db: UnitOfWork, broadcast_id: int) -> Lineup:
                                                                                           r.stock), name)
         offers[r.product_id] = OfferRow(offer, r.name_ko, r.name_en, r.image, r.unit_ko, r.unit_en, r.stock_reserved,
                                         r.sold)
-    info = BroadcastInfo(broadcast_id, first.market_id, BroadcastState(first.state), first.started_at)
+    info = BroadcastInfo(broadcast_id, first.market_id, BroadcastState(first.state), first.started_at,
+                         first.recording_url or "")
     settings = None
     if first.ms_market_id is not None:
         settings = MarketOrderSettings(**{c.name: getattr(first, f"ms_{c.name}") for c in _SETTING_COLUMNS})

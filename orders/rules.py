@@ -85,11 +85,27 @@ class Basket:
         return max(0, self.subtotal - self.discount) + self.delivery_fee
 
 
+class SaleTerms(StrEnum):
+    LIVE = "live"  # during the stream: the line-up's live price
+    AFTER_SHOW = "after_show"  # the show is over and its replay is on: the product's regular price
+
+
+def sale_terms(state: str, recording_url: str) -> SaleTerms | None:
+    """Whether a broadcast sells now, and at which price: at the live price while it is live; once it has
+    ended, at the regular price for as long as its recording is on its page (the replay); else not at all.
+    The live price is a reward for watching live, never for watching the replay."""
+    if state == "live":
+        return SaleTerms.LIVE
+    if state == "ended" and recording_url:
+        return SaleTerms.AFTER_SHOW
+    return None
+
+
 def price_basket(wanted: Sequence[Wanted], offers: Mapping[int, Offer], *, max_quantity: int,
-                 check_stock: bool = True) -> Basket:
-    """Price every line from the line-up's live price; the client never names a price. Refuses an
-    empty basket, a product twice, a product not on the line-up, a quantity outside 1..max_quantity,
-    and (with `check_stock`) more than is left."""
+                 check_stock: bool = True, terms: SaleTerms = SaleTerms.LIVE) -> Basket:
+    """Price every line from the line-up's live price (after the show: the product's regular price); the
+    client never names a price. Refuses an empty basket, a product twice, a product not on the line-up, a
+    quantity outside 1..max_quantity, and (with `check_stock`) more than is left."""
     if not wanted:
         raise RuleError("empty_order", N_("Choose at least one product."))
     seen: set[int] = set()
@@ -109,8 +125,8 @@ def price_basket(wanted: Sequence[Wanted], offers: Mapping[int, Offer], *, max_q
                                 product_id=offer.product_id)
             raise RuleError("not_enough_stock", N_("Only %(left)s of %(product)s left."), left=offer.left,
                             product=offer.name, product_id=offer.product_id)
-        lines.append(PricedLine(offer.product_id, offer.merchant_id, w.quantity, offer.live_price,
-                                offer.usual_price))
+        price = offer.live_price if terms is SaleTerms.LIVE else offer.usual_price
+        lines.append(PricedLine(offer.product_id, offer.merchant_id, w.quantity, price, offer.usual_price))
     lines.sort(key=lambda line: line.product_id)  # the order in which stock rows are locked
     return Basket(tuple(lines), sum(li.line_total for li in lines),
                   sum(li.usual_price * li.quantity for li in lines))

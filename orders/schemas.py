@@ -167,7 +167,9 @@ class PaymentMethodOut(BaseModel):
 class CheckoutOut(BaseModel):
     broadcast_id: int
     state: str
-    open: bool = Field(description="purchases are accepted now (the broadcast is live)")
+    open: bool = Field(description="purchases are accepted now (the broadcast is live, or ended with its replay on)")
+    after_show: bool = Field(default=False, description="the show is over and its replay sells at the regular "
+                                                        "price: each item's live_price is then its usual_price")
     items: list[CheckoutItemOut]
     payment_methods: list[PaymentMethodOut]
     max_quantity: int

@@ -15,6 +15,7 @@ from aiohttp import web
 from livecommerce.api import API
 from livecommerce.db import utcnow, writer
 from livecommerce.keys import AppKeys
+from sessions.report import report_parts
 from sessions.room import room_hooks
 
 from . import events, feed, views
@@ -25,6 +26,7 @@ from .lineup import LINEUPS, WATCHES, LineupCache
 from .payments import PAYMENT_PROVIDERS, default_providers
 from .placing import ADMISSION, PURCHASE_LISTENERS, Admission
 from .pricing import pricing_hooks
+from .report import SALES_PART
 
 log = logging.getLogger("livecommerce.orders")
 
@@ -38,6 +40,7 @@ def setup(app: web.Application) -> None:
     app[ADMISSION] = Admission()
     views.register(app, app[API])
     events.setup(app)
+    report_parts(app).append(SALES_PART)
     app[PURCHASE_LISTENERS].append(feed.on_purchase)
     room_hooks(app).on_tick.append(feed.on_tick)
     app.cleanup_ctx.append(orders_ctx)

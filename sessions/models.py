@@ -115,6 +115,7 @@ class Broadcast(Base):
     occurrence_local: Mapped[str | None] = mapped_column(String(16), default=None)
     stream_url: Mapped[str] = mapped_column(String(500), default="")  # an HLS (.m3u8) or video URL
     embed_url: Mapped[str] = mapped_column(String(500), default="")  # or a player page to embed
+    recording_url: Mapped[str] = mapped_column(String(500), default="")  # the show's recording, for the replay
     channel: Mapped[str] = mapped_column(String(64), default="main")
     auto_live: Mapped[bool] = mapped_column(default=False)
     warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -374,7 +374,8 @@ async def _broadcast(db: AsyncSession, broadcast_id: int) -> Broadcast:
 async def update_broadcast(db: AsyncSession, broadcast_id: int, changes: dict[str, Any], config: Config,
                            now: datetime) -> Broadcast:
     b = await _broadcast(db, broadcast_id)
-    if b.state in (S.ENDED, S.MISSED, S.CANCELLED):
+    # The recording comes after the show: it is the one thing an ended broadcast still takes.
+    if b.state in (S.ENDED, S.MISSED, S.CANCELLED) and set(changes) - {"recording_url"}:
         raise Conflict("This broadcast is %(state)s: it can no longer be changed.", code="broadcast_closed",
                        state=STATE_LABELS[b.state])
     host_ids = changes.pop("host_ids", None)

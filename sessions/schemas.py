@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from livecommerce.api import MAX_ID, Id, Patch, Strict, config_limit
 
@@ -47,6 +49,7 @@ class BroadcastOut(BaseModel):
     ended_at: datetime | None
     stream_url: str
     embed_url: str = ""
+    recording_url: str = Field(default="", description="the show's recording, played on its page once it has ended")
     channel: str = "main"
     auto_live: bool = False
     series_id: int | None = None
@@ -72,6 +75,7 @@ class BroadcastRef(Strict):
 
 
 LOCAL_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$"
+RECORDING_URL = r"^(https?://[^\s/?#]+[^\s]*)?$"  # empty: no recording
 
 
 class SeriesIn(Strict):
@@ -178,6 +182,10 @@ class BroadcastPatch(Patch):
     description_en: str | None = Field(default=None, max_length=4000)
     stream_url: str | None = Field(default=None, max_length=500)
     embed_url: str | None = Field(default=None, max_length=500)
+    recording_url: str | None = Field(
+        default=None, max_length=500, json_schema_extra={"pattern": RECORDING_URL},
+        description="the show's recording (an HLS .m3u8 or a video file, http or https; empty: none). It can be "
+                    "set after the show has ended, when nothing else can change")
     channel: str | None = Field(default=None, min_length=1, max_length=64)
     auto_live: bool | None = None
     starts_local: str | None = Field(default=None, pattern=LOCAL_TIME)
@@ -185,6 +193,13 @@ class BroadcastPatch(Patch):
                                          json_schema_extra=config_limit("schedule.max_duration_minutes"))
     host_ids: list[Id] | None = Field(default=None, max_length=10)
     partners: list[PartnerIn] | None = Field(default=None, max_length=10)
+
+    @field_validator("recording_url")
+    @classmethod
+    def _recording_url(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(RECORDING_URL, value):
+            raise PydanticCustomError("url", "must be a web address starting with http:// or https://")
+        return value
 
 
 class LineupItemIn(Strict):

@@ -13,15 +13,19 @@ from livecommerce.api import API
 from livecommerce.caches import KeptReads, Watch
 from livecommerce.keys import AppKeys
 
-from . import events, ingest, reminders, views
+from . import events, ingest, reminders, replay, report, report_views, views
 from .lifecycle import scheduler_ctx
 from .room import room_hooks, rooms_ctx
 
 
 def setup(app: web.Application) -> None:
     room_hooks(app)  # other domains register into the room's hooks in their own setup
+    report.report_parts(app)  # and add their parts to a broadcast's report
     views.register_api(app[API])
     views.register_pages(app)
+    report_views.register_api(app[API])
+    replay.register_api(app[API])
+    report_views.register_pages(app)
     reminders.setup(app)
     events.setup(app)
     app.cleanup_ctx.append(scheduler_ctx)

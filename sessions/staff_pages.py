@@ -55,6 +55,7 @@ F_END_DATE = N_("Last day")
 F_DURATION = N_("Duration (minutes)")
 F_STREAM_URL = N_("Stream URL")
 F_EMBED_URL = N_("Embed URL")
+F_RECORDING_URL = N_("Recording URL")
 F_CHANNEL = N_("Channel")
 F_RRULE = N_("RRULE")
 F_STARTS = N_("Starts")
@@ -553,7 +554,8 @@ async def _market_products(db: AsyncSession, market_id: int) -> list[tuple[Produ
 
 async def _broadcast_page(request: web.Request, broadcast_id: int, f: dict[str, Any] | None = None, *,
                           error: str | None = None, lineup_form: Form | None = None,
-                          lineup_error: str | None = None, status: int = 200) -> web.Response:
+                          lineup_error: str | None = None, recording: tuple[str, str] | None = None,
+                          status: int = 200) -> web.Response:
     tz = _tz(request)
     async with request.app[AppKeys.reader]() as db:
         b = await _load_broadcast(db, broadcast_id)
@@ -565,6 +567,8 @@ async def _broadcast_page(request: web.Request, broadcast_id: int, f: dict[str, 
     return render(request, "staff/broadcast_form.html", {
         "b": b, "f": f or _broadcast_form_of(b, tz), "hosts": hosts, "rows": rows, "series": series,
         "error": error, "lineup_error": lineup_error, "saved": request.query.get("saved", ""),
+        "recording_url": recording[0] if recording else b.recording_url,
+        "recording_error": recording[1] if recording else None,
         "editable": b.state not in (BroadcastState.ENDED, BroadcastState.MISSED, BroadcastState.CANCELLED),
         "time_editable": b.state is BroadcastState.SCHEDULED,
         "cancellable": b.state in (BroadcastState.SCHEDULED, BroadcastState.LOBBY),
@@ -668,6 +672,23 @@ async def broadcast_cancel(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/staff/broadcasts/{broadcast_id}?saved=cancelled")
 
 
+@access(STAFF)
+async def broadcast_recording(request: web.Request) -> web.StreamResponse:
+    """The show's recording (any time, the show over included): its page plays it back once it has ended."""
+    broadcast_id = _broadcast_id(request)
+    form = await request.post()
+    typed = _get(form, "recording_url")
+    try:
+        url = _url(typed, F_RECORDING_URL)
+        async with request.app[AppKeys.db].begin() as db:
+            await planning.update_broadcast(db, broadcast_id, {"recording_url": url}, _config(request), utcnow())
+    except AppError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        return await _broadcast_page(request, broadcast_id, recording=(typed, _message(exc)), status=exc.status)
+    raise web.HTTPSeeOther(f"/staff/broadcasts/{broadcast_id}?saved=recording#recording")
+
+
 def channel_choices(current: str = "") -> list[tuple[str, str]]:
     """The channels to choose from, by name: the market's, and the one given if it is another."""
     codes = [*CHANNELS, *([current] if current and current not in CHANNELS else [])]
@@ -693,3 +714,5 @@ def register(app: web.Application) -> None:
     r.add_post(r"/staff/broadcasts/{broadcast_id:\d+}", broadcast_edit)
     r.add_post(r"/staff/broadcasts/{broadcast_id:\d+}/lineup", broadcast_lineup, name="staff_broadcast_lineup")
     r.add_post(r"/staff/broadcasts/{broadcast_id:\d+}/cancel", broadcast_cancel, name="staff_broadcast_cancel")
+    r.add_post(r"/staff/broadcasts/{broadcast_id:\d+}/recording", broadcast_recording,
+               name="staff_broadcast_recording")

@@ -56,7 +56,7 @@
   var couponsField = $("buy-coupons-field");
   var couponsBox = $("buy-coupons");
   var couponNote = $("buy-coupon-note");
-  var state = { open: root.getAttribute("data-state") === "live", left: {}, fee: 0, key: null, busy: false,
+  var state = { open: root.getAttribute("data-state") === "live" || root.hasAttribute("data-after-show"), left: {}, fee: 0, key: null, busy: false,
                 max: 10, methods: [], unanswered: false,
                 coupons: [] /* the viewer's usable coupons here: {id: claim id, ...the drop's terms} */,
                 couponChoice: "best" /* "none", "best" or a claim id */, couponSeq: 0,
