@@ -24,12 +24,13 @@ from sqlalchemy import Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from livecommerce import jsonenc
+from livecommerce import jsonenc, logs
 from livecommerce.db import utcnow
-from livecommerce.errors import N_, AppError, error_body, status_for
+from livecommerce.errors import N_, AppError, Unavailable, error_body, status_for
 from livecommerce.hot import NativeConnection
 from livecommerce.keys import AppKeys
 from livecommerce.models import Role, User
+from livecommerce.outages import unavailable
 from livecommerce.uow import UnitOfWork, dialect_name
 from orders import rules as order_rules
 from orders.connections import quick_read, statements, transaction
@@ -413,11 +414,13 @@ class Groups:
         if not group:
             return
         self._running[terms.drop_id] = self._running.get(terms.drop_id, 0) + 1
-        task = asyncio.ensure_future(self._run(terms, group))
+        # the group answers several viewers: its lines name the broadcast, not whoever tapped first
+        task = asyncio.get_running_loop().create_task(self._run(terms, group), context=logs.apart())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, terms: Terms, group: list[_Tap]) -> None:
+        logs.bind(broadcast=terms.broadcast_id)
         try:
             while group:
                 try:
@@ -486,7 +489,23 @@ async def claim_once(app: web.Application, user: User, drop_id: int, idempotency
        stored key means: a replay, a key used for another drop (422), one still running (409).
     3. With the taps on the same drop that came meanwhile (`Groups`), one transaction: the claims
        (`take_many`) and their kept answers, refusals included.
-    4. After the commit: the room's coupons-left figure is told to move (pushed coalesced)."""
+    4. After the commit: the room's coupons-left figure is told to move (pushed coalesced).
+    Every answer is counted in `/metrics` (`livecommerce_coupon_claims_total`, by outcome)."""
+    outcomes = app[AppKeys.metrics].claims
+    try:
+        result = await _claim_once(app, user, drop_id, idempotency_key)
+    except AppError as exc:
+        outcomes.labels(exc.code).inc()
+        raise
+    except Exception as exc:
+        outcomes.labels(Unavailable.code if unavailable(exc) else "internal").inc()
+        raise
+    outcomes.labels("replayed" if result.replayed else "claimed" if isinstance(result, Got)
+                    else result.error.code).inc()
+    return result
+
+
+async def _claim_once(app: web.Application, user: User, drop_id: int, idempotency_key: str | None) -> ClaimResult:
     key = order_rules.parse_idempotency_key(idempotency_key)
     if key is None:
         raise ClaimKeyMissing()
@@ -523,6 +542,7 @@ async def _claim_with_key(app: web.Application, user: User, drop_id: int, key: s
             async with transaction(app) as uow:
                 await complete_key(uow, claim, refused.status, refused.body, None)
             return refused
+        logs.bind(broadcast=terms.broadcast_id)  # the lines written from here on name the drop's broadcast
         return await app[GROUPS].claim(terms, user, claim)
     except KeyLost:
         async with app[AppKeys.reader]() as db:

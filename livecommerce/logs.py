@@ -4,19 +4,27 @@ The server writes a line per request, thousands a second under load, so the line
 stream: warnings and errors are flushed at once, the rest by `flush` (the app calls it a few times a
 second, see `flush_periodically`) and when the process exits. The per-request line (`access`) is written
 straight to that stream, in the same shape as every other line, without building a `LogRecord`.
+
+What a line is about travels with the work: the socket event wrapper and the HTTP middlewares open a
+`scope` naming the broadcast and the viewer (and the socket or the request), and every line written while it
+is open carries those fields (`ContextFilter`), whichever module writes it. Work shared by many viewers (a
+group of chat messages written together) runs `apart()` from the scope of the one who started it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import io
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, TextIO
 
 from .config import LoggingConfig
@@ -31,6 +39,65 @@ def _extra(record: logging.LogRecord) -> dict[str, Any]:
 
 def _ts(created: float) -> str:
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+
+
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+_scope: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("livecommerce_log_scope",
+                                                                           default=_NOTHING)
+
+
+def scope_fields() -> Mapping[str, Any]:
+    """The fields of the scope open here (`broadcast`, `viewer`, …)."""
+    return _scope.get()
+
+
+def enter(**fields: Any) -> contextvars.Token[Mapping[str, Any]]:
+    """Open a scope with `fields` (None values left out) over the one open here; `leave` closes it."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    outer = _scope.get()
+    return _scope.set({**outer, **given} if outer else given)
+
+
+def leave(token: contextvars.Token[Mapping[str, Any]]) -> None:
+    _scope.reset(token)
+
+
+def bind(**fields: Any) -> None:
+    """Add `fields` to the scope open here (as learnt mid-way: the signed-in viewer of a request); they go
+    when that scope is left."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    if given:
+        _scope.set({**_scope.get(), **given})
+
+
+@contextmanager
+def scope(**fields: Any) -> Iterator[None]:
+    """`with scope(broadcast=…, viewer=…):` every line written inside carries these fields."""
+    token = enter(**fields)
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def apart() -> contextvars.Context:
+    """A copy of the current context with no scope, for a task that works for many (`create_task(…,
+    context=apart())`): its lines must not name the viewer who happened to start it."""
+    ctx = contextvars.copy_context()
+    ctx.run(_scope.set, _NOTHING)
+    return ctx
+
+
+class ContextFilter(logging.Filter):
+    """Adds the open scope's fields to each record (a field the caller gave itself is kept)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = _scope.get()
+        if fields:
+            attrs = vars(record)
+            for k, v in fields.items():
+                attrs.setdefault(k, v)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -63,6 +130,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
     def __init__(self, stream: TextIO, formatter: JsonFormatter | TextFormatter) -> None:
         super().__init__(stream)
         self.setFormatter(formatter)
+        self.addFilter(ContextFilter())
         self.lines = formatter
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -117,6 +185,9 @@ def access(logger: logging.Logger, msg: str, fields: Mapping[str, Any]) -> None:
     if handler is None or logger.handlers or not logger.propagate or logging.getLogger().handlers != [handler]:
         logger.info(msg, extra=dict(fields))
         return
+    scoped = _scope.get()
+    if scoped:  # as `ContextFilter` adds them: after the line's own fields, which win
+        fields = {**fields, **{k: v for k, v in scoped.items() if k not in fields}}
     handler.write_line(logger.name, "info", msg, fields)
 
 

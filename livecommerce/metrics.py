@@ -1,11 +1,27 @@
-"""Prometheus metrics, one registry per app (no import-time globals)."""
+"""Prometheus metrics, one registry per app (no import-time globals).
+
+Each process serves its own figures at `/metrics`; an operator's Prometheus scrapes every process and adds
+them up (`deploy/grafana-dashboard.json` shows a show's figures that way). Labels stay few and bounded:
+error and refusal codes, routes, and the broadcasts with viewers on the process right now (a broadcast's
+series goes when its last viewer here leaves).
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# The lag of a room event from its publication (on any process) to its write here: batching adds up to
+# `room.batch_ms` (100 ms by default), a process back on the bus fills from the stream after seconds.
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+RoomViewers = Callable[[], Mapping[int, int]]  # broadcast id → viewers on this process (rooms with some)
 
 
 @dataclass
@@ -22,6 +38,11 @@ class Metrics:
     bus_events_filled: Counter
     chat_groups: Counter
     chat_messages: Counter
+    deliveries: Counter
+    delivery_lag: Histogram
+    purchases: Counter
+    claims: Counter
+    rooms: RoomFigures
     _children: dict[tuple[str, str, int], tuple[Any, Any]] = field(default_factory=dict)
 
     def answered(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -35,9 +56,47 @@ class Metrics:
         pair[0].inc()
         pair[1].observe(seconds)
 
+    def delivered(self, data: Any, copies: int) -> None:
+        """A room frame written to `copies` sockets: counted once, and the lag of each room event in it (an
+        envelope `{"e", "o", "t", "d", "ts"}`, or a `room:batch` list of them) observed once, whatever the
+        number of viewers. Frames without a publication stamp (figures, states) have no lag."""
+        self.deliveries.inc(copies)
+        if type(data) is dict:
+            stamp = data.get("ts")
+            if type(stamp) is float:
+                self.delivery_lag.observe(max(0.0, time.time() - stamp))  # clocks apart: never below 0
+        elif type(data) is list:
+            now = time.time()
+            for env in data:
+                stamp = env.get("ts") if type(env) is dict else None
+                if type(stamp) is float:
+                    self.delivery_lag.observe(max(0.0, now - stamp))
+
+
+class RoomFigures(Collector):
+    """Rooms and viewers on this process, read from `source` (set by the room's runtime when it starts) at each
+    scrape: nothing on the room's path."""
+
+    def __init__(self) -> None:
+        self.source: RoomViewers | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rooms = dict(self.source()) if self.source is not None else {}
+        yield GaugeMetricFamily("livecommerce_rooms_open", "Broadcast rooms with viewers on this process",
+                                value=len(rooms))
+        yield GaugeMetricFamily("livecommerce_viewers", "Sockets in a broadcast's room on this process",
+                                value=sum(rooms.values()))
+        per_room = GaugeMetricFamily("livecommerce_room_viewers", "Sockets in the broadcast's room on this process "
+                                     "(only broadcasts with viewers here)", labels=["broadcast"])
+        for broadcast_id, n in sorted(rooms.items()):
+            per_room.add_metric([str(broadcast_id)], n)
+        yield per_room
+
 
 def make_metrics() -> Metrics:
     reg = CollectorRegistry()
+    rooms = RoomFigures()
+    reg.register(rooms)
     return Metrics(
         registry=reg,
         requests=Counter("livecommerce_http_requests", "HTTP requests answered", ["method", "route", "status"],
@@ -59,4 +118,14 @@ def make_metrics() -> Metrics:
         chat_groups=Counter("livecommerce_chat_groups", "Transactions that wrote chat messages (each writes the "
                             "messages that arrived together)", registry=reg),
         chat_messages=Counter("livecommerce_chat_messages", "Chat messages written", registry=reg),
+        deliveries=Counter("livecommerce_deliveries", "Room frames written to viewers' sockets by this process (a "
+                           "frame to 1,000 viewers counts 1,000)", registry=reg),
+        delivery_lag=Histogram("livecommerce_delivery_lag_seconds", "Time from a room event's publication to its "
+                               "write to this process's viewers (once per event, whatever the viewers)",
+                               buckets=LAG_BUCKETS, registry=reg),
+        purchases=Counter("livecommerce_purchases", "Purchase attempts answered, by outcome: bought, replayed (a "
+                          "retry answered what its key kept) or the refusal's error code", ["outcome"], registry=reg),
+        claims=Counter("livecommerce_coupon_claims", "Coupon claims answered, by outcome: claimed, replayed (a "
+                       "retry answered what its key kept) or the refusal's error code", ["outcome"], registry=reg),
+        rooms=rooms,
     )

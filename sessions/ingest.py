@@ -34,6 +34,7 @@ from aiohttp import web
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from livecommerce import logs
 from livecommerce.caches import KeptReads
 from livecommerce.db import writer
 from livecommerce.errors import Unavailable
@@ -134,7 +135,8 @@ class ChatWriter:
         future.add_done_callback(_retrieve)
         self._queue.append(Draft(broadcast_id, user_id, name, role, text, client_id, at, future))
         if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="livecommerce-chat-writer")
+            # it writes every sender's messages: its lines name none of them
+            self._task = asyncio.create_task(self._drain(), name="livecommerce-chat-writer", context=logs.apart())
         sent = await asyncio.shield(future)  # a sender gone away does not take its message back halfway
         if client_id is not None:
             self._answered[(user_id, client_id)] = sent

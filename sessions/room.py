@@ -390,7 +390,9 @@ async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
     manager = app[AppKeys.sio].manager
     if isinstance(manager, FastRedisManager):
         manager.filler = runtime.missed  # a process back on the bus reads what it missed from the streams
+    app[AppKeys.metrics].rooms.source = runtime.local_rooms  # read at each scrape of /metrics
     yield
+    app[AppKeys.metrics].rooms.source = None
     runtime._task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await runtime._task
