@@ -8,6 +8,7 @@ import getpass
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -87,7 +88,9 @@ def raise_open_files() -> tuple[int, int]:
     return soft, soft
 
 
-def run_server(config: Config, banner: list[str] | None = None) -> None:
+def run_server(config: Config, banner: list[str] | None = None,
+               extend: Callable[[web.Application], None] | None = None) -> None:
+    """Serve `config`'s app; `extend` adds to it first (the demo's video)."""
     from .app import create_app
 
     before, after = raise_open_files()
@@ -97,6 +100,8 @@ def run_server(config: Config, banner: list[str] | None = None) -> None:
     elif after != before:
         log.info("open files allowed: %s (was %s)", after, before)
     app = create_app(config)
+    if extend is not None:
+        extend(app)
 
     async def _signals(app_: web.Application) -> None:
         # On SIGTERM/SIGINT: stop taking new sockets and tell the connected ones to go at once (they
@@ -167,6 +172,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo_video
     from .demo import DemoResult, seed
 
     config = _config(args)
@@ -177,11 +183,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ensure_sqlite_dir(config.database.url)
         asyncio.run(upgrade(config.database.url))
 
+    video_dir = Path(args.video_dir)
+    video = not args.no_video and demo_video.make(video_dir)
+
     async def _seed() -> DemoResult:
         engine = make_engine(config.database)
         try:
             async with make_sessionmaker(engine).begin() as db:
-                return await seed(db, config, utcnow())
+                return await seed(db, config, utcnow(), stream_url=demo_video.STREAM_URL if video else "")
         finally:
             await engine.dispose()
 
@@ -202,7 +211,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for line in banner:
             print(line.replace("{base}", f"http://{config.server.host}:{config.server.port}"))
         return 0
-    run_server(config, banner)
+    run_server(config, banner, (lambda app: demo_video.add_routes(app, video_dir)) if video else None)
     return 0
 
 
@@ -321,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="fill the database with a demo market, then serve it")
     common(sp, server=True)
     sp.add_argument("--no-serve", action="store_true", help="only fill the database and print the accounts")
+    sp.add_argument("--video-dir", default="demo-video",
+                    help="where the demo's video is made once and served from (default: ./demo-video)")
+    sp.add_argument("--no-video", action="store_true", help="no video in the demo's live broadcast")
     sp.set_defaults(func=cmd_demo)
 
     db = sub.add_parser("db", help="database commands").add_subparsers(dest="db_command", required=True)

@@ -78,9 +78,10 @@ async def _account(db: AsyncSession, username: str, role: Role, display: str, pa
     return user
 
 
-async def seed(db: AsyncSession, config: Config, now: datetime) -> DemoResult:
+async def seed(db: AsyncSession, config: Config, now: datetime, stream_url: str = "") -> DemoResult:
     """Fill an empty database with the demo market; on a database that has it already, give the demo
-    accounts new passwords and make sure one broadcast is live."""
+    accounts new passwords and make sure one broadcast is live. `stream_url`: the video of the live
+    broadcast (the demo's own stream, `demo_video`), given to one that has none."""
     tz = config.tz
     market = await db.scalar(select(Market).where(Market.slug == "hanmaum"))
     created = market is None
@@ -148,9 +149,11 @@ async def seed(db: AsyncSession, config: Config, now: datetime) -> DemoResult:
                          description_en="Today's deals, from the stalls",
                          starts_at=start, ends_at=start + timedelta(minutes=config.schedule.duration_minutes),
                          started_at=start, state=BroadcastState.LIVE, lineup=[], partners=[],
-                         hosts=[BroadcastHost(user_id=host.id)], channel="special")
+                         hosts=[BroadcastHost(user_id=host.id)], channel="special", stream_url=stream_url)
         lineup(live, len(products))
         db.add(live)
+    elif stream_url and not live.stream_url:
+        live.stream_url = stream_url
     await db.flush()
     await _coupons(db, market.id, live, host, now)
     return DemoResult(created, market.id, live.id, staff_pw, host_pw, merchant_pw)
