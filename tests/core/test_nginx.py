@@ -2,10 +2,15 @@
 `deploy/nginx.conf`), sharing PostgreSQL and Redis: clients from different addresses land on both
 processes; a viewer on long-polling stays on one process for the whole connection; chat crosses from one
 process's viewers to the other's, in order; a viewer who left joins again with `since` and gets exactly
-what it missed; a purchase goes through once, and its retry with the same key is the same purchase."""
+what it missed; a purchase goes through once, and its retry with the same key is the same purchase. The
+Socket.IO reference client (socket.io-client 4.8 on Node.js, installed from npm into `tmp/reference-client`
+on first use) does the same chat and resume through nginx, connecting as a browser does."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import shutil
 import signal
 import subprocess
@@ -114,6 +119,65 @@ async def sign_in(http: aiohttp.ClientSession, base: str, username: str) -> str:
         return str((await resp.json())["csrf_token"])
 
 
+async def placed(cluster: Cluster, addresses: list[str]) -> dict[str, set[str]]:
+    """Which process nginx sends each address to (a request from each, then nginx's access log)."""
+    for a in addresses:
+        async with from_address(a) as http, http.get(f"{cluster.base}/healthz") as resp:
+            assert resp.status == 200
+
+    async def logged() -> dict[str, set[str]]:  # nginx logs a request just after answering it
+        return cluster.upstreams()
+
+    return await until(logged, lambda seen: set(addresses) <= set(seen), 30)
+
+
+REFERENCE_CLIENT = ROOT / "tmp" / "reference-client"
+
+
+@pytest.fixture(scope="session")
+def reference_client() -> Path:
+    """socket.io-client 4.8 for Node.js, installed from npm once into tmp/reference-client."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("needs node and npm")
+    modules = REFERENCE_CLIENT / "node_modules"
+    if not (modules / "socket.io-client" / "package.json").exists():
+        REFERENCE_CLIENT.mkdir(parents=True, exist_ok=True)
+        (REFERENCE_CLIENT / "package.json").write_text('{"name": "reference-client", "private": true}\n')
+        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent", "socket.io-client@4.8"],
+                       cwd=REFERENCE_CLIENT, check=True, capture_output=True, timeout=300)
+    return modules
+
+
+async def test_the_reference_client_chats_and_resumes_through_nginx(cluster: Cluster, world: World,
+                                                                    reference_client: Path) -> None:
+    addresses = [f"127.0.1.{i}" for i in range(2, 18)]
+    by_address = await placed(cluster, addresses)
+    processes = sorted({next(iter(by_address[a])) for a in addresses})
+    assert len(processes) == 2, by_address
+    host_at = next(a for a in addresses if by_address[a] == {processes[0]})
+    one_at, two_at = [a for a in addresses if by_address[a] == {processes[1]}][:2]
+    async with from_address(host_at) as http:
+        await sign_in(http, cluster.base, "host")
+        cookie = next(c.value for c in http.cookie_jar if c.key == COOKIE)
+    args = {"base": cluster.base, "broadcast": world.live.id, "cookie": f"{COOKIE}={cookie}",
+            "addresses": [host_at, one_at, two_at]}
+    done = await asyncio.to_thread(
+        subprocess.run, ["node", str(Path(__file__).with_name("reference_client.mjs")), json.dumps(args)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "REFERENCE_CLIENT_MODULES": str(reference_client)})
+    assert done.returncode == 0, done.stderr[-2000:] + cluster.logs()
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    # the host on one process, both viewers on the other: each heard the host, once and in order
+    assert seen["one"] == seen["sent"] + seen["missed"], seen
+    assert seen["two"] == seen["sent"], seen
+    # back with its position, the viewer that left got exactly what it missed
+    assert seen["recovered"] and seen["recoveredChat"] == seen["missed"], seen
+    # each connected as a browser does and was upgraded to a websocket through nginx
+    assert seen["transports"] == ["websocket"] * 3, seen
+    assert all(len(cluster.upstreams()[a]) == 1 for a in (host_at, one_at, two_at)), cluster.upstreams()
+
+
 async def test_two_processes_behind_nginx_carry_chat_resume_and_a_purchase(cluster: Cluster, world: World) -> None:
     bid = world.live.id
     base = cluster.base
@@ -121,13 +185,7 @@ async def test_two_processes_behind_nginx_carry_chat_resume_and_a_purchase(clust
     sessions: dict[str, aiohttp.ClientSession] = {a: from_address(a) for a in addresses}
     viewers: list[Viewer] = []
     try:
-        for http in sessions.values():  # the address decides the process
-            async with http.get(f"{base}/healthz") as resp:
-                assert resp.status == 200
-        async def logged() -> dict[str, set[str]]:  # nginx logs a request just after answering it
-            return cluster.upstreams()
-
-        by_address = await until(logged, lambda seen: set(addresses) <= set(seen), 30)
+        by_address = await placed(cluster, addresses)  # the address decides the process
         processes = {next(iter(by_address[a])) for a in addresses}
         assert len(processes) == 2, by_address
         assert all(len(by_address[a]) == 1 for a in addresses), "an address moved between processes"
@@ -181,7 +239,7 @@ async def test_two_processes_behind_nginx_carry_chat_resume_and_a_purchase(clust
         assert answers[1][0] == 201 and answers[1][1]["id"] == answers[0][1]["id"] and answers[1][2] == "true"
 
         # the long-polling viewer was answered by one process only, for the whole connection
-        assert len((await logged())[two]) == 1, cluster.upstreams()
+        assert len(cluster.upstreams()[two]) == 1, cluster.upstreams()
     finally:
         for v in viewers:
             await v.sio.disconnect()
