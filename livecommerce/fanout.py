@@ -92,6 +92,8 @@ class FastManager(socketio.AsyncManager):  # type: ignore[misc]  # python-socket
         self.frames_written += written
         if self.metrics is not None and (written or queued):
             self.metrics.delivered(data, written + len(queued))
+        if slow and self.metrics is not None:
+            self.metrics.viewers_dropped.inc(len(slow))
         for sock in slow:
             drop_slow(sock)
 

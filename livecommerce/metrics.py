@@ -40,6 +40,7 @@ class Metrics:
     chat_messages: Counter
     deliveries: Counter
     delivery_lag: Histogram
+    viewers_dropped: Counter
     purchases: Counter
     claims: Counter
     rooms: RoomFigures
@@ -123,6 +124,8 @@ def make_metrics() -> Metrics:
         delivery_lag=Histogram("livecommerce_delivery_lag_seconds", "Time from a room event's publication to its "
                                "write to this process's viewers (once per event, whatever the viewers)",
                                buckets=LAG_BUCKETS, registry=reg),
+        viewers_dropped=Counter("livecommerce_viewers_dropped", "Viewers cut off because they could not keep up "
+                                "with the room (they reconnect and catch up from their position)", registry=reg),
         purchases=Counter("livecommerce_purchases", "Purchase attempts answered, by outcome: bought, replayed (a "
                           "retry answered what its key kept) or the refusal's error code", ["outcome"], registry=reg),
         claims=Counter("livecommerce_coupon_claims", "Coupon claims answered, by outcome: claimed, replayed (a "

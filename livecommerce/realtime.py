@@ -271,6 +271,7 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socket
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         request: web.Request = environ["aiohttp.request"]
         if not self.app[OPEN_SOCKETS].opened(sid, client_address(request, self.app[AppKeys.config].server.trust_proxy)):
+            self.app[AppKeys.metrics].errors.labels(TooManyConnections.code).inc()
             raise socketio.exceptions.ConnectionRefusedError(error_body(TooManyConnections()))
         try:
             await self._connect(sid, request)

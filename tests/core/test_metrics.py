@@ -8,11 +8,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coupons import claims
+from sessions.room import publish
 from tests.orders.support import order
 from tests.processes import until
 from tests.support import World, signed_in, viewer
@@ -81,6 +83,21 @@ async def test_a_chat_message_moves_rooms_viewers_deliveries_and_lag(server: Tes
     _, gone = await until(lambda: scrape(http), lambda got: value(got[1], "livecommerce_viewers") == 0, 5)
     assert value(gone, "livecommerce_rooms_open") == 0
     assert not [name for name, _ in gone if name == "livecommerce_room_viewers"]
+
+
+async def test_a_viewer_too_slow_for_the_room_is_counted_when_it_is_cut_off(
+        server: TestServer, http: TestClient, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    slow = await viewer(server)
+    assert (await slow.call("join", {"broadcast_id": world.live.id}))["ok"]
+    monkeypatch.setattr("livecommerce.fanout.MAX_BUFFER", -1)  # any unsent byte is too many: every viewer is slow
+    app = server.app
+    assert app is not None
+    await publish(app, world.live.id, "notice", {"text": "곧 시작합니다"})
+    _, samples = await until(lambda: scrape(http), lambda got: value(got[1], "livecommerce_sockets_connected") == 0,
+                             5)
+    assert value(samples, "livecommerce_viewers_dropped_total") == 1
+    assert value(samples, "livecommerce_viewers") == 0
+    await slow.sio.disconnect()
 
 
 async def test_purchases_are_counted_by_outcome_and_refusals_as_errors(server: TestServer, http: TestClient,
