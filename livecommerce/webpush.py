@@ -268,15 +268,22 @@ class Delivery:
 class PushSender:
     """Encrypts and posts notifications, on a thread pool of its own (pywebpush blocks)."""
 
-    def __init__(self, config: Config, keys: VapidKeys, workers: int = 4) -> None:
-        from py_vapid import Vapid02
-
+    def __init__(self, config: Config, keys: VapidKeys | None = None, workers: int = 8) -> None:
         self.config = config
-        self.keys = keys
-        self._vapid = Vapid02(private_key=keys.private_key)
+        self._keys = keys
+        self._vapid: Any = None
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
+        # as many requests at once as there are threads: a request's timeout starts when a thread takes it
+        self._slots = asyncio.Semaphore(workers)
         self.backoff = 0.5  # seconds before the first retry; doubled for each next one
+
+    @property
+    def keys(self) -> VapidKeys:
+        """The key pair, read (or generated into `push.vapid_key_file`) when first needed."""
+        if self._keys is None:
+            self._keys = load_or_create_vapid(self.config)
+        return self._keys
 
     @property
     def subject(self) -> str:
@@ -300,6 +307,7 @@ class PushSender:
         """One request, on a pool thread: the push service's status."""
         from pywebpush import WebPushException, webpush
 
+        assert self._vapid is not None
         try:
             resp = webpush(sub.info(), data=data, vapid_private_key=self._vapid,
                            vapid_claims={"sub": self.subject}, timeout=self.config.push.timeout_seconds,
@@ -315,6 +323,10 @@ class PushSender:
         import requests
 
         self.start()
+        if self._vapid is None:
+            from py_vapid import Vapid02
+
+            self._vapid = Vapid02(private_key=self.keys.private_key)
         data = json.dumps(payload, ensure_ascii=False)
         loop = asyncio.get_running_loop()
         retries = self.config.push.retries
@@ -323,10 +335,14 @@ class PushSender:
         for attempt in range(1, retries + 2):
             error = ""
             try:
-                status = await asyncio.wait_for(loop.run_in_executor(self._pool, partial(self._post, sub, data)),
-                                                self.config.push.timeout_seconds * 2 + 1)
+                async with self._slots:
+                    status = await asyncio.wait_for(loop.run_in_executor(self._pool, partial(self._post, sub, data)),
+                                                    self.config.push.timeout_seconds * 2 + 1)
             except (requests.RequestException, OSError, TimeoutError) as exc:
                 status, error = None, type(exc).__name__
+            except Exception:  # a message that cannot be made for this subscription: trying again will not help
+                log.exception("push failed", extra={"host": urlsplit(sub.endpoint).hostname})
+                return Delivery(Outcome.FAILED, None, attempt)
             if status is not None and 200 <= status < 300:
                 return Delivery(Outcome.SENT, status, attempt)
             if status in GONE:
@@ -377,7 +393,9 @@ async def _sender(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     """The key pair and the sender on the app, the service worker's route and the public key's."""
     config = app[AppKeys.config]
-    app[PUSH] = PushSender(config, load_or_create_vapid(config))
+    # A configured key is checked at start; a generated one is made (or read) when first needed.
+    app[PUSH] = PushSender(config, VapidKeys.parse(config.push.vapid_private_key) if config.push.vapid_private_key
+                           else None)
     app.router.add_get("/sw.js", service_worker, name="service_worker")
     register_api(app[API])
     app.cleanup_ctx.append(_sender)
