@@ -244,3 +244,27 @@ class AccountCache:
         """Whether the account is kept and has not expired."""
         hit = self._users.get(user_id) if isinstance(user_id, int) else None
         return hit is not None and hit[0] > self.clock()
+
+
+async def update_account(db: AsyncSession, actor: User, user_id: int, *, display_name: str, role: Role,
+                         merchant_id: int | None, is_active: bool) -> User:
+    """Staff change an account (never a guest's): its name, role, stall and whether it may sign in. A new
+    role, stall or a stop ends the account's sessions (it signs in again as what it now is). Staff cannot
+    take their own staff role or sign-in away (someone must stay who can give it back)."""
+    user = await db.get(User, user_id)
+    if user is None or user.is_guest:
+        raise NotFound(N_("No account with this id."), code="user_not_found")
+    if user.id == actor.id and (role is not Role.STAFF or not is_active):
+        raise ValidationFailed(N_("You cannot take away your own staff role or sign-in."), code="own_role")
+    if role is Role.MERCHANT and merchant_id is None:
+        raise ValidationFailed("A merchant account belongs to a stall: give its merchant id.",
+                               code="merchant_required")
+    if role is not Role.MERCHANT:
+        merchant_id = None
+    if merchant_id is not None and await db.get(Merchant, merchant_id) is None:
+        raise ValidationFailed(N_("No stall with this id."), code="merchant_not_found")
+    if (role, merchant_id, is_active) != (user.role, user.merchant_id, user.is_active):
+        user.session_epoch += 1
+    user.display_name, user.role, user.merchant_id, user.is_active = display_name, role, merchant_id, is_active
+    await db.flush()
+    return user

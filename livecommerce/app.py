@@ -262,12 +262,18 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if rule is None:  # every route must say who may call it
         log.error("route without access rule", extra={"path": request.path})
         raise NotFound()
-    if getattr(request.match_info.handler, "__uploads__", False):
+    uploads = getattr(request.match_info.handler, "__uploads__", False)
+    if uploads:
         # a picture's route: who may send it is checked before its body is read, and the body may be larger
         rule.check(state(request).user)
         request = request.clone(client_max_size=media.body_limit(request.app[AppKeys.config]))
     if request.method in UNSAFE and not getattr(request.match_info.handler, "__csrf_exempt__", False):
-        await check_csrf(request, state(request).cookie_session, request.app[AppKeys.config])
+        try:
+            await check_csrf(request, state(request).cookie_session, request.app[AppKeys.config])
+        except AppError:
+            if uploads:
+                await media.discard_uploads(request)
+            raise
     rule.check(state(request).user)
     return await handler(request)
 

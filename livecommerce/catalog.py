@@ -55,3 +55,27 @@ async def update_product(db: AsyncSession, product_id: int, changes: dict[str, o
         setattr(product, key, value)
     await db.flush()
     return product
+
+
+async def get_merchant(db: AsyncSession, merchant_id: int) -> Merchant:
+    merchant = await db.get(Merchant, merchant_id)
+    if merchant is None:
+        raise NotFound("No stall with this id.", code="merchant_not_found")
+    return merchant
+
+
+async def create_merchant(db: AsyncSession, *, market_id: int, name_ko: str, name_en: str) -> Merchant:
+    if await db.get(Market, market_id) is None:
+        raise ValidationFailed("No market with this id.", code="market_not_found")
+    merchant = Merchant(market_id=market_id, name_ko=name_ko, name_en=name_en)
+    db.add(merchant)
+    await db.flush()
+    return merchant
+
+
+async def update_merchant(db: AsyncSession, merchant_id: int, changes: dict[str, object]) -> Merchant:
+    merchant = await get_merchant(db, merchant_id)
+    for key, value in changes.items():
+        setattr(merchant, key, value)
+    await db.flush()
+    return merchant

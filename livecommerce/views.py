@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
-from . import accounts, catalog, i18n
+from . import accounts, catalog, catalogue_pages, i18n, media
 from .api import Api, Call
 from .auth import PUBLIC, SIGNED_IN, STAFF, Session, access
 from .db import utcnow
 from .errors import N_, AppError, InvalidCredentials, TooManyAttempts
 from .fanout import bus_state
 from .keys import AppKeys, state
-from .models import Market, Merchant, Product, Role, User
+from .models import Market, Role, User
 from .schemas import (
     GuestIn,
     HealthOut,
@@ -34,7 +33,7 @@ from .schemas import (
     UserCreateIn,
     UserOut,
 )
-from .templating import page, render
+from .templating import render
 from .throttle import THROTTLE, client_address
 
 
@@ -331,16 +330,6 @@ async def logout_page(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/")
 
 
-@access(STAFF)
-async def staff_catalogue(request: web.Request) -> dict[str, Any]:
-    async with request.app[AppKeys.reader]() as db:
-        rows = (await db.execute(
-            select(Product, Merchant).join(Merchant, Product.merchant_id == Merchant.id).order_by(Product.id))).all()
-        users = (await db.scalars(select(User).where(User.is_guest.is_(False)).order_by(User.role, User.id))).all()
-        guests = await db.scalar(select(func.count()).select_from(User).where(User.is_guest.is_(True)))
-    return {"rows": rows, "users": users, "guests": guests or 0}
-
-
 def register_pages(app: web.Application) -> None:
     r = app.router
     r.add_get("/healthz", healthz, name="healthz")
@@ -348,5 +337,5 @@ def register_pages(app: web.Application) -> None:
     r.add_route("*", "/login", login_page, name="login")
     r.add_route("*", "/join", join_page, name="join")
     r.add_post("/logout", logout_page, name="logout")
-    r.add_get("/staff/catalogue", page("staff/catalogue.html")(staff_catalogue),
-              name="staff_catalogue")
+    media.setup(app, app[AppKeys.config])
+    catalogue_pages.register(app)
