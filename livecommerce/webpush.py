@@ -32,8 +32,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import BaseModel, Field, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Field
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -41,7 +40,7 @@ from .api import API, Api, Call, Strict
 from .auth import PUBLIC, access
 from .config import Config, ConfigError
 from .db import Base, UTCDateTime, utcnow
-from .errors import ValidationFailed
+from .errors import N_, ValidationFailed
 from .keys import AppKeys
 
 log = logging.getLogger("livecommerce.webpush")
@@ -195,39 +194,35 @@ def endpoint_problem(endpoint: str, allow_http_loopback: bool) -> str | None:
 
 
 class SubscriptionKeysIn(Strict):
-    p256dh: str = Field(min_length=1, max_length=128, description="the browser's P-256 public key (base64url)")
-    auth: str = Field(min_length=1, max_length=64, description="the subscription's 16-byte secret (base64url)")
-
-    @field_validator("p256dh")
-    @classmethod
-    def _p256dh(cls, value: str) -> str:
-        problem = p256dh_problem(value)
-        if problem:
-            raise PydanticCustomError("p256dh", problem)
-        return value
-
-    @field_validator("auth")
-    @classmethod
-    def _auth(cls, value: str) -> str:
-        problem = auth_problem(value)
-        if problem:
-            raise PydanticCustomError("auth", problem)
-        return value
+    p256dh: str = Field(pattern=r"^[A-Za-z0-9_-]{87}=?$",
+                        description="the browser's P-256 public key: 65 bytes (an uncompressed point), base64url")
+    auth: str = Field(pattern=r"^[A-Za-z0-9_-]{22}(==)?$", description="the subscription's secret: 16 bytes, base64url")
 
 
 class SubscriptionIn(Strict):
     """A browser's `PushSubscription` as `JSON.stringify(subscription)` gives it."""
 
-    endpoint: str = Field(min_length=1, max_length=MAX_ENDPOINT)
+    endpoint: str = Field(min_length=1, max_length=MAX_ENDPOINT,
+                          description="the push service's URL for this browser: https, at a public address")
     keys: SubscriptionKeysIn
     expirationTime: int | None = Field(default=None, ge=0, description="ignored")
 
 
+class InvalidSubscription(ValidationFailed):
+    code = "invalid_subscription"
+    message = N_("This browser's subscription cannot be used for notifications.")
+
+
 def check_subscription(given: SubscriptionIn, config: Config, field: str = "subscription") -> Subscription:
-    """The subscription, if the server may post to it; else `ValidationFailed` naming the field."""
-    problem = endpoint_problem(given.endpoint, config.push.allow_http_loopback)
-    if problem:
-        raise ValidationFailed(details=[{"field": f"{field}.endpoint", "problem": problem}])
+    """The subscription, if the server may post to it and encrypt for it; else `InvalidSubscription` (422)
+    naming the field and the problem (what the document's patterns cannot say: a key that is not a point on
+    the curve, an endpoint that is not a push service's)."""
+    problems = [(f"{field}.endpoint", endpoint_problem(given.endpoint, config.push.allow_http_loopback)),
+                (f"{field}.keys.p256dh", p256dh_problem(given.keys.p256dh)),
+                (f"{field}.keys.auth", auth_problem(given.keys.auth))]
+    details = [{"field": name, "problem": problem} for name, problem in problems if problem]
+    if details:
+        raise InvalidSubscription(details=details)
     return Subscription(given.endpoint, given.keys.p256dh, given.keys.auth)
 
 
