@@ -4,6 +4,7 @@ error and no failed request, does not scroll sideways, and its screenshot is sav
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -81,6 +82,116 @@ def test_the_console(site: Site, contexts: Any, size: str) -> None:
     figures = page.locator(".console-links a[href$='/figures']")
     go_live = page.locator("#go-live")
     assert figures.bounding_box()["y"] >= go_live.bounding_box()["y"] + go_live.bounding_box()["height"] + 8  # type: ignore[index]
+    expect(page.locator("#console-clock")).to_be_visible()  # the hour's end, in a corner of the window
+    expect(page.locator("#console-keys")).to_be_visible()
+    expect(page.locator("#figures-chart rect, #figures-chart text").first).to_be_attached()
     look(page, f"console-{size}")
+    if size == "desk":  # the keys move the spotlight along the running order, and 0 clears it
+        spots = page.locator(".spot-btn")
+        expect(spots.first).to_be_enabled()
+        page.keyboard.press("j")
+        expect(spots.nth(0)).to_have_attribute("aria-pressed", "true")
+        page.keyboard.press("ArrowRight")
+        expect(spots.nth(1)).to_have_attribute("aria-pressed", "true")
+        page.keyboard.press("k")
+        expect(spots.nth(0)).to_have_attribute("aria-pressed", "true")
+        page.focus("#notice-input")
+        page.keyboard.press("j")  # typing in a field is typing, not a shortcut
+        expect(spots.nth(0)).to_have_attribute("aria-pressed", "true")
+        page.locator("body").click(position={"x": 5, "y": 300})
+        page.keyboard.press("0")
+        expect(spots.nth(0)).to_have_attribute("aria-pressed", "false")
     page.goto(f"{site.url}/host/broadcasts/{site.live_id}/figures")
     look(page, f"console-figures-{size}")
+    page.goto(f"{site.url}/host/broadcasts/{site.ended_id}/report")
+    expect(page.locator(".report-figure").first).to_be_visible()
+    look(page, f"report-{size}")
+
+
+def _no_menu_entry_cut_off(page: Page) -> None:
+    """Every entry of the menu is on the screen, not off its edge."""
+    cut = page.evaluate("""() => [...document.querySelectorAll('.nav-list > li')]
+        .filter(li => { const r = li.getBoundingClientRect(); return r.left < -0.5 || r.right > innerWidth + 0.5; })
+        .map(li => li.textContent.trim())""")
+    assert cut == [], f"{page.url}: menu entries off the screen: {cut}"
+
+
+def _no_overlap(page: Page, selector: str) -> None:
+    """No two of the elements overlap (buttons side by side or stacked, never on top of each other)."""
+    overlaps = page.evaluate("""(sel) => {
+        const boxes = [...document.querySelectorAll(sel)].map(e => e.getBoundingClientRect());
+        let n = 0;
+        for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+          const a = boxes[i], b = boxes[j];
+          if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5) n++;
+        }
+        return n; }""", selector)
+    assert overlaps == 0, f"{page.url}: {overlaps} overlapping {selector}"
+
+
+@pytest.mark.parametrize("size", ["phone", "desk"])
+def test_the_stall_and_staff_pages(site: Site, contexts: Any, size: str) -> None:
+    import io
+    import uuid
+
+    from PIL import Image
+
+    buyer = contexts(size).new_page()
+    sign_in(buyer, site.url, "joon", "/orders")
+    token = buyer.request.get(f"{site.url}/api/v1/auth/session").json()["csrf_token"]
+    resp = buyer.request.post(f"{site.url}/api/v1/broadcasts/{site.live_id}/purchases", data={
+        "lines": [{"product_id": pid, "quantity": 1} for pid in site.product_ids[:3]], "name": "박준호",
+        "phone": "010-2222-3333", "postal_code": "04524", "address1": "서울 중구 세종대로 110",
+        "address2": "3층", "note": "경비실에 맡겨 주세요", "payment_method": "cod"},
+        headers={"X-CSRF-Token": token, "Idempotency-Key": str(uuid.uuid4())})
+    assert resp.status == 201, resp.text()
+    order_id = resp.json()["id"]
+
+    page = contexts(size).new_page()
+    sign_in(page, site.url, "merchant", "/merchant/orders")
+    card = page.locator(f"#order-{order_id}")
+    expect(card).to_be_visible()
+    expect(card).to_contain_text("박준호")
+    expect(page.locator("h1")).to_have_text(page.locator(".nav-link[aria-current=page]").inner_text())
+    _no_menu_entry_cut_off(page)
+    look(page, f"merchant-orders-{size}")
+    card.locator("button[type=submit]").first.click()  # one tap: packed
+    expect(page.locator(f"#order-{order_id}")).to_have_attribute("data-status", "packed")
+    expect(page.locator(f"#order-{order_id} button[type=submit]")).to_have_count(1)  # next: handed over
+    page.click("a[href^='/merchant/packing']")
+    expect(page.locator("#packing-list")).to_be_visible()
+    look(page, f"merchant-packing-{size}")
+    page.emulate_media(media="print")
+    expect(page.locator(".site-header")).to_be_hidden()
+    expect(page.locator(".staff-head-actions")).to_be_hidden()
+    page.emulate_media(media="screen")
+
+    staff = contexts(size).new_page()
+    sign_in(staff, site.url, "staff", "/staff/schedule")
+    expect(staff.locator("code.rrule")).to_have_count(0)
+    expect(staff.locator(".cell-rule").first).to_contain_text("매주")
+    _no_menu_entry_cut_off(staff)
+    look(staff, f"staff-schedule-{size}")
+    staff.goto(f"{site.url}/staff/orders")
+    expect(staff.locator("#staff-orders")).to_be_visible()
+    _no_overlap(staff, "#staff-orders .row-actions .btn")
+    look(staff, f"staff-orders-{size}")
+    staff.goto(f"{site.url}/staff/chat")
+    expect(staff.locator("form .btn-primary")).to_be_visible()
+    staff.goto(f"{site.url}/staff/catalogue")
+    expect(staff.locator("#catalogue-products .cat-item").first).to_be_visible()
+    look(staff, f"staff-catalogue-{size}")
+    # a picture uploaded from the product's page comes back shrunk, in the catalogue
+    staff.goto(f"{site.url}/staff/catalogue/products/{site.product_ids[0]}")
+    png = io.BytesIO()
+    Image.new("RGB", (1600, 1200), (240, 120, 60)).save(png, "PNG")
+    staff.set_input_files("#picture", files=[{"name": "photo.png", "mimeType": "image/png",
+                                              "buffer": png.getvalue()}])
+    look(staff, f"staff-product-{size}")
+    staff.locator("form.form-card button[type=submit]").first.click()
+    item = staff.locator(f"#product-{site.product_ids[0]} img.cat-thumb")
+    expect(item).to_have_attribute("src", re.compile(r"^/media/products/[0-9a-f]{32}\.webp$"))
+    assert staff.evaluate(f"() => document.querySelector('#product-{site.product_ids[0]} img').naturalWidth") == 1200
+    staff.goto(f"{site.url}/schedule")
+    expect(staff.locator("a.button, button.button")).to_have_count(0)
+    look(staff, f"schedule-staff-{size}")

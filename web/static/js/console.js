@@ -26,6 +26,9 @@
   var noticeClear = $("notice-clear");
   var slowSelect = $("slow-select");
   var controlMessage = $("control-message");
+  var reportLink = $("report-link");
+  var clock = $("console-clock");
+  var clockLeft = $("console-clock-left");
   var spotButtons = Array.prototype.slice.call(document.querySelectorAll(".spot-btn"));
   var busy = false;
   var room = null;
@@ -74,9 +77,24 @@
       endedLine.hidden = open;
       if (!open) endedLine.textContent = t(state === "ended" ? "ended_line" : "note_" + state);
     }
+    if (reportLink) reportLink.hidden = state !== "ended";
+    if (clock) clock.hidden = !open;
+    if (clockLeft && b.ends_at) clockLeft.setAttribute("data-until", b.ends_at);
     if (room) room.setState(state);
     render();
   }
+
+  // -- the hour's clock: always in sight, red once the warning before the end is near -----------
+
+  function tickClock() {
+    if (!clock || clock.hidden || !b.ends_at) return;
+    var left = (new Date(b.ends_at).getTime() - Date.now()) / 1000;
+    var warn = Number(clock.getAttribute("data-warn")) || 300;
+    if (left <= warn) clock.setAttribute("data-urgent", "");
+    else clock.removeAttribute("data-urgent");
+  }
+  tickClock();
+  setInterval(tickClock, 1000);
 
   function viaHttp(action) {
     var url = "/api/v1/broadcasts/" + encodeURIComponent(b.id) + "/" + action;
@@ -280,6 +298,44 @@
         render();
       });
     });
+  });
+
+  // -- keyboard: J or → spotlights the next product, K or ← the one before, 0 clears it ------------
+
+  function typing(el) {
+    if (!el || el === document.body) return false;
+    var tag = (el.tagName || "").toLowerCase();
+    return tag === "input" || tag === "textarea" || tag === "select" || el.isContentEditable;
+  }
+
+  function spotlightStep(step) {
+    var usable = spotButtons.filter(function (btn) { return !btn.disabled; });
+    if (!usable.length || usable.length !== spotButtons.length) return; // not in the room, or a move in flight
+    var at = -1;
+    spotButtons.forEach(function (btn, i) {
+      if (Number(btn.getAttribute("data-product")) === current.spotlight) at = i;
+    });
+    var next = at < 0 ? (step > 0 ? 0 : spotButtons.length - 1) : at + step;
+    if (next < 0 || next >= spotButtons.length) return; // the ends of the running order
+    spotButtons[next].click();
+  }
+
+  document.addEventListener("keydown", function (evt) {
+    if (evt.defaultPrevented || evt.altKey || evt.ctrlKey || evt.metaKey || typing(evt.target)) return;
+    if (document.body.classList.contains("has-sheet")) return;
+    var key = evt.key;
+    if (key === "j" || key === "J" || key === "ArrowRight") {
+      spotlightStep(1);
+    } else if (key === "k" || key === "K" || key === "ArrowLeft") {
+      spotlightStep(-1);
+    } else if (key === "0") {
+      if (current.spotlight === null) return;
+      var on = spotButtons.filter(function (btn) { return Number(btn.getAttribute("data-product")) === current.spotlight; });
+      if (on.length && !on[0].disabled) on[0].click();
+    } else {
+      return;
+    }
+    evt.preventDefault();
   });
 
   function sendNotice(text) {
@@ -770,6 +826,9 @@
     onSpotlight: showSpotlight
   });
 
+  room.on("figures", function (f) {
+    if (f && f.broadcast_id === b.id && LC.figures) LC.figures.update(f);
+  });
   room.on("coupons", function (evt) {
     if (evt && evt.broadcast_id === b.id) setDropFigures(evt.left, "left");
   });

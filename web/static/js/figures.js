@@ -132,8 +132,12 @@
 
   var initial = null;
   try { initial = JSON.parse(($("figures-data") || {}).textContent || "null"); } catch (e) { initial = null; }
-  update(initial);
-  schedule();
+  if (initial) {
+    update(initial);
+    schedule();
+  } else {
+    refresh(); // a page without figures of its own (the console) asks at once
+  }
   document.addEventListener("visibilitychange", function () { if (!document.hidden && polling) refresh(); });
 
   LC.figures = {
