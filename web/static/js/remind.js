@@ -104,7 +104,8 @@
     if (reminded.indexOf(id) < 0) reminded.push(id);
     saveLocal();
     paint();
-    var opens = btn.getAttribute("data-state") === "lobby" ? words.set_live : words.set_opens;
+    var holder = btn.closest(".schedule-item, #live-page") || btn;  // their state follows the room's
+    var opens = holder.getAttribute("data-state") === "lobby" ? words.set_live : words.set_opens;
     var text = state === "set" ? opens : words[state];
     if (state !== "set" && data.signed_in) text += " " + words.account;
     say(btn, state, text);
