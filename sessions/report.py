@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.errors import N_, NotFound
 
-from .models import Broadcast, BroadcastState, ChatMessage
+from .models import Broadcast, BroadcastHost, BroadcastState, ChatMessage
 
 __all__ = [
     "PREVIOUS_EPISODES",
@@ -35,6 +35,7 @@ __all__ = [
     "change",
     "comparison",
     "fill",
+    "past_broadcasts",
     "per_minute",
     "report_parts",
     "show_minutes",
@@ -229,6 +230,16 @@ async def previous_episodes(db: AsyncSession, b: Broadcast, limit: int = PREVIOU
         select(Broadcast).where(Broadcast.series_id == b.series_id, Broadcast.state == BroadcastState.ENDED,
                                 Broadcast.starts_at < b.starts_at)
         .order_by(Broadcast.starts_at.desc()).limit(limit))).all())
+
+
+async def past_broadcasts(db: AsyncSession, user_id: int, *, any_host: bool = False,
+                          limit: int = 5) -> list[Broadcast]:
+    """The latest ended broadcasts a host hosted (every host's, for staff), newest first: where their reports
+    are."""
+    q = select(Broadcast).where(Broadcast.state == BroadcastState.ENDED)
+    if not any_host:
+        q = q.join(BroadcastHost, BroadcastHost.broadcast_id == Broadcast.id).where(BroadcastHost.user_id == user_id)
+    return list((await db.scalars(q.order_by(Broadcast.starts_at.desc()).limit(limit))).all())
 
 
 async def build(db: AsyncSession, parts: Sequence[ReportPart], broadcast_id: int) -> Report:

@@ -16,10 +16,10 @@ from livecommerce.auth import HOST, PUBLIC, SIGNED_IN, STAFF, access, request_or
 from livecommerce.db import utcnow
 from livecommerce.errors import N_, AppError
 from livecommerce.keys import AppKeys, signed_in_user, state
-from livecommerce.models import Market, User
+from livecommerce.models import Market, Role, User
 from livecommerce.templating import page, render
 
-from . import chat, ical, planning, services, staff_pages
+from . import chat, ical, planning, report, services, staff_pages
 from .lifecycle import SCHEDULER
 from .models import Broadcast, BroadcastState, ChatMessage, ChatReport, ExceptionAction
 from .room import ROOMS, push_transition
@@ -303,9 +303,11 @@ async def staff_chat(request: web.Request) -> web.Response:
 @access(HOST)
 @page("host/index.html")
 async def host_index(request: web.Request) -> dict[str, Any]:
+    user = signed_in_user(request)
     async with request.app[AppKeys.reader]() as db:
-        rows = await services.host_broadcasts(db, signed_in_user(request))
-    return {"broadcasts": rows}
+        rows = await services.host_broadcasts(db, user)
+        past = await report.past_broadcasts(db, user.id, any_host=user.role is Role.STAFF)
+    return {"broadcasts": rows, "past": past}
 
 
 @access(HOST)

@@ -38,3 +38,23 @@ async def test_an_ended_console_links_its_report(client: TestClient, world: Worl
     assert 'id="console-keys"' not in html
     assert html.split('id="console-clock"')[1].split(">")[0].rstrip().endswith("hidden")
     assert (await client.get(f"/host/broadcasts/{world.live.id}/report")).status == 200
+
+
+async def test_hosts_and_staff_find_the_reports_of_past_shows(client: TestClient, world: World,
+                                                               db: AsyncSession) -> None:
+    await db.execute(update(Broadcast).where(Broadcast.id == world.live.id).values(
+        state=BroadcastState.ENDED, ended_at=world.live.starts_at + timedelta(minutes=60)))
+    await db.commit()
+    await sign_in(client, "host")
+    html = await (await client.get("/host")).text()
+    assert f'href="/host/broadcasts/{world.live.id}/report"' in html
+    await client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": await _token(client)})
+    await sign_in(client, "host2")  # hosts the scheduled one only
+    assert f'/broadcasts/{world.live.id}/report"' not in await (await client.get("/host")).text()
+    await client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": await _token(client)})
+    await sign_in(client, "staff")
+    assert f'href="/staff/broadcasts/{world.live.id}/report"' in await (await client.get("/staff")).text()
+
+
+async def _token(client: TestClient) -> str:
+    return str((await (await client.get("/api/v1/auth/session")).json())["csrf_token"])
