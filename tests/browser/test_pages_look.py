@@ -110,7 +110,7 @@ def test_the_console(site: Site, contexts: Any, size: str) -> None:
 
 def _no_menu_entry_cut_off(page: Page) -> None:
     """Every entry of the menu is on the screen, not off its edge."""
-    cut = page.evaluate("""() => [...document.querySelectorAll('.nav-list > li')]
+    cut = page.evaluate("""() => [...document.querySelectorAll('.nav-list > li, .staff-subnav-list > li')]
         .filter(li => { const r = li.getBoundingClientRect(); return r.left < -0.5 || r.right > innerWidth + 0.5; })
         .map(li => li.textContent.trim())""")
     assert cut == [], f"{page.url}: menu entries off the screen: {cut}"
