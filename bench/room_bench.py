@@ -6,6 +6,8 @@ the same load generator, side by side in one run.
     python bench/room_bench.py --plan senders     # 3,000 viewers + 300 signed-in senders, 100 msg/s in total
     python bench/room_bench.py --plan host        # one host sending 100 msg/s to 3,000 viewers, batched
     python bench/room_bench.py --plan big         # 10,000 viewers × 20 msg/s, batched 100 ms
+    python bench/room_bench.py --plan nginx --database postgresql+asyncpg://…   # 1, 2, 4 processes behind nginx
+    python bench/room_bench.py --plan long        # 3,000 viewers for 10 minutes of chat: memory at the end
     python bench/room_bench.py --only "node 4.8, 300 senders;livecommerce, 300 senders"
     python bench/room_bench.py --quick            # a short smoke run (200 viewers, 5 s)
     python bench/room_bench.py --plan senders --json results.jsonl   # every run as a JSON line too
@@ -119,6 +121,7 @@ class Memory:
         self.peak = 0
         self.idle = 0
         self.at_start = 0
+        self.at_end = 0
         self._task: asyncio.Task[None] | None = None
 
     def sample(self) -> int:
@@ -156,6 +159,9 @@ class Spec:
     redis: bool = False
     host: bool = False  # livecommerce: the one sender is the demo's host account, not a guest
     hearts: float = 0.0  # heart events a second from every viewer (each carrying 3 taps)
+    nginx: bool = False  # livecommerce: behind nginx (deploy/nginx.conf), viewers from 64 loopback addresses
+    pin: bool = True  # the servers (and nginx) on CPU 0, the load generator on CPU 1; False: on either core
+    seconds: float = 0.0  # the measured window; 0: --seconds
 
     @property
     def group(self) -> str:
@@ -190,6 +196,24 @@ GROUPS: dict[str, list[Spec]] = {
              hearts=3),
         Spec("livecommerce, hearts 3/s from every viewer, batched 100 ms, 2 processes + Redis", "ours", 3000, 20,
              batch_ms=100, processes=2, redis=True, hearts=3),
+    ],
+    "nginx": [
+        Spec("node 4.8, 300 senders, batched 100 ms", "node", 3000, 100, senders=300, batch_ms=100),
+        Spec("livecommerce, 300 senders, batched 100 ms", "ours", 3000, 100, senders=300, batch_ms=100),
+        Spec("livecommerce, 300 senders, batched 100 ms, 1 process + Redis", "ours", 3000, 100, senders=300,
+             batch_ms=100, redis=True),
+        Spec("livecommerce, 300 senders, batched 100 ms, nginx + 1 process + Redis", "ours", 3000, 100,
+             senders=300, batch_ms=100, redis=True, nginx=True),
+        Spec("livecommerce, 300 senders, batched 100 ms, nginx + 2 processes + Redis", "ours", 3000, 100,
+             senders=300, batch_ms=100, processes=2, redis=True, nginx=True),
+        Spec("livecommerce, 300 senders, batched 100 ms, nginx + 4 processes + Redis", "ours", 3000, 100,
+             senders=300, batch_ms=100, processes=4, redis=True, nginx=True),
+        Spec("livecommerce, 300 senders, batched 100 ms, nginx + 2 processes + Redis, either core", "ours", 3000,
+             100, senders=300, batch_ms=100, processes=2, redis=True, nginx=True, pin=False),
+    ],
+    "long": [
+        Spec("livecommerce, 3,000 viewers, 10 minutes of chat, batched 100 ms", "ours", 3000, 20, batch_ms=100,
+             seconds=600),
     ],
     "big": [
         Spec("node 4.8, 10,000 viewers, batched 100 ms", "node", 10000, 20, batch_ms=100),
@@ -228,6 +252,7 @@ class Result:
     rss_idle_kib: int = 0
     rss_peak_kib: int = 0
     rss_start_kib: int = 0
+    rss_end_kib: int = 0
     error: str = ""
     server_log: dict[str, int] = field(default_factory=dict)  # the servers' most frequent log messages
     server_log_first: dict[str, str] = field(default_factory=dict)  # the first line of each
@@ -253,6 +278,7 @@ class Result:
                 "server_core": round(self.server_core, 4), "cpu_per_delivery_us": round(self.per_delivery_us, 3),
                 "rss_idle_mib": round(self.rss_idle_kib / 1024, 1), "rss_peak_mib": round(self.rss_peak_kib / 1024, 1),
                 "rss_at_start_mib": round(self.rss_start_kib / 1024, 1),
+                "rss_at_end_mib": round(self.rss_end_kib / 1024, 1),
                 "per_viewer_kib": round(self.per_viewer_kib, 2), "error": self.error or None,
                 "server_log": self.server_log, "server_log_first": self.server_log_first, "machine": info}
 
@@ -283,6 +309,7 @@ async def run_loadgen(workdir: Path, cfg: dict[str, Any], server_pids: list[int]
                 memory.at_start = memory.sample()
             elif line.get("mark") == "end":
                 end_cpu = sum(cpu_seconds(p) or 0.0 for p in server_pids)
+                memory.at_end = memory.sample()
             if line.get("mark") in ("start", "end") and on_mark is not None:
                 await on_mark(line["mark"])
             elif line.get("result"):
@@ -367,9 +394,14 @@ def log_summary(paths: list[Path]) -> tuple[dict[str, int], dict[str, str]]:
 class Ours:
     """livecommerce processes on one demo database (and Redis for several)."""
 
-    def __init__(self, workdir: Path, processes: int, batch_ms: int, redis_url: str, db_url: str) -> None:
+    def __init__(self, workdir: Path, processes: int, batch_ms: int, redis_url: str, db_url: str,
+                 nginx: bool = False, pin: bool = True) -> None:
         self.workdir = workdir
         self.processes = processes
+        self.nginx = nginx
+        self.pin = pin
+        self.nginx_proc: subprocess.Popen[bytes] | None = None
+        self.nginx_port = 0
         self.batch_ms = batch_ms
         self.redis_url = redis_url
         self.db_url = db_url or f"sqlite+aiosqlite:///{workdir}/bench.db"
@@ -390,6 +422,8 @@ class Ours:
             "LIVECOMMERCE_SCHEDULE_RUN_SCHEDULER": "false",
             # every sender signs in as a guest from 127.0.0.1
             "LIVECOMMERCE_SECURITY_GUEST_JOINS_PER_MINUTE": "100000",
+            "LIVECOMMERCE_SECURITY_CONNECTIONS_PER_ADDRESS": "0",
+            "LIVECOMMERCE_SERVER_TRUST_PROXY": "true" if self.nginx else "false",
         })
         return env
 
@@ -406,21 +440,73 @@ class Ours:
             port = free_port()
             log = self.workdir / f"server-{i}.log"
             with log.open("wb") as err:
-                self.procs.append(subprocess.Popen([*pinned(0), *exe, "serve", "--port", str(port)],
+                pin = pinned(0) if self.pin else []
+                self.procs.append(subprocess.Popen([*pin, *exe, "serve", "--port", str(port)],
                                                    cwd=self.workdir, env=self.env(), stdout=subprocess.DEVNULL,
                                                    stderr=err))
             self.logs.append(log)
             self.ports.append(port)
-        return [p.pid for p in self.procs]
+        pids = [p.pid for p in self.procs]
+        if self.nginx:
+            pids += self.start_nginx()
+        return pids
+
+    def start_nginx(self) -> list[int]:
+        """nginx with deploy/nginx.conf (this run's ports put in, as scripts/cluster does): its master and
+        workers' pids, so that their CPU and memory count with the servers'."""
+        exe = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.nginx_port = free_port()
+        work = Path(tempfile.mkdtemp(prefix="lc-bench-nginx-"))  # nginx's workers (not root) reach it
+        for sub in ("logs", "temp"):
+            (work / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(work, 0o755)
+        os.chmod(work / "temp", 0o1777)
+        servers = "".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n" for p in self.ports)
+        out, skip = [], False
+        for line in (ROOT / "deploy" / "nginx.conf").read_text().splitlines(keepends=True):
+            if "# servers:end" in line:
+                skip = False
+            if skip:
+                continue
+            if "# listen:line" in line:
+                out.append(f"        listen 127.0.0.1:{self.nginx_port};\n")
+                continue
+            out.append(line)
+            if "# servers:begin" in line:
+                out.append(servers)
+                skip = True
+        conf = work / "nginx.conf"
+        conf.write_text("".join(out))
+        self.nginx_proc = subprocess.Popen(
+            [*(pinned(0) if self.pin else []), exe, "-p", f"{work}/", "-c", str(conf),
+             "-e", str(work / "logs/error.log"), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.logs.append(work / "logs" / "error.log")
+        deadline = time.monotonic() + 10
+        workers: list[int] = []
+        while time.monotonic() < deadline and not workers:
+            time.sleep(0.1)
+            with contextlib.suppress(OSError):
+                kids = Path(f"/proc/{self.nginx_proc.pid}/task/{self.nginx_proc.pid}/children").read_text().split()
+                workers = [int(k) for k in kids]
+        return [self.nginx_proc.pid, *workers]
 
     async def ready(self) -> None:
         for port in self.ports:
             await wait_http(f"http://127.0.0.1:{port}/healthz")
+        if self.nginx:
+            await wait_http(f"http://127.0.0.1:{self.nginx_port}/healthz")
 
     def urls(self) -> list[str]:
+        if self.nginx:
+            return [f"http://127.0.0.1:{self.nginx_port}"]
         return [f"http://127.0.0.1:{p}" for p in self.ports]
 
     def stop(self) -> None:
+        if self.nginx_proc is not None:
+            self.nginx_proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.nginx_proc.wait(10)
         for p in self.procs:
             p.terminate()
         for p in self.procs:
@@ -471,7 +557,8 @@ async def scenario(workdir: Path, spec: Spec, *, seconds: float, redis_url: str,
                 result.data, result.server_cpu_s = await run_loadgen(workdir, cfg, [server.pid], memory)
         else:
             run_dir = Path(tempfile.mkdtemp(prefix="lc-bench-", dir=workdir))
-            ours = Ours(run_dir, spec.processes, spec.batch_ms, redis_url if spec.redis else "", db_url)
+            ours = Ours(run_dir, spec.processes, spec.batch_ms, redis_url if spec.redis else "", db_url,
+                        nginx=spec.nginx, pin=spec.pin)
             try:
                 pids = await ours.start()
                 logs = ours.logs
@@ -486,6 +573,8 @@ async def scenario(workdir: Path, spec: Spec, *, seconds: float, redis_url: str,
                 await asyncio.sleep(0.5)
                 memory.idle = memory.sample()
                 cfg.update({"urls": ours.urls(), "broadcast": ours.broadcast, "cookies": cookies})
+                if spec.nginx:  # 64 addresses, so that nginx's address hash spreads the viewers over the processes
+                    cfg["local_addresses"] = [f"127.0.2.{i}" for i in range(1, 65)]
                 counted: dict[str, int] = {}
 
                 async def count_redis(mark: str) -> None:  # Redis commands over the measured window
@@ -504,6 +593,7 @@ async def scenario(workdir: Path, spec: Spec, *, seconds: float, redis_url: str,
         if memory is not None:
             await memory.stop()
             result.rss_idle_kib, result.rss_peak_kib, result.rss_start_kib = memory.idle, memory.peak, memory.at_start
+            result.rss_end_kib = memory.at_end
         result.server_log, result.server_log_first = log_summary(logs)
     return result
 
@@ -567,6 +657,9 @@ def notes(results: list[Result]) -> list[str]:
         if "redis_commands" in d:
             bits.append(f"Redis commands over the window (every client's): {d['redis_commands']:,} "
                         f"({d['redis_commands'] / max(float(d.get('window') or 1), 1e-9):,.0f}/s)")
+        if r.rss_start_kib and r.rss_end_kib:
+            bits.append(f"RSS when the window opened {r.rss_start_kib / 1024:.0f} MiB, when it closed "
+                        f"{r.rss_end_kib / 1024:.0f} MiB ({(r.rss_end_kib - r.rss_start_kib) / 1024:+.0f})")
         if d:
             bits.append(f"ack max {_ms(d.get('ack_max_ms'))} ms, delivery max {_ms(d.get('max_ms'))} ms, "
                         f"connected in {d.get('connect_s')} s (200 viewers: {d.get('connect_200_ms')} ms)")
@@ -596,7 +689,8 @@ async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--plan", choices=[*GROUPS, "all"], default="all",
                     help="which scenarios: fanout (the issue's), senders (300 signed-in senders), host (one sender "
-                         "at 100 msg/s), hearts (every viewer tapping), big (10,000 viewers) or all (default)")
+                         "at 100 msg/s), hearts (every viewer tapping), big (10,000 viewers), nginx (1, 2 and 4 "
+                         "processes + Redis behind nginx), long (10 minutes) or all (default)")
     ap.add_argument("--quick", action="store_true",
                     help="a short smoke run: at most 200 viewers, 5 s (of the plan given, else a few of each kind)")
     ap.add_argument("--seconds", type=float, default=15.0, help="length of each measured window")
@@ -630,7 +724,10 @@ async def main() -> int:
               f"open files limit {open_files}; plan {args.plan}{' (quick)' if args.quick else ''}", flush=True)
         s = 5.0 if args.quick else args.seconds
         for spec in specs:
-            r = await scenario(work, spec, seconds=s, redis_url=args.redis, db_url=args.database)
+            if spec.kind == "ours" and spec.processes > 1 and not args.database.startswith("postgresql"):
+                raise SystemExit(f"{spec.name!r}: several processes share PostgreSQL, not a SQLite file: "
+                                 "give --database postgresql+asyncpg://…")
+            r = await scenario(work, spec, seconds=spec.seconds or s, redis_url=args.redis, db_url=args.database)
             results.append(r)
             write(r.record(info))
             print(json.dumps(r.data or {"error": r.error}), flush=True)

@@ -33,6 +33,10 @@ let refused = 0;
 let closed = 0; // sockets the server closed during the run
 let finishing = false;
 let nextUrl = 0;
+// Behind a load balancer that sends each client address to one process (nginx's `hash $remote_addr`), the
+// viewers come from several loopback addresses, as different people would.
+const locals = cfg.local_addresses || null;
+let nextLocal = 0;
 const SEQ = /#(\d+)@(\d+)/g;
 
 function pad(text, bytes) {
@@ -73,7 +77,9 @@ class Client {
   connect() {
     const url = urls[nextUrl++ % urls.length].replace(/^http/, "ws") + "/socket.io/?EIO=4&transport=websocket";
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false, headers: this.cookie ? { Cookie: this.cookie } : {} });
+      const opts = { perMessageDeflate: false, headers: this.cookie ? { Cookie: this.cookie } : {} };
+      if (locals) opts.localAddress = locals[nextLocal++ % locals.length];
+      const ws = new WebSocket(url, opts);
       this.ws = ws;
       let stage = 0;
       ws.on("error", (e) => { if (stage < 3) reject(e); });
