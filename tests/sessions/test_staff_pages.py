@@ -523,3 +523,22 @@ async def test_the_schedule_says_the_rule_in_words(client: TestClient, world: Wo
     assert "<td>메인 채널</td>" in html and "<td>series</td>" in html and "<code>main</code>" not in html
     html = await (await client.get("/staff/schedule?lang=en")).text()
     assert "<td>Main channel</td>" in html and "Every Tue 20:30–22:00" in html
+
+
+async def test_the_chat_page_names_report_reasons(client: TestClient, world: World, db: AsyncSession) -> None:
+    from sessions.models import ChatMessage, ChatReport
+
+    msg = ChatMessage(broadcast_id=world.live.id, user_id=world.viewer.id, author_name="시청자", author_role="viewer",
+                      text="광고 링크", deleted_at=utcnow(), delete_reason="spam")
+    db.add(msg)
+    await db.flush()
+    db.add_all([ChatReport(message_id=msg.id, reporter_id=world.host.id, reason="off_topic"),
+                ChatReport(message_id=msg.id, reporter_id=world.staff.id, reason="직접 쓴 이유")])
+    await db.commit()
+    await sign_in(client, "staff")
+    html = await (await client.get("/staff/chat")).text()
+    assert "<td>방송과 무관</td>" in html and "(스팸·광고)" in html
+    assert ">off_topic<" not in html and "(spam)" not in html and "직접 쓴 이유" in html
+    assert 'class="btn btn-primary"' in html and 'class="button"' not in html
+    html = await (await client.get("/staff/chat?lang=en")).text()
+    assert "<td>Off topic</td>" in html and "(Spam or advertising)" in html
