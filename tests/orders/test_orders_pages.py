@@ -283,3 +283,6 @@ async def test_a_days_packing_list_to_print(server: TestServer, http: TestClient
     html = await (await http.get(f"/merchant/packing?day={today.group(1)}&merchant_id={world.other_merchant.id}"
                                  )).text()
     assert f'id="pack-product-{world.products[1].id}"' in html and "모두 2" in html
+    html = await (await http.get(f"/merchant/packing?day={today.group(1)}&merchant_id={world.other_merchant.id}"
+                                 "&lang=en")).text()
+    assert "2 pc in all" in html and "Packing list" in html and "2 orders" in html
