@@ -335,7 +335,8 @@ async def buy_page(request: web.Request) -> web.Response:
     """The buy sheet on its own page (the live page includes the same fragment)."""
     async with request.app[AppKeys.reader]() as db:
         b = await broadcasts.get_broadcast(db, path_id(request, "broadcast_id"), full=True)
-    return render(request, "orders/buy.html", {"b": b})
+    after_show = rules.sale_terms(b.state, b.recording_url) is rules.SaleTerms.AFTER_SHOW  # regular prices
+    return render(request, "orders/buy.html", {"b": b, "after_show": after_show})
 
 
 @access(SIGNED_IN)

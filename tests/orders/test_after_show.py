@@ -67,6 +67,8 @@ async def test_a_purchase_from_the_replay_is_at_the_regular_price_and_the_broadc
     assert {i["product_id"]: i["live_price"] for i in checkout["items"]} == {
         world.products[0].id: 12900, world.products[1].id: 18000}
     token = await sign_in(client, "viewer")
+    page = await (await client.get(f"/live/{world.live.id}/buy?lang=en")).text()
+    assert "Buy at the regular price" in page and 'data-price="12900"' in page and 'data-price="9900"' not in page
     status, body, _ = await buy(client, token, world.live.id, order(world))
     assert status == 201, body
     assert body["broadcast_id"] == world.live.id and body["subtotal"] == 25800
