@@ -152,6 +152,15 @@ def test_a_live_show_from_spotlight_to_purchase_and_draw(site: Site, contexts: A
     for page in (host, mina, joon, sora):
         no_horizontal_scroll(page)
 
+    # the broadcast's report (the figures so far, as after the show) counts mina's purchase, her coupon and the
+    # giveaway's entry and winner
+    host.goto(f"{site.url}/host/broadcasts/{site.live_id}/report")
+    expect(host.locator(f"#report-products tr[data-product='{first}']")).to_contain_text("16,800원")
+    expect(host.locator(".report-figure[data-metric='coupons_redeemed'] dd").first).not_to_have_text("0")
+    expect(host.locator(".report-figure[data-metric='giveaway_winners'] dd").first).not_to_have_text("0")
+    expect(host.locator(".report-chart[data-series='revenue'] rect.report-bar").first).to_be_attached()
+    no_horizontal_scroll(host)
+
 
 def test_the_room_reconnects_by_itself(site: Site, contexts: Any) -> None:
     ctx = contexts("phone")
