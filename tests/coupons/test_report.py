@@ -148,3 +148,16 @@ async def test_only_staff_and_its_hosts_read_a_report(http: TestClient, world: W
     assert page.status in ((401, 302, 303) if who is None else (403,))
     page = await http.get(f"/staff/broadcasts/{world.live.id}/report", allow_redirects=False)
     assert page.status in ((401, 302, 303) if who is None else (403,))
+
+
+async def test_a_fall_in_revenue_reads_as_one(http: TestClient, world: World, db: AsyncSession) -> None:
+    prev_id = await _series_with_previous(db, world)
+    token = await sign_in(http, "viewer")
+    status, body, _ = await buy(http, token, prev_id, order(world))  # 19,800원 last week, nothing this week
+    assert status == 201, body
+    await _end(db, prev_id, 60)
+    await _end(db, world.live.id, 60)
+    await sign_in(http, "staff")
+    html = await (await http.get(f"/staff/broadcasts/{world.live.id}/report?lang=en")).text()
+    row = html.split('<tr data-metric="revenue">')[1].split("</tr>")[0]
+    assert "₩0" in row and "₩19,800" in row and "−₩19,800 (-100.0%)" in row
