@@ -106,9 +106,6 @@ class MediaStore:
         self.max_bytes = config.media.max_upload_bytes
         self.max_side = config.media.max_image_side
 
-    def open(self) -> None:
-        (self.directory / "products").mkdir(parents=True, exist_ok=True)
-
     async def save_picture(self, raw: bytes, kind: str = "products") -> str:
         """Check, shrink and keep an uploaded picture; its address (`/media/products/<digest>.webp`)."""
         picture = await asyncio.to_thread(process_picture, raw, self.max_side, self.max_bytes)
@@ -147,7 +144,6 @@ async def serve(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application, config: Config) -> None:
     """The picture store on the app, and `/media/<kind>/<name>` serving its files."""
-    store = MediaStore(config)
-    store.open()
+    store = MediaStore(config)  # its directory is made when the first picture is kept
     app[MEDIA] = store
     app.router.add_get(MEDIA_PREFIX + "{kind}/{name}", serve, name="media")
