@@ -286,3 +286,25 @@ async def test_a_days_packing_list_to_print(server: TestServer, http: TestClient
     html = await (await http.get(f"/merchant/packing?day={today.group(1)}&merchant_id={world.other_merchant.id}"
                                  "&lang=en")).text()
     assert "2 pc in all" in html and "Packing list" in html and "2 orders" in html
+
+
+async def test_an_unpaid_transfer_waits_on_the_stalls_card(server: TestServer, http: TestClient, world: World,
+                                                           db: AsyncSession) -> None:
+    await seed_demo_order_settings(db, world.market.id)
+    await db.commit()
+    viewer = browser(server)
+    try:
+        tv = await sign_in(viewer, "viewer")
+        status, body, _ = await buy(viewer, tv, world.live.id, order(world, payment_method="bank_transfer"))
+        assert status == 201, body
+    finally:
+        await viewer.close()
+    token = await sign_in(http, "merchant")
+    html = await (await http.get("/merchant/orders")).text()
+    card = html[html.index(f'id="order-{body["id"]}"'):]
+    assert "결제를 기다리는 중이에요" in card and f'action="/merchant/orders/{body["id"]}"' not in html
+    resp = await http.post(f"/merchant/orders/{body['id']}", data={"csrf_token": token, "status": "packed"})
+    assert resp.status == 409
+    await fresh(db)
+    line = await db.scalar(select(PurchaseLine).where(PurchaseLine.purchase_id == body["id"]))
+    assert line is not None and line.status is OrderStatus.PLACED
