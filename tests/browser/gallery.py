@@ -35,6 +35,7 @@ CAPTIONS = {
     "console": "Host console",
     "console-moderation-undo": "Moderating in the console: undo for a few seconds",
     "console-figures": "Sales figures",
+    "report": "After the show: the broadcast's report",
 }
 
 
