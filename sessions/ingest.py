@@ -14,7 +14,11 @@ a database read, a transaction and a flush of its own.
   means the message is committed to the database (so a process killed after it loses nothing) and holds
   its place in the room's stream (every viewer gets it, live or on resume). If the room cannot be told
   (Redis away), the messages of the group not yet sent are deleted and answered `unavailable`: a message
-  is seen by the room or does not stand.
+  is seen by the room or does not stand. When the deletion fails too (the database went away with Redis),
+  the messages are taken back as soon as the database answers again (tried every second, before anything
+  newer is written), unless their sender sent them again meanwhile with their `client_id`: then they are
+  sent to the room and stand. Only a process that dies before the database comes back leaves such a
+  message standing unsent (it shows in the chat's history, never live).
 - A message sent again with its `client_id` is found in the group's transaction (or earlier in the same
   group) and answered with the first sending's id and offset, never written twice; a send repeated on
   the same process is answered from memory before any check.
@@ -23,7 +27,9 @@ a database read, a transaction and a flush of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +45,7 @@ from livecommerce.caches import KeptReads
 from livecommerce.db import writer
 from livecommerce.errors import Unavailable
 from livecommerce.keys import AppKeys
+from livecommerce.outages import unavailable
 
 from .chat import Rules, message_out
 from .models import Broadcast, BroadcastState, ChatMessage, RoomSanction
@@ -122,6 +129,8 @@ class ChatWriter:
     _queue: list[Draft] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
     _answered: OrderedDict[tuple[int, str], Sent] = field(default_factory=OrderedDict)
+    _untaken: dict[int, int] = field(default_factory=dict)  # refused messages still to delete → their broadcast
+    untaken_since: float = 0.0  # when the oldest of them could not be deleted (monotonic)
 
     def answered(self, user_id: int, client_id: str) -> Sent | None:
         """A send this process already answered `ok` (its repetition gets the same answer)."""
@@ -146,7 +155,13 @@ class ChatWriter:
 
     async def _drain(self) -> None:
         try:
-            while self._queue:
+            while self._queue or self._untaken:
+                if self._untaken:
+                    await self._settle()
+                if not self._queue:
+                    if self._untaken:
+                        await asyncio.sleep(TAKE_BACK_EVERY_S)
+                    continue
                 group, self._queue = self._queue[:self.group_size], self._queue[self.group_size:]
                 try:
                     await self._write(group)
@@ -157,6 +172,40 @@ class ChatWriter:
                             d.future.set_exception(exc)
         finally:
             self._task = None
+
+    @property
+    def writing(self) -> bool:
+        """Messages wait to be written (not only refused ones to take back)."""
+        return bool(self._queue) or not self._untaken
+
+    async def close(self) -> None:
+        """At shutdown: stop trying to take back what could not be (the messages stay, logged)."""
+        task = self._task
+        if task is not None and not task.done():
+            if self._untaken:
+                log.error("refused chat messages could not be taken back: they stay",
+                          extra={"ids": list(self._untaken)})
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _settle(self) -> None:
+        """Delete the refused messages a failed take-back left standing; what fails stays for the next try."""
+        ids = list(self._untaken)
+        try:
+            async with writer(self.app[AppKeys.engine]).begin() as conn:
+                await conn.execute(delete(_T).where(_T.c.id.in_(ids)))
+        except Exception as exc:
+            if time.monotonic() - self.untaken_since > TAKE_BACK_FOR_S:
+                log.error("refused chat messages could not be taken back: they stay", extra={"ids": ids})
+                self._untaken.clear()
+            elif not unavailable(exc):
+                log.warning("refused chat messages not taken back yet", extra={"error": str(exc)})
+            return
+        rooms = self.app[ROOMS]
+        for bid in {self._untaken.pop(i) for i in ids if i in self._untaken}:
+            rooms.forget_chat(bid)
+        log.warning("refused chat messages taken back", extra={"count": len(ids)})
 
     async def _write(self, group: list[Draft]) -> None:
         engine = writer(self.app[AppKeys.engine])
@@ -172,6 +221,7 @@ class ChatWriter:
                         k = (d.user_id, d.client_id) if d.client_id is not None else None
                         if k is not None and k in known:
                             d.row = known[k]
+                            self._untaken.pop(d.row.id, None)  # sent again: it goes to the room and stands
                         elif k is not None and k in firsts:
                             d.first = firsts[k]
                         else:
@@ -214,8 +264,14 @@ class ChatWriter:
     async def _take_back(self, rest: Sequence[Draft]) -> None:
         ids = [d.row.id for d in rest if d.new]
         if ids:
-            async with writer(self.app[AppKeys.engine]).begin() as conn:
-                await conn.execute(delete(_T).where(_T.c.id.in_(ids)))
+            try:
+                async with writer(self.app[AppKeys.engine]).begin() as conn:
+                    await conn.execute(delete(_T).where(_T.c.id.in_(ids)))
+            except Exception as exc:  # the database away too: taken back when it answers (`_drain`)
+                log.warning("refused chat messages to take back later", extra={"count": len(ids), "error": str(exc)})
+                if not self._untaken:
+                    self.untaken_since = time.monotonic()
+                self._untaken.update({d.row.id: d.broadcast_id for d in rest if d.new})
         rooms = self.app[ROOMS]
         for bid in {d.broadcast_id for d in rest}:
             rooms.forget_chat(bid)  # a history read meanwhile must not keep what does not stand
@@ -245,4 +301,6 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()  # a sender that went away does not leave "never retrieved" behind
 
 
+TAKE_BACK_EVERY_S = 1.0
+TAKE_BACK_FOR_S = 3600.0  # a database away for longer than this: the messages stay (logged as an error)
 WRITER = web.AppKey("chat_writer", ChatWriter)

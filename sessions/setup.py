@@ -41,7 +41,9 @@ def setup(app: web.Application) -> None:
 async def chat_writer_ctx(app: web.Application) -> AsyncIterator[None]:
     """At shutdown, the chat messages already accepted are written and sent before the room closes."""
     yield
-    task = app[ingest.WRITER]._task
-    if task is not None:
+    chat_writer = app[ingest.WRITER]
+    task = chat_writer._task
+    if task is not None and chat_writer.writing:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(task), 10)
+    await chat_writer.close()

@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.accounts import create_user
@@ -391,3 +391,66 @@ async def test_what_the_bus_did_not_bring_is_read_from_the_stream_first(
         for v in viewers:
             await v.sio.disconnect()
 
+
+
+async def keep_deletes(db: AsyncSession, keep: bool) -> None:
+    """While `keep`, the database refuses to delete a chat message (as when it is away when one must be taken
+    back); a trigger of this test's own, on either backend."""
+    await fresh(db)
+    postgres = db.bind.dialect.name == "postgresql"
+    if keep and postgres:
+        await db.execute(text("CREATE FUNCTION lc_test_keep() RETURNS trigger AS $$ BEGIN "
+                              "RAISE EXCEPTION 'kept by the test'; END $$ LANGUAGE plpgsql"))
+        await db.execute(text("CREATE TRIGGER lc_test_keep BEFORE DELETE ON chat_messages "
+                              "FOR EACH ROW EXECUTE FUNCTION lc_test_keep()"))
+    elif keep:
+        await db.execute(text("CREATE TRIGGER lc_test_keep BEFORE DELETE ON chat_messages "
+                              "BEGIN SELECT RAISE(ABORT, 'kept by the test'); END"))
+    elif postgres:
+        await db.execute(text("DROP TRIGGER IF EXISTS lc_test_keep ON chat_messages"))
+        await db.execute(text("DROP FUNCTION IF EXISTS lc_test_keep()"))
+    else:
+        await db.execute(text("DROP TRIGGER IF EXISTS lc_test_keep"))
+    await db.commit()
+
+
+async def test_a_refused_message_the_database_would_not_take_back_is_taken_back_when_it_can(
+        servers: list[TestServer], private_redis: PrivateRedis, world: World, db: AsyncSession) -> None:
+    """Redis away, then the database refusing the take-back too: the refused messages stand only until the
+    database deletes again — unless sent again with their `client_id` meanwhile, which sends them to the room."""
+    bid = world.live.id
+    host = await signed_in(servers[0], "host")
+    viewer = await anonymous(servers[1])
+    try:
+        for v in (host, viewer):
+            assert (await v.call("join", {"broadcast_id": bid}))["ok"]
+        private_redis.kill()
+        await keep_deletes(db, True)
+        try:
+            for cid in ("gone", "again"):
+                ack = await host.call("chat:send", {"broadcast_id": bid, "text": cid, "client_id": cid})
+                assert ack["error"]["code"] == "unavailable", ack
+            assert set(await rows_by_client_id(db, bid)) == {"gone", "again"}  # standing, for now
+
+            private_redis.start()
+            await private_redis.ready()
+            for s in servers:
+                await until(lambda s=s: health(s), lambda h: h[0] == 200 and h[1]["bus"] == "ok", 10)
+            # sent again while its take-back still fails: it goes to the room, and stands
+            again = await host.call("chat:send", {"broadcast_id": bid, "text": "again", "client_id": "again"})
+            assert again["ok"], again
+        finally:
+            await keep_deletes(db, False)
+        # the other is taken back as soon as the database deletes again
+        rows = await until(lambda: rows_by_client_id(db, bid), lambda r: set(r) == {"again"}, 10)
+        assert rows["again"] == [again["data"]["id"]]
+        await viewer.wait_for(lambda: viewer.chat_texts() == ["again"])
+        later = await anonymous(servers[0])  # a viewer who joins now sees no trace of the one taken back
+        try:
+            joined = await later.call("join", {"broadcast_id": bid})
+            assert [m["text"] for m in joined["data"]["chat"]] == ["again"], joined["data"]["chat"]
+        finally:
+            await later.sio.disconnect()
+    finally:
+        for v in (host, viewer):
+            await v.sio.disconnect()
