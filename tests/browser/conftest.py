@@ -51,6 +51,7 @@ class Site:
     giveaway_id: int
     product_ids: list[int]
     accounts: dict[str, str] = field(default_factory=dict)  # username -> role
+    replay_id: int = 0  # an ended broadcast with its recording and chat: the replay
 
     @property
     def url(self) -> str:
@@ -90,7 +91,7 @@ def _prepare(db_url: str, redis_url: str, workdir: Path) -> tuple[Path, dict[str
         from sqlalchemy import select
 
         from coupons.models import CouponDrop, Giveaway
-        from sessions.models import Broadcast, BroadcastHost, BroadcastState, LineupItem
+        from sessions.models import Broadcast, BroadcastHost, BroadcastState, ChatMessage, LineupItem
 
         engine = make_engine(config.database)
         try:
@@ -117,9 +118,25 @@ def _prepare(db_url: str, redis_url: str, workdir: Path) -> tuple[Path, dict[str
                                   lineup=[LineupItem(product_id=pid, position=n, live_price=9900, stock_reserved=5)
                                           for n, pid in enumerate(products[:3])])
                 db.add(ended)
+                # a show before it, with its recording (a picture stands in for the video: the page is what is
+                # looked at) and its chat, every minute
+                before = start - timedelta(days=5)
+                replayed = Broadcast(market_id=result.market_id, title_ko="다시 보기: 떡 특집",
+                                     title_en="Replay: the rice cake special", starts_at=before,
+                                     ends_at=before + timedelta(hours=1), started_at=before,
+                                     ended_at=before + timedelta(hours=1), state=BroadcastState.ENDED,
+                                     recording_url="/static/demo/poster.svg", hosts=[BroadcastHost(user_id=host.id)],
+                                     partners=[], lineup=[LineupItem(product_id=pid, position=n, live_price=9900,
+                                                                     stock_reserved=5)
+                                                          for n, pid in enumerate(products[:3])])
+                db.add(replayed)
+                await db.flush()
+                db.add_all([ChatMessage(broadcast_id=replayed.id, user_id=host.id, author_name="쇼호스트 민지",
+                                        author_role="host", text=f"{n}분: 떡 구경하세요!",
+                                        created_at=before + timedelta(minutes=n)) for n in range(0, 60, 1)])
                 await db.flush()
                 return {"live_id": result.live_broadcast_id, "ended_id": ended.id, "drop_id": drop,
-                        "giveaway_id": give, "product_ids": list(products)}
+                        "giveaway_id": give, "product_ids": list(products), "replay_id": replayed.id}
         finally:
             await engine.dispose()
 
@@ -213,7 +230,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         yield Site(backend, urls, facts["live_id"], facts["ended_id"], facts["drop_id"], facts["giveaway_id"],
                    facts["product_ids"],
                    {"staff": "staff", "host": "host", "merchant": "merchant", "mina": "viewer", "joon": "viewer",
-                    "sora": "viewer"})
+                    "sora": "viewer"}, facts["replay_id"])
     finally:
         for proc, _log in procs:
             proc.terminate()

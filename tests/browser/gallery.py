@@ -28,6 +28,7 @@ CAPTIONS = {
     "live-giveaway-won": "The giveaway drawn: you won",
     "live-english": "Live sale page in English",
     "live-ended": "An ended broadcast",
+    "live-replay": "After the show: the replay, its chat in time, the line-up at the regular price",
     "buy-page-guest": "The buy page (fallback), a guest",
     "buy-page": "The buy page (fallback)",
     "orders": "My orders",

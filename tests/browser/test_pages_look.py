@@ -48,6 +48,16 @@ def test_the_viewer_pages(site: Site, contexts: Any, size: str) -> None:
     expect(page.locator("#live-page a[href^='/join']")).to_have_count(0)  # nothing to join in an ended show
     expect(page.locator("[data-buy]")).to_have_count(0)
     look(page, f"live-ended-{size}")
+    page.goto(f"{site.url}/live/{site.replay_id}")
+    expect(page.locator("#replay-video")).to_be_visible()
+    expect(page.locator("#replay-note")).to_be_visible()
+    expect(page.locator(".product-buy").first).to_be_enabled()  # on sale at the regular price
+    expect(page.locator("#live-page a[href^='/join']")).to_have_count(0)
+    page.evaluate("""() => { const v = document.getElementById('replay-video');
+        Object.defineProperty(v, 'currentTime', {get: () => 185, configurable: true});
+        v.dispatchEvent(new Event('timeupdate')); }""")  # at 3:05 of the recording: minutes 0 to 3 said
+    expect(page.locator("#replay-chat .chat-msg")).to_have_count(4)
+    look(page, f"live-replay-{size}")
     page.goto(f"{site.url}/live/{site.live_id}?lang=en")
     expect(page.locator("#lineup-open")).to_contain_text("Line-up")
     expect(page.locator(".product-card .live-price").first).to_contain_text("₩")
