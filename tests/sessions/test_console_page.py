@@ -4,11 +4,13 @@ their per-minute chart, and the report's link once the show has ended."""
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from livecommerce.db import utcnow
 from sessions.models import Broadcast, BroadcastState
 from tests.support import World, sign_in
 
@@ -54,6 +56,11 @@ async def test_hosts_and_staff_find_the_reports_of_past_shows(client: TestClient
     await client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": await _token(client)})
     await sign_in(client, "staff")
     assert f'href="/staff/broadcasts/{world.live.id}/report"' in await (await client.get("/staff")).text()
+    seoul = ZoneInfo("Asia/Seoul")
+    today = utcnow().astimezone(seoul).date()
+    if world.live.starts_at.astimezone(seoul).date() >= today - timedelta(days=today.weekday()):
+        schedule = await (await client.get("/staff/schedule")).text()  # this week's shows, the ended ones too
+        assert f'href="/staff/broadcasts/{world.live.id}/report"' in schedule
 
 
 async def _token(client: TestClient) -> str:
