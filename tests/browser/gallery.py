@@ -37,6 +37,13 @@ CAPTIONS = {
     "console-moderation-undo": "Moderating in the console: undo for a few seconds",
     "console-figures": "Sales figures",
     "report": "After the show: the broadcast's report",
+    "merchant-orders": "A stall's orders as cards: what to pack, for whom, by when",
+    "merchant-packing": "A day's packing list to print",
+    "staff-schedule": "Staff: the schedule, series in words",
+    "staff-orders": "Staff: every order",
+    "staff-catalogue": "Staff: the catalogue",
+    "staff-product": "Staff: a product with its picture",
+    "schedule-staff": "The schedule",
 }
 
 
