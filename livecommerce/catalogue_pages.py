@@ -197,6 +197,9 @@ async def _save_product_form(request: web.Request, product_id: int | None,
     image = current.image if current else ""
     try:
         values = _product_values(form)
+        async with request.app[AppKeys.reader]() as db:  # before the picture is kept: a refusal keeps nothing
+            if await db.get(Merchant, values["merchant_id"]) is None:
+                raise ValidationFailed("No stall with this id.", code="merchant_not_found")
         raw = _upload(form, "picture")
         if raw is not None:
             values["image"] = image = await request.app[MEDIA].save_picture(raw)
