@@ -1,6 +1,7 @@
 """Each page of the live sale, at phone size (390×844) and desk size (1280×800): it loads with no console
-error and no failed request, does not scroll sideways, and its screenshot is saved for the gallery
-(`python -m tests.browser.gallery` writes docs/screens.md from them)."""
+error and no failed request, does not scroll sideways, axe-core finds no serious or critical accessibility
+violation in it, and its screenshot is saved for the gallery (`python -m tests.browser.gallery` writes
+docs/screens.md from them)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,69 @@ import re
 from typing import Any
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from .conftest import WAIT_MS, Site, no_horizontal_scroll, screenshot, sign_in
 
 expect.set_options(timeout=WAIT_MS)
+
+AXE = Axe()  # axe-core as the package ships it: read from disk, injected into each page
+SEVERE = ("serious", "critical")
+
+
+def accessible(page: Page) -> None:
+    """axe-core finds no serious or critical violation in the page as it is now. Motion is reduced while it
+    looks (the stylesheet then stops its animations), so that a colour is judged at rest, not mid-fade."""
+    page.emulate_media(reduced_motion="reduce")
+    try:
+        results = AXE.run(page).response
+    finally:
+        page.emulate_media(reduced_motion="no-preference")
+    severe = [v for v in results["violations"] if v.get("impact") in SEVERE]
+    lines = []
+    for v in severe:
+        lines.append(f"{v['id']} ({v['impact']}): {v['help']} — {v['helpUrl']}")
+        for node in v["nodes"]:
+            summary = (node.get("failureSummary") or "").replace("\n", " ")
+            lines.append(f"    {', '.join(map(str, node['target']))}: {summary}")
+    assert not severe, f"{page.url}: accessibility violations\n" + "\n".join(lines)
+
+
+FOCUS_SEEN = """() => {
+    const el = document.activeElement;
+    if (!el || el === document.body) return null;
+    const s = getComputedStyle(el);
+    const ring = s.outlineStyle !== "none" && parseFloat(s.outlineWidth) >= 2
+        && !["transparent", "rgba(0, 0, 0, 0)"].includes(s.outlineColor);
+    const name = el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+        + (el.classList.length ? "." + [...el.classList].join(".") : "")
+        + " “" + (el.getAttribute("aria-label") || el.textContent || "").trim().slice(0, 30) + "”";
+    const keys = window.focusWalk || (window.focusWalk = new WeakMap());
+    if (!keys.has(el)) keys.set(el, keys.n = (keys.n || 0) + 1);
+    return {key: keys.get(el), name, ring, visible: el.matches(":focus-visible")};
+}"""
+
+
+def focus_visible(page: Page, stops: int = 80) -> None:
+    """Walking the page with Tab, every control that takes the focus shows a clear ring (an outline at least
+    2px wide) while it has it."""
+    page.evaluate("() => { document.activeElement?.blur(); window.scrollTo(0, 0); }")
+    seen: set[int] = set()
+    unseen = []
+    for _ in range(stops):
+        page.keyboard.press("Tab")
+        stop = page.evaluate(FOCUS_SEEN)
+        if stop is None:
+            continue
+        if stop["key"] in seen:
+            break  # round the page once
+        seen.add(stop["key"])
+        if not (stop["ring"] and stop["visible"]):
+            unseen.append(stop["name"])
+    page.evaluate("() => { document.activeElement?.blur(); window.scrollTo(0, 0); delete window.focusWalk; }")
+    assert seen, f"{page.url}: Tab reaches no control"
+    assert not unseen, f"{page.url}: the focus is not visible on {unseen}"
 
 
 def settle(page: Page) -> None:
@@ -24,7 +83,9 @@ def settle(page: Page) -> None:
 def look(page: Page, name: str) -> None:
     settle(page)
     no_horizontal_scroll(page)
+    accessible(page)
     screenshot(page, name)
+    focus_visible(page)
 
 
 @pytest.mark.parametrize("size", ["phone", "desk"])
@@ -40,6 +101,7 @@ def test_the_viewer_pages(site: Site, contexts: Any, size: str) -> None:
     page.locator("#lineup-sheet [data-buy]").first.click()
     expect(page.locator("#buy-sheet")).to_be_visible()
     expect(page.locator("#buy-sheet a[href^='/join']")).to_be_visible()  # a guest is asked to join first
+    accessible(page)
     screenshot(page, f"live-buy-guest-{size}", full=False)
     page.goto(f"{site.url}/live/{site.live_id}/buy")
     look(page, f"buy-page-guest-{size}")
@@ -69,11 +131,13 @@ def test_the_viewer_pages(site: Site, contexts: Any, size: str) -> None:
     look(page, f"live-signed-in-{size}")
     page.click("#lineup-open")
     expect(page.locator("#lineup-sheet")).to_be_visible()
+    accessible(page)
     screenshot(page, f"live-lineup-sheet-{size}", full=False)
     page.locator("#lineup-sheet [data-buy]").nth(2).click()
     expect(page.locator("#buy-sheet .buy-item:visible")).to_have_count(1)
     page.fill("#buy-postal", "04524")
     expect(page.locator("#buy-options .option-choice").first).to_be_visible()
+    accessible(page)
     screenshot(page, f"live-buy-sheet-{size}", full=False)
     page.keyboard.press("Escape")
     expect(page.locator("#buy-sheet")).to_be_hidden()
@@ -101,10 +165,13 @@ def test_the_console(site: Site, contexts: Any, size: str) -> None:
         expect(spots.first).to_be_enabled()
         page.keyboard.press("j")
         expect(spots.nth(0)).to_have_attribute("aria-pressed", "true")
+        expect(page.locator(".spot-btn:disabled")).to_have_count(0)  # the move is answered: keys act again
         page.keyboard.press("ArrowRight")
         expect(spots.nth(1)).to_have_attribute("aria-pressed", "true")
+        expect(page.locator(".spot-btn:disabled")).to_have_count(0)  # the move is answered: keys act again
         page.keyboard.press("k")
         expect(spots.nth(0)).to_have_attribute("aria-pressed", "true")
+        expect(page.locator(".spot-btn:disabled")).to_have_count(0)  # the move is answered: keys act again
         page.focus("#notice-input")
         page.keyboard.press("j")  # typing in a field is typing, not a shortcut
         expect(spots.nth(0)).to_have_attribute("aria-pressed", "true")
@@ -188,6 +255,7 @@ def test_the_stall_and_staff_pages(site: Site, contexts: Any, size: str) -> None
     look(staff, f"staff-orders-{size}")
     staff.goto(f"{site.url}/staff/chat")
     expect(staff.locator("form .btn-primary")).to_be_visible()
+    accessible(staff)
     staff.goto(f"{site.url}/staff/catalogue")
     expect(staff.locator("#catalogue-products .cat-item").first).to_be_visible()
     look(staff, f"staff-catalogue-{size}")
