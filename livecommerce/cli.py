@@ -201,6 +201,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  Viewer page (live now): {{base}}/live/{result.live_broadcast_id}",
         f"  Host console:           {{base}}/host/broadcasts/{result.live_broadcast_id}",
         "  Staff pages:            {base}/staff   {base}/staff/catalogue",
+        *([f"  Last week's show:       {{base}}/live/{result.past_broadcast_id} (the replay)   "
+           f"{{base}}/staff/broadcasts/{result.past_broadcast_id}/report (its report)"]
+          if result.past_broadcast_id else []),
         "  Sign in at {base}/login with:",
         f"    staff    / {result.staff_password}",
         f"    host     / {result.host_password}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,8 +14,9 @@ from sqlalchemy.orm import selectinload
 
 from coupons import claims, giveaways
 from coupons.models import CouponDrop, EntryMode, Giveaway
+from orders.models import DeliveryOption, LineupSale, OrderStatus, Purchase, PurchaseLine
 from orders.settings import seed_demo_order_settings
-from sessions.models import Broadcast, BroadcastHost, BroadcastState, LineupItem
+from sessions.models import Broadcast, BroadcastHost, BroadcastState, ChatMessage, LineupItem
 from sessions.schedule import weekly_rrule
 
 from .accounts import create_user, set_password
@@ -62,6 +64,7 @@ class DemoResult:
     staff_password: str
     host_password: str
     merchant_password: str
+    past_broadcast_id: int | None = None  # last week's show (made with the market): its report and replay
 
 
 def _password() -> str:
@@ -137,6 +140,7 @@ async def seed(db: AsyncSession, config: Config, now: datetime, stream_url: str 
                                    .options(selectinload(Broadcast.lineup)))).all()
         for b in coming:
             lineup(b, 5)
+        series_id: int | None = series.id
 
     live = await db.scalar(select(Broadcast).where(Broadcast.market_id == market.id,
                                                    Broadcast.state == BroadcastState.LIVE,
@@ -155,8 +159,64 @@ async def seed(db: AsyncSession, config: Config, now: datetime, stream_url: str 
     elif stream_url and not live.stream_url:
         live.stream_url = stream_url
     await db.flush()
+    past_id = None
+    if created:
+        recording = stream_url.rsplit("/", 1)[0] + "/index.m3u8" if stream_url else ""
+        past_id = await _past_episode(db, market.id, series_id, host, products, now, recording, tz)
     await _coupons(db, market.id, live, host, now)
-    return DemoResult(created, market.id, live.id, staff_pw, host_pw, merchant_pw)
+    return DemoResult(created, market.id, live.id, staff_pw, host_pw, merchant_pw, past_id)
+
+
+PAST_CHAT = ["안녕하세요!", "만두 진짜 맛있어 보여요", "참기름 몇 ml인가요?", "두 팩 샀어요 ㅎㅎ", "배송 언제 와요?",
+             "오늘 가격 최고네요", "떡볶이 매운가요?", "들기름도 있나요", "구매 완료!", "다음 방송도 기대할게요"]
+
+
+async def _past_episode(db: AsyncSession, market_id: int, series_id: int | None, host: User,
+                        products: list[tuple[Product, int]], now: datetime, recording_url: str, tz: ZoneInfo) -> int:
+    """Last week's show, ended, with its chat, purchases and (when the demo has video) its recording, so that
+    a newcomer finds a report after the show and a replay."""
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=7)
+    past = Broadcast(market_id=market_id, series_id=series_id, title_ko="지난주 라이브 장터: 떡볶이·김밥",
+                     title_en="Last week: tteokbokki & gimbap",
+                     occurrence_local=start.astimezone(tz).strftime("%Y-%m-%dT%H:%M"),
+                     starts_at=start, ends_at=start + timedelta(hours=1), started_at=start,
+                     ended_at=start + timedelta(hours=1), state=BroadcastState.ENDED, lineup=[], partners=[],
+                     hosts=[BroadcastHost(user_id=host.id)], peak_viewers=214, hearts=5310,
+                     recording_url=recording_url)
+    shown = products[:5]
+    for pos, (p, live_price) in enumerate(shown):
+        past.lineup.append(LineupItem(product_id=p.id, position=pos, live_price=live_price, stock_reserved=30))
+    db.add(past)
+    buyers = [await _account(db, f"buyer{i}", Role.VIEWER, name, _password())
+              for i, name in enumerate(("단골 김씨", "이웃 박씨", "새댁 최씨"), start=1)]
+    await db.flush()
+    for i in range(40):  # a message every minute and a half, from the buyers and the host
+        who = host if i % 5 == 0 else buyers[i % 3]
+        db.add(ChatMessage(broadcast_id=past.id, user_id=who.id, author_name=who.display_name,
+                           author_role=who.role.value, text=PAST_CHAT[i % len(PAST_CHAT)],
+                           created_at=start + timedelta(seconds=30 + 88 * i)))
+    sold: dict[int, int] = {}
+    for i in range(12):  # purchases through the hour, more in the middle
+        p, live_price = shown[(i * 3) % len(shown)]
+        quantity = 1 + i % 3
+        second = 300 + 270 * i
+        buyer = buyers[i % 3]
+        at = start + timedelta(seconds=second)
+        purchase = Purchase(broadcast_id=past.id, market_id=market_id, user_id=buyer.id, stream_second=second,
+                            status=OrderStatus.DELIVERED, subtotal=live_price * quantity, total=live_price * quantity,
+                            delivery_option=DeliveryOption.NEXT_DAY, delivery_promise_at=at + timedelta(days=1),
+                            payment_method="cod", contact_name=buyer.display_name, contact_phone="010-0000-0000",
+                            postal_code="04524", address1="서울 중구 세종대로 110", placed_at=at, updated_at=at)
+        db.add(purchase)
+        await db.flush()
+        db.add(PurchaseLine(purchase_id=purchase.id, product_id=p.id, merchant_id=p.merchant_id, quantity=quantity,
+                            unit_price=live_price, usual_price=p.price, line_total=live_price * quantity,
+                            status=OrderStatus.DELIVERED, updated_at=at))
+        sold[p.id] = sold.get(p.id, 0) + quantity
+    for product_id, units in sold.items():
+        db.add(LineupSale(broadcast_id=past.id, product_id=product_id, sold=units))
+    await db.flush()
+    return past.id
 
 
 async def _coupons(db: AsyncSession, market_id: int, live: Broadcast, host: User, now: datetime) -> None:

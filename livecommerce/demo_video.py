@@ -145,13 +145,16 @@ DEMO_VIDEO = web.AppKey("demo_video", Path)
 
 @access(PUBLIC)
 async def stream(request: web.Request) -> web.StreamResponse:
-    """`live.m3u8` (the window as of now) and the clip's segments, with their media types."""
+    """`live.m3u8` (the window as of now), `index.m3u8` (the whole clip, for a replay) and the clip's segments,
+    with their media types."""
     directory = request.app[DEMO_VIDEO]
     name = request.match_info["name"]
     if name == LIVE:
         clip = read_vod((directory / VOD).read_text(encoding="utf-8"))
         return web.Response(text=live_playlist(clip, time.time()), content_type=PLAYLIST_TYPE,
                             headers={"Cache-Control": "no-cache"})
+    if name == VOD:  # the whole clip, as a recording (the demo's past show replays it)
+        return web.Response(text=(directory / VOD).read_text(encoding="utf-8"), content_type=PLAYLIST_TYPE)
     if SEGMENT.fullmatch(name) and (directory / name).is_file():
         return web.FileResponse(directory / name, headers={"Content-Type": SEGMENT_TYPE,
                                                            "Cache-Control": "public, max-age=86400"})

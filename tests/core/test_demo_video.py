@@ -87,3 +87,11 @@ async def test_the_demo_live_broadcast_plays_a_stream_the_server_serves(
         assert (await client.get(f"/demo/stream/{wrong}")).status == 404
     page = await client.get(f"/live/{result.live_broadcast_id}")
     assert "hls.light.min.js" in await page.text()  # the page loads its player
+    # last week's show replays the whole clip
+    assert result.past_broadcast_id is not None
+    past = await (await client.get(f"/api/v1/broadcasts/{result.past_broadcast_id}")).json()
+    assert past["state"] == "ended" and past["recording_url"] == "/demo/stream/index.m3u8", past
+    resp = await client.get(past["recording_url"])
+    assert resp.status == 200 and resp.content_type == "application/vnd.apple.mpegurl"
+    recording = await resp.text()
+    assert "#EXT-X-ENDLIST" in recording and segments(recording) == ["seg00.ts", "seg01.ts"]  # 4 s, 2 s each
