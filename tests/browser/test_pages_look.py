@@ -269,7 +269,9 @@ def test_the_stall_and_staff_pages(site: Site, contexts: Any, size: str) -> None
     staff.locator("form.form-card button[type=submit]").first.click()
     item = staff.locator(f"#product-{site.product_ids[0]} img.cat-thumb")
     expect(item).to_have_attribute("src", re.compile(r"^/media/products/[0-9a-f]{32}\.webp$"))
-    assert staff.evaluate(f"() => document.querySelector('#product-{site.product_ids[0]} img').naturalWidth") == 1200
+    item.scroll_into_view_if_needed()  # a lazy picture loads once it is in sight
+    staff.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=item.element_handle())
+    assert item.evaluate("(img) => img.naturalWidth") == 1200
     staff.goto(f"{site.url}/schedule")
     expect(staff.locator("a.button, button.button")).to_have_count(0)
     look(staff, f"schedule-staff-{size}")
