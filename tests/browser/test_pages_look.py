@@ -275,3 +275,25 @@ def test_the_stall_and_staff_pages(site: Site, contexts: Any, size: str) -> None
     staff.goto(f"{site.url}/schedule")
     expect(staff.locator("a.button, button.button")).to_have_count(0)
     look(staff, f"schedule-staff-{size}")
+
+
+@pytest.mark.parametrize("size", ["phone", "desk"])
+def test_the_other_pages_are_accessible(site: Site, contexts: Any, size: str) -> None:
+    """The pages the tests above do not look at: no serious or critical axe-core violation, a focus ring on
+    each control, no sideways scroll."""
+    guest = contexts(size).new_page()
+    for path in ("/join", "/login", "/schedule"):
+        guest.goto(site.url + path)
+        expect(guest.locator("h1").first).to_be_visible()
+        no_horizontal_scroll(guest)
+        accessible(guest)
+        focus_visible(guest)
+    staff = contexts(size).new_page()
+    sign_in(staff, site.url, "staff", "/staff")
+    for path in ("/staff", "/staff/broadcasts/new", "/staff/series/new", "/staff/catalogue/products/new",
+                 "/staff/coupons", "/staff/giveaways", "/host"):
+        staff.goto(site.url + path)
+        expect(staff.locator("h1").first).to_be_visible()
+        no_horizontal_scroll(staff)
+        accessible(staff)
+        focus_visible(staff)
