@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -27,6 +28,7 @@ from .accounts import AccountCache
 from .api import API
 from .auth import COOKIE, UNSAFE, Session, SessionCodec, check_csrf, cookie_secure
 from .caches import Caches, Watch
+from .compress import STATIC_GZIP, StaticGzip, compress_page
 from .config import Config
 from .db import make_engine, make_sessionmaker
 from .errors import N_, AppError, NotFound, TooManyConnections, Unavailable, error_body, status_for
@@ -109,6 +111,8 @@ def observe(request: web.Request, handler: Handler) -> Awaitable[web.StreamRespo
             return _observe(request, _too_many_connections)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return answer_websocket(request, request.match_info.handler)
+    elif request.path.startswith("/static/") and request.method == "GET":
+        return _observe(request, functools.partial(_static, handler))
     return _observe(request, handler)
 
 
@@ -195,7 +199,14 @@ async def _observed(request: web.Request, handler: Handler, request_id: str) -> 
             "ms": round(elapsed * 1000, 2), "user": user.id if user else None, "code": code or None})
     if isinstance(resp, web.HTTPException):
         raise resp
+    compress_page(request, resp)
     return resp
+
+
+async def _static(handler: Handler, request: web.Request) -> web.StreamResponse:
+    """A static file: gzipped from memory for a browser that accepts it, else the ordinary static route."""
+    answer = request.app[STATIC_GZIP].answer(request, request.path.removeprefix("/static/"))
+    return answer if answer is not None else await handler(request)
 
 
 @web.middleware
@@ -388,6 +399,7 @@ def create_app(config: Config) -> web.Application:
     api.install(app)
     install_live(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=False)
+    app[STATIC_GZIP] = StaticGzip(web_assets.STATIC)
     return app
 
 

@@ -196,3 +196,27 @@ async def test_static_files_and_vendored_client(client: TestClient) -> None:
     assert "socket.io" in (await resp.text())[:300].lower()
     resp = await client.get("/static/demo/dumplings.svg")
     assert resp.status == 200
+
+
+async def test_text_goes_out_gzipped_to_a_browser_that_accepts_it(client: TestClient) -> None:
+    import gzip
+
+    import web as web_assets
+
+    script = (web_assets.STATIC / "vendor" / "hls.js" / "hls.light.min.js").read_bytes()
+    path = "/static/vendor/hls.js/hls.light.min.js"
+    resp = await client.get(path, headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert resp.status == 200 and resp.headers["Content-Encoding"] == "gzip"
+    assert resp.headers["Vary"] == "Accept-Encoding" and resp.content_type == "text/javascript"
+    body = await resp.read()
+    assert gzip.decompress(body) == script and len(body) < len(script) / 2
+    again = await client.get(path, headers={"Accept-Encoding": "gzip", "If-None-Match": resp.headers["ETag"]},
+                             auto_decompress=False)
+    assert again.status == 304 and not await again.read()
+    plain = await client.get(path, headers={"Accept-Encoding": "identity"}, auto_decompress=False)
+    assert "Content-Encoding" not in plain.headers and await plain.read() == script
+    for outside in ("/static/../livecommerce/app.py", "/static/%2e%2e/pyproject.toml", "/static/nothing.js"):
+        assert (await client.get(outside, headers={"Accept-Encoding": "gzip"})).status in (403, 404), outside
+    page = await client.get("/schedule", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert page.status == 200 and page.headers["Content-Encoding"] == "gzip"
+    assert "<html" in gzip.decompress(await page.read()).decode()
