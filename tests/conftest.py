@@ -16,10 +16,12 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from argon2 import PasswordHasher
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from livecommerce import auth
 from livecommerce.accounts import create_user
 from livecommerce.app import create_app
 from livecommerce.config import Config, build_config
@@ -33,6 +35,17 @@ PG_URL = os.environ.get("LIVECOMMERCE_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("LIVECOMMERCE_TEST_REDIS_URL", "")
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
 SECRET = "test-secret-" + "x" * 40
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_password_hashes() -> Iterator[None]:
+    """Passwords are hashed at argon2's lowest cost while the tests run (nearly every test makes several
+    accounts and signs some in: at the server's cost that alone took minutes). The tests are about who may do
+    what; the hash's strength is the library's default, which the server keeps."""
+    kept = auth._hasher
+    auth._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    auth._hasher = kept
 
 
 def pytest_report_header(config: Any) -> str:

@@ -264,6 +264,15 @@
     slowSelect.value = value;
   }
 
+  var awaited = null; // the host's last move, until the room brings it back
+
+  function spotlightFromRoom(item) {
+    var id = item && item.product ? item.product.id : null;
+    if (awaited && Date.now() < awaited.until && id !== awaited.id) return; // an older move's copy
+    awaited = null;
+    showSpotlight(item);
+  }
+
   function showSpotlight(item) {
     current.spotlight = item && item.product ? item.product.id : null;
     spotButtons.forEach(function (btn) {
@@ -290,7 +299,11 @@
       room.call("host:spotlight", { broadcast_id: b.id, product_id: clearing ? null : pid }, function (ack) {
         btn.removeAttribute("data-busy");
         if (ack.ok) {
-          showSpotlight(ack.data && ack.data.item);
+          var item = ack.data && ack.data.item;
+          // the room's copy of an earlier move may still be on its way: until this move's own copy comes
+          // back (or a few seconds pass), an older one must not undo what the host sees
+          awaited = { id: item && item.product ? item.product.id : null, until: Date.now() + 5000 };
+          showSpotlight(item);
           showControl(clearing ? t("spotlight_off") : t("spotlight_on", { name: btn.getAttribute("data-name") || "" }));
         } else {
           showControl(ack.error.message, "error");
@@ -823,7 +836,7 @@
       current.slow = seconds;
       setSlowSelect(seconds);
     },
-    onSpotlight: showSpotlight
+    onSpotlight: spotlightFromRoom
   });
 
   room.on("figures", function (f) {
