@@ -356,10 +356,11 @@ async def signed_in(http: aiohttp.ClientSession, base: str, path: str, body: dic
 async def guest_cookies(base: str, n: int) -> list[str]:
     """`n` signed-in guests, GUEST_SIGN_INS_AT_ONCE at a time."""
     gate = asyncio.Semaphore(GUEST_SIGN_INS_AT_ONCE)
+    run = os.urandom(2).hex()  # a database used before (PostgreSQL) still knows earlier runs' guests
 
     async def one(i: int) -> str:
         async with gate:
-            return await signed_in(http, base, "/api/v1/auth/guest", {"nickname": f"sender{i}"})
+            return await signed_in(http, base, "/api/v1/auth/guest", {"nickname": f"sender{i}-{run}"})
 
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         return list(await asyncio.gather(*(one(i) for i in range(n))))
