@@ -163,6 +163,11 @@ def test_the_console(site: Site, contexts: Any, size: str) -> None:
     if size == "desk":  # the keys move the spotlight along the running order, and 0 clears it
         spots = page.locator(".spot-btn")
         expect(spots.first).to_be_enabled()
+        page.evaluate("document.activeElement && document.activeElement.blur()")  # the look's Tab walk ends in a field
+        if page.locator(".spot-btn[aria-pressed='true']").count():  # a spotlight left by an earlier test
+            page.keyboard.press("0")
+            expect(page.locator(".spot-btn[aria-pressed='true']")).to_have_count(0)
+            expect(page.locator(".spot-btn:disabled")).to_have_count(0)
         page.keyboard.press("j")
         expect(spots.nth(0)).to_have_attribute("aria-pressed", "true")
         expect(page.locator(".spot-btn:disabled")).to_have_count(0)  # the move is answered: keys act again
