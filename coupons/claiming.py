@@ -26,11 +26,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from livecommerce import jsonenc, logs
 from livecommerce.db import utcnow
-from livecommerce.errors import N_, AppError, Unavailable, error_body, status_for
+from livecommerce.errors import N_, AppError, error_body, status_for
 from livecommerce.hot import NativeConnection
 from livecommerce.keys import AppKeys
+from livecommerce.metrics import count_outcome
 from livecommerce.models import Role, User
-from livecommerce.outages import unavailable
 from livecommerce.uow import UnitOfWork, dialect_name
 from orders import rules as order_rules
 from orders.connections import quick_read, statements, transaction
@@ -491,18 +491,9 @@ async def claim_once(app: web.Application, user: User, drop_id: int, idempotency
        (`take_many`) and their kept answers, refusals included.
     4. After the commit: the room's coupons-left figure is told to move (pushed coalesced).
     Every answer is counted in `/metrics` (`livecommerce_coupon_claims_total`, by outcome)."""
-    outcomes = app[AppKeys.metrics].claims
-    try:
-        result = await _claim_once(app, user, drop_id, idempotency_key)
-    except AppError as exc:
-        outcomes.labels(exc.code).inc()
-        raise
-    except Exception as exc:
-        outcomes.labels(Unavailable.code if unavailable(exc) else "internal").inc()
-        raise
-    outcomes.labels("replayed" if result.replayed else "claimed" if isinstance(result, Got)
-                    else result.error.code).inc()
-    return result
+    return await count_outcome(
+        app[AppKeys.metrics].claims, _claim_once(app, user, drop_id, idempotency_key),
+        lambda r: "replayed" if r.replayed else "claimed" if isinstance(r, Got) else r.error.code)
 
 
 async def _claim_once(app: web.Application, user: User, drop_id: int, idempotency_key: str | None) -> ClaimResult:

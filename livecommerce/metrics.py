@@ -9,13 +9,18 @@ series goes when its last viewer here leaves).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from .errors import AppError, Unavailable
+from .outages import unavailable
+
+T = TypeVar("T")
 
 # The lag of a room event from its publication (on any process) to its write here: batching adds up to
 # `room.batch_ms` (100 ms by default), a process back on the bus fills from the stream after seconds.
@@ -132,3 +137,18 @@ def make_metrics() -> Metrics:
                        "retry answered what its key kept) or the refusal's error code", ["outcome"], registry=reg),
         rooms=rooms,
     )
+
+
+async def count_outcome(outcomes: Counter, attempt: Awaitable[T], outcome: Callable[[T], str]) -> T:
+    """Await `attempt` and count its answer under `outcomes`: `outcome(result)` when it answers, the error's
+    code when it is refused, `unavailable` or `internal` when it fails (the failure is raised on)."""
+    try:
+        result = await attempt
+    except AppError as exc:
+        outcomes.labels(exc.code).inc()
+        raise
+    except Exception as exc:
+        outcomes.labels(Unavailable.code if unavailable(exc) else "internal").inc()
+        raise
+    outcomes.labels(outcome(result)).inc()
+    return result

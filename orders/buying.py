@@ -13,10 +13,10 @@ from aiohttp import web
 
 from livecommerce import jsonenc
 from livecommerce.db import utcnow
-from livecommerce.errors import AppError, Unavailable, error_body, status_for
+from livecommerce.errors import AppError, error_body, status_for
 from livecommerce.keys import AppKeys
+from livecommerce.metrics import count_outcome
 from livecommerce.models import User
-from livecommerce.outages import unavailable
 
 from . import rules
 from .connections import statements, transaction
@@ -87,18 +87,9 @@ async def purchase_once(app: web.Application, user: User, broadcast_id: int, bod
     4. After the commit: the `PURCHASE_LISTENERS`.
     A missing or malformed key raises `IdempotencyKeyMissing`. Every answer is counted in `/metrics`
     (`livecommerce_purchases_total`, by outcome)."""
-    outcomes = app[AppKeys.metrics].purchases
-    try:
-        result = await _purchase_once(app, user, broadcast_id, body, idempotency_key)
-    except AppError as exc:
-        outcomes.labels(exc.code).inc()
-        raise
-    except Exception as exc:
-        outcomes.labels(Unavailable.code if unavailable(exc) else "internal").inc()
-        raise
-    outcomes.labels("replayed" if result.replayed else "bought" if isinstance(result, Bought)
-                    else result.error.code).inc()
-    return result
+    return await count_outcome(
+        app[AppKeys.metrics].purchases, _purchase_once(app, user, broadcast_id, body, idempotency_key),
+        lambda r: "replayed" if r.replayed else "bought" if isinstance(r, Bought) else r.error.code)
 
 
 async def _purchase_once(app: web.Application, user: User, broadcast_id: int, body: PurchaseIn,

@@ -5,6 +5,8 @@ are set (`.ci/run` sets them). Every backend-dependent test runs once per backen
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +23,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from livecommerce import auth
+from livecommerce import auth, logs
 from livecommerce.accounts import create_user
 from livecommerce.app import create_app
 from livecommerce.config import Config, build_config
@@ -46,6 +48,20 @@ def quick_password_hashes() -> Iterator[None]:
     auth._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     yield
     auth._hasher = kept
+
+
+@pytest.fixture
+def lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The server's log lines, at INFO, into a string."""
+    stream = io.StringIO()
+    handler = logs.LineHandler(stream, logs.JsonFormatter())
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [handler])
+    monkeypatch.setattr(logs, "_installed", handler)
+    level = root.level
+    root.setLevel(logging.INFO)
+    yield stream
+    root.setLevel(level)
 
 
 def pytest_report_header(config: Any) -> str:

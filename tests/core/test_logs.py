@@ -8,10 +8,8 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -23,20 +21,6 @@ from tests.orders.support import buy, order
 from tests.support import World, sign_in, signed_in
 
 listener_log = logging.getLogger("tests.listener")
-
-
-@pytest.fixture
-def lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """The server's log lines, at INFO, into a string."""
-    stream = io.StringIO()
-    handler = logs.LineHandler(stream, logs.JsonFormatter())
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", [handler])
-    monkeypatch.setattr(logs, "_installed", handler)
-    level = root.level
-    root.setLevel(logging.INFO)
-    yield stream
-    root.setLevel(level)
 
 
 def parsed(stream: io.StringIO) -> list[dict[str, Any]]:

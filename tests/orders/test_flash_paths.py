@@ -9,7 +9,6 @@ import io
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -226,20 +225,6 @@ async def test_a_verified_cookie_is_remembered_until_it_expires(monkeypatch: pyt
 
 
 # -- the request line -------------------------------------------------------------------------------
-
-@pytest.fixture
-def lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """The server's log lines, at INFO, into a string."""
-    stream = io.StringIO()
-    handler = logs.LineHandler(stream, logs.JsonFormatter())
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", [handler])
-    monkeypatch.setattr(logs, "_installed", handler)
-    level = root.level
-    root.setLevel(logging.INFO)
-    yield stream
-    root.setLevel(level)
-
 
 def test_the_request_line_has_the_shape_of_every_other_line(lines: io.StringIO) -> None:
     stream = lines
