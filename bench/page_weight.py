@@ -3,13 +3,23 @@ page, by kind (HTML, CSS, JavaScript, the player, fonts, pictures), in bytes as 
 
     .venv/bin/python bench/page_weight.py
     .venv/bin/python bench/page_weight.py --json tmp/page-weight.json   # the figures as JSON as well
+    .venv/bin/python bench/page_weight.py --no-native-hls                # as a browser without native HLS
 
 It starts the demo market's server (`livecommerce demo`, which is `livecommerce serve` on a database it fills
 with the demo market, plus the demo's video at /demo/stream/) on a free port of 127.0.0.1, with a throwaway
 SQLite file and video folder, and opens the live broadcast's page (the URL the demo prints) in Debian's
 Chromium through Playwright, at phone size (390×844, a touch screen, Korean), in a fresh browser context: an
 empty cache, as a first visit. It waits until the page is loaded, the room connected and the video playing,
-then until the network is idle, and records every response the page received by then.
+then until no request for the page's own files has been in flight for half a second (the video's playlist and
+segments and the room's connection apart: with hls.js they never stop), and records every response the page
+received by then.
+
+The player fetches hls.js only in a browser that cannot play HLS itself (player.js asks the video element's
+`canPlayType`). A recent Chromium (156 here) answers "maybe" and plays the demo's stream itself, as Safari
+does, so by default the page is weighed as such a browser loads it: without hls.js. `--no-native-hls` makes
+`canPlayType` answer "" for the HLS types (an init script in the page, as Firefox or an older Chromium would
+answer), so the page fetches hls.js and plays the stream through it (MediaSource): the first load of a
+browser without native HLS.
 
 The video's segments (MPEG-TS) are counted but left out of the weight: they are the show, not the page.
 The live playlist (.m3u8) and the room's connection (socket.io's HTTP requests) are listed apart from the
@@ -155,8 +165,39 @@ class DemoServer:
 
 # -- the browser ---------------------------------------------------------------------------------------
 
-def weigh(url: str, chromium: str) -> tuple[list[Item], dict[str, Any]]:
-    """Open `url` at phone size in a fresh context; every response it got by the time it settled."""
+# Answers "" for the HLS types, as a browser without native HLS does: player.js then fetches hls.js.
+NO_NATIVE_HLS = """(() => {
+  const real = HTMLMediaElement.prototype.canPlayType;
+  HTMLMediaElement.prototype.canPlayType = function (type) {
+    return /mpegurl/i.test(String(type)) ? "" : real.call(this, type);
+  };
+})();"""
+
+
+# Notes the video's first "playing" event (media events do not bubble: heard while capturing). hls.js on the
+# demo's looping stream may stall again a few seconds in, so a check of the video's state now and then can
+# miss the seconds it played.
+PLAYED = """document.addEventListener("playing", () => { window.__played = true; }, true);"""
+
+
+def settle(page: Any, inflight: set[Any], quiet_s: float = 0.5) -> None:
+    """Wait until no request for the page's files (anything but the video's playlist and segments and the
+    room's socket.io requests) has been in flight for `quiet_s`. Not the browser's "network idle": hls.js
+    keeps a request for the live playlist or a segment open nearly all the time, so that never comes."""
+    deadline = time.monotonic() + WAIT_S
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(100)  # lets the browser's events in
+        if any(kind_of(r.url, "") in KINDS for r in list(inflight)):
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+    raise SystemExit(f"the page's requests did not settle within {WAIT_S} s")
+
+
+def weigh(url: str, chromium: str, native_hls: bool = True) -> tuple[list[Item], dict[str, Any]]:
+    """Open `url` at phone size in a fresh context; every response it got by the time it settled. Without
+    `native_hls`, the page is told the browser cannot play HLS itself."""
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     from playwright.sync_api import Request, sync_playwright
 
@@ -168,10 +209,15 @@ def weigh(url: str, chromium: str) -> tuple[list[Item], dict[str, Any]]:
         try:
             ctx = browser.new_context(viewport=PHONE, device_scale_factor=1, is_mobile=True, has_touch=True,
                                       locale="ko-KR", timezone_id="Asia/Seoul")
+            ctx.add_init_script(PLAYED)
+            if not native_hls:
+                ctx.add_init_script(NO_NATIVE_HLS)
             page = ctx.new_page()
             page.set_default_timeout(WAIT_S * 1000)
-            page.on("requestfinished", lambda r: finished.append(r))
-            page.on("requestfailed", lambda r: failed.append(f"{r.url} {r.failure}"))
+            inflight: set[Request] = set()
+            page.on("request", lambda r: inflight.add(r))
+            page.on("requestfinished", lambda r: (inflight.discard(r), finished.append(r)))
+            page.on("requestfailed", lambda r: (inflight.discard(r), failed.append(f"{r.url} {r.failure}")))
             sockets: list[str] = []
             page.on("websocket", lambda ws: sockets.append(ws.url))
             started = time.monotonic()
@@ -182,11 +228,15 @@ def weigh(url: str, chromium: str) -> tuple[list[Item], dict[str, Any]]:
             playing = False
             if has_video:
                 page.wait_for_function("() => { const v = document.querySelector('video.player-video');"
-                                       " return v && v.readyState >= 3 && v.currentTime > 0; }")
+                                       " return window.__played === true"
+                                       " || (v && v.readyState >= 3 && v.currentTime > 0); }")
                 playing = True
-            page.wait_for_load_state("networkidle")
+            settle(page, inflight)
+            hls_answer = page.evaluate("() => document.createElement('video')"
+                                       ".canPlayType('application/vnd.apple.mpegurl')")
             facts = {"chromium": browser.version, "loaded_s": round(loaded_s, 2), "video": has_video,
-                     "playing": playing, "failed": failed,
+                     "playing": playing, "failed": failed, "native_hls": hls_answer, "hls_hidden": not native_hls,
+                     "hls_js": any("/vendor/hls.js/" in r.url for r in finished),
                      "websockets": len(sockets)}
             items = []
             for req in list(finished):
@@ -223,7 +273,11 @@ def report(url: str, items: list[Item], facts: dict[str, Any]) -> dict[str, Any]
     print(f"settings: {url} at {PHONE['width']}×{PHONE['height']} (phone, touch, ko-KR), a fresh context "
           "(empty cache); weighed once the page had loaded, the room was connected"
           + (", the video was playing" if facts["playing"] else " (no video on the page)")
-          + " and the network was idle; gzip level 6 for bodies the server sent uncompressed")
+          + " and the page's requests had settled; gzip level 6 for bodies the server sent uncompressed")
+    print(f"HLS: canPlayType answered {facts['native_hls']!r} "
+          + ("(native HLS)" if facts["native_hls"] else "(no native HLS"
+             + (", as told by --no-native-hls)" if facts["hls_hidden"] else ")"))
+          + "; hls.js " + ("fetched" if facts["hls_js"] else "not fetched"))
     compressed = sorted({i.kind for i in items if i.encoding})
     print("server compression: " + ("Content-Encoding on " + ", ".join(compressed) if compressed
                                     else "none (every body was sent as is)"))
@@ -271,6 +325,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--chromium", default=os.environ.get("LIVECOMMERCE_CHROMIUM", "/usr/bin/chromium"))
     p.add_argument("--no-video", action="store_true", help="the demo without its video")
+    p.add_argument("--no-native-hls", action="store_true",
+                   help="weigh the page as a browser without native HLS loads it (hls.js fetched)")
     p.add_argument("--json", type=Path, help="also write the figures, file by file, to this file")
     args = p.parse_args()
     if not Path(args.chromium).exists():
@@ -279,7 +335,7 @@ def main() -> int:
     server = DemoServer(workdir)
     try:
         url = server.start(video=not args.no_video)
-        items, facts = weigh(url, args.chromium)
+        items, facts = weigh(url, args.chromium, native_hls=not args.no_native_hls)
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

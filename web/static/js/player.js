@@ -1,5 +1,8 @@
-/* The stream: an HLS (.m3u8) source plays natively where the browser can (Safari, iOS) and through
- * the vendored hls.js elsewhere; any other URL is given to the <video> element as is. */
+/* The stream: an HLS (.m3u8) source plays natively where the browser can (Safari, iOS, Chrome on Android)
+ * and through the vendored hls.js elsewhere; any other URL is given to the <video> element as is.
+ * hls.js is the heaviest file of the page, so it is fetched only when it is needed: a <script> added here
+ * when the browser has no native HLS but has MediaSource. Its URL comes from the video's data-hls-script
+ * (the template's static(), so it is served and cached like every other static file). */
 (function () {
   "use strict";
 
@@ -7,12 +10,21 @@
   if (!video) return;
   var src = video.getAttribute("data-src");
   var isHls = /\.m3u8(\?|#|$)/i.test(src);
+  var script = video.getAttribute("data-hls-script");
 
-  if (!isHls || video.canPlayType("application/vnd.apple.mpegurl")) {
-    video.src = src;
-    return;
+  function direct() {
+    video.src = src; // let the browser try: it shows its own error if it cannot
   }
-  if (window.Hls && window.Hls.isSupported()) {
+
+  function mediaSource() {
+    return !!(window.MediaSource || window.ManagedMediaSource || window.WebKitMediaSource);
+  }
+
+  function play() {
+    if (!window.Hls || !window.Hls.isSupported()) {
+      direct();
+      return;
+    }
     // No worker: the page's CSP allows scripts from this site only.
     var hls = new window.Hls({ enableWorker: false, lowLatencyMode: true, liveSyncDurationCount: 3 });
     hls.loadSource(src);
@@ -25,7 +37,24 @@
         hls.recoverMediaError();
       }
     });
-  } else {
-    video.src = src; // let the browser try
   }
+
+  if (!isHls || video.canPlayType("application/vnd.apple.mpegurl")) {
+    direct();
+    return;
+  }
+  if (window.Hls) {
+    play();
+    return;
+  }
+  if (!script || !mediaSource()) {
+    direct();
+    return;
+  }
+  var tag = document.createElement("script");
+  tag.src = script;
+  tag.async = true;
+  tag.onload = play;
+  tag.onerror = direct; // hls.js could not be fetched: the browser tries, and says so if it cannot
+  document.head.appendChild(tag);
 })();
