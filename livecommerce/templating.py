@@ -13,6 +13,7 @@ from aiohttp import web
 import web as web_assets
 
 from . import i18n
+from .db import utcnow
 from .keys import AppKeys, state
 
 
@@ -31,6 +32,8 @@ def setup_templates(app: web.Application) -> None:
     env.filters["localtime"] = lambda moment, fmt="medium": i18n.format_time(moment, tz, fmt)
     env.filters["pick"] = lambda obj, field: i18n.pick(obj, field)
     env.globals["static"] = lambda path: f"/static/{path}"
+    # the server's time as the page is made: the pages count down on it, not on the device's own clock
+    env.globals["server_now"] = lambda: utcnow().isoformat(timespec="milliseconds")
 
 
 def base_context(request: web.Request) -> dict[str, Any]:

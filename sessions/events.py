@@ -98,6 +98,12 @@ class RoomEvents(EventGroup):
                 raise AppError(N_("This position is not one the room gave out. Reload the page."),
                                code="invalid_position")
         await self._enter(sid, bid)
+        # A move made while this join was being answered (the lobby opening, the show going live, a spotlight) was
+        # sent to the room before this socket was in it: what is read again now, in the room, holds it
+        # (a commit forgets the cached read on this process at once, on the others within milliseconds).
+        now_shared = await self.app[SNAPSHOTS].get(self.app, bid)
+        if now_shared is not None and now_shared is not shared:  # read again: something changed
+            snapshot.update(now_shared)
         if p.since is not None:
             rec = await rt.stream.since(bid, p.since.epoch, p.since.offset)
             if rec.recovered:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -41,12 +42,38 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    """The machine's clock. A sleep is measured on the monotonic clock, in slices of at most `slice_seconds`;
+    when the wall clock jumps meanwhile (set by hand, an NTP step, a virtual machine resumed) by more than
+    `jump_seconds`, it ends early, so the moves due at the new time are made at once rather than at the
+    wake-up planned from the old one."""
+
+    def __init__(self, slice_seconds: float = 5.0, jump_seconds: float = 2.0,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.slice_seconds = slice_seconds
+        self.jump_seconds = jump_seconds
+        self.wall = wall
+
     def now(self) -> datetime:
         return utcnow()
 
     async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=max(0.0, seconds))
+        loop = asyncio.get_running_loop()
+        end = loop.time() + max(0.0, seconds)
+        while (left := end - loop.time()) > 0:
+            wall, mono = self.wall(), loop.time()
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=min(left, self.slice_seconds))
+                return
+            except TimeoutError:
+                pass
+            if clock_jumped(self.wall() - wall, loop.time() - mono, self.jump_seconds):
+                log.info("the wall clock jumped: looking at the schedule again")
+                return
+
+
+def clock_jumped(wall_elapsed: float, monotonic_elapsed: float, tolerance: float) -> bool:
+    """Whether the wall clock moved apart from the monotonic one by more than `tolerance` seconds."""
+    return abs(wall_elapsed - monotonic_elapsed) > tolerance
 
 
 @dataclass(frozen=True)
@@ -176,6 +203,13 @@ class Scheduler:
 
 
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+
+
+def poke_scheduler(app: web.Application) -> None:
+    """The schedule changed: this process's scheduler looks again now instead of at its planned wake-up."""
+    scheduler = app.get(SCHEDULER)
+    if scheduler is not None:
+        scheduler.poke()
 
 
 async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -31,6 +31,7 @@ from livecommerce.models import Market, Merchant, Product, Role, User
 from livecommerce.templating import render
 
 from . import planning, services
+from .lifecycle import poke_scheduler
 from .models import Broadcast, BroadcastHost, BroadcastState, ExceptionAction, LineupItem, Series
 from .room import push_transition
 from .schedule import LOCAL_FORMAT, ScheduleError, format_local, weekly_rrule
@@ -375,6 +376,7 @@ async def series_new(request: web.Request) -> web.StreamResponse:
             await planning.create_series(db, data, config, utcnow())
     except AppError as exc:
         return await _series_page(request, None, _series_form_echo(form), error=_message(exc), status=exc.status)
+    poke_scheduler(request.app)
     raise web.HTTPSeeOther("/staff/schedule")
 
 
@@ -393,6 +395,7 @@ async def series_edit(request: web.Request) -> web.StreamResponse:
     except AppError as exc:
         return await _series_page(request, series_id, _series_form_echo(form), error=_message(exc),
                                   status=exc.status)
+    poke_scheduler(request.app)
     raise web.HTTPSeeOther("/staff/schedule")
 
 
@@ -416,6 +419,7 @@ async def series_exception(request: web.Request) -> web.StreamResponse:
             await planning.add_exception(db, series_id, occurrence, action, new_start, note, config, utcnow())
     except AppError as exc:
         return await _series_page(request, series_id, exc_error=_message(exc), exc_form=typed, status=exc.status)
+    poke_scheduler(request.app)
     raise web.HTTPSeeOther(f"/staff/series/{series_id}")
 
 
@@ -606,6 +610,7 @@ async def broadcast_new(request: web.Request) -> web.StreamResponse:
             new_id = b.id
     except AppError as exc:
         return await _special_page(request, _broadcast_form_echo(form), error=_message(exc), status=exc.status)
+    poke_scheduler(request.app)
     raise web.HTTPSeeOther(f"/staff/broadcasts/{new_id}?saved=created")
 
 
@@ -637,6 +642,7 @@ async def broadcast_edit(request: web.Request) -> web.StreamResponse:
             raise
         return await _broadcast_page(request, broadcast_id, _broadcast_form_echo(form), error=_message(exc),
                                      status=exc.status)
+    poke_scheduler(request.app)
     raise web.HTTPSeeOther(f"/staff/broadcasts/{broadcast_id}?saved=details")
 
 
@@ -669,6 +675,7 @@ async def broadcast_cancel(request: web.Request) -> web.StreamResponse:
             raise
         return await _broadcast_page(request, broadcast_id, error=_message(exc), status=exc.status)
     await push_transition(request.app, t.broadcast_id, t.state, t.at)
+    poke_scheduler(request.app)
     raise web.HTTPSeeOther(f"/staff/broadcasts/{broadcast_id}?saved=cancelled")
 
 

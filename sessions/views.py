@@ -20,7 +20,7 @@ from livecommerce.models import Market, Role, User
 from livecommerce.templating import page, render
 
 from . import chat, ical, planning, report, services, staff_pages
-from .lifecycle import SCHEDULER
+from .lifecycle import poke_scheduler
 from .models import Broadcast, BroadcastState, ChatMessage, ChatReport, ExceptionAction
 from .room import ROOMS, push_transition
 from .schemas import (
@@ -84,7 +84,7 @@ def register_api(api: Api) -> None:
         async with call.app[AppKeys.db].begin() as db:
             t = await services.transition(db, broadcast_id, BroadcastState.CANCELLED, utcnow())
         await push_transition(call.app, t.broadcast_id, t.state, t.at)
-        _poke(call.app)
+        poke_scheduler(call.app)
         return TransitionOut(broadcast_id=t.broadcast_id, state=t.state, at=t.at)
 
     @api.route("GET", "/series", access=STAFF, tag="schedule", response=list[SeriesOut], summary="Every series")
@@ -99,7 +99,7 @@ def register_api(api: Api) -> None:
             s = await planning.create_series(db, planning.SeriesInput(**call.body.model_dump()),
                                              call.app[AppKeys.config], utcnow())
             out = SeriesOut.model_validate(await planning.get_series(db, s.id))
-        _poke(call.app)
+        poke_scheduler(call.app)
         return out
 
     @api.route("PATCH", "/series/{series_id}", access=STAFF, tag="schedule", body=SeriesPatch, response=SeriesOut,
@@ -110,7 +110,7 @@ def register_api(api: Api) -> None:
             await planning.update_series(db, series_id, call.body.model_dump(exclude_unset=True),
                                          call.app[AppKeys.config], utcnow())
             out = SeriesOut.model_validate(await planning.get_series(db, series_id))
-        _poke(call.app)
+        poke_scheduler(call.app)
         return out
 
     @api.route("POST", "/series/{series_id}/exceptions", access=STAFF, tag="schedule", body=ExceptionIn,
@@ -123,7 +123,7 @@ def register_api(api: Api) -> None:
                                          b.new_start_local, b.note, call.app[AppKeys.config], utcnow())
             db.expire_all()
             out = SeriesOut.model_validate(await planning.get_series(db, series_id))
-        _poke(call.app)
+        poke_scheduler(call.app)
         return out
 
     @api.route("POST", "/broadcasts", access=STAFF, tag="schedule", body=SpecialIn, response=BroadcastOut,
@@ -133,7 +133,7 @@ def register_api(api: Api) -> None:
             b = await planning.create_special(db, planning.BroadcastInput(**call.body.model_dump()),
                                               call.app[AppKeys.config], utcnow())
             out = BroadcastOut.model_validate(await services.get_broadcast(db, b.id, full=True))
-        _poke(call.app)
+        poke_scheduler(call.app)
         return out
 
     @api.route("PATCH", "/broadcasts/{broadcast_id}", access=STAFF, tag="schedule", body=BroadcastPatch,
@@ -146,7 +146,7 @@ def register_api(api: Api) -> None:
             await planning.update_broadcast(db, broadcast_id, changes, call.app[AppKeys.config], utcnow())
             db.expire_all()
             out = BroadcastOut.model_validate(await services.get_broadcast(db, broadcast_id, full=True))
-        _poke(call.app)
+        poke_scheduler(call.app)
         return out
 
     @api.route("PUT", "/broadcasts/{broadcast_id}/lineup", access=STAFF, tag="schedule", body=LineupIn,
@@ -190,13 +190,6 @@ def register_api(api: Api) -> None:
             words = await chat.set_blocked_words(db, call.body.words)
         call.app[ROOMS].forget_words()
         return BlockedWordsOut(words=words)
-
-
-def _poke(app: web.Application) -> None:
-    """The schedule changed: the scheduler looks again now instead of at its next planned wake-up."""
-    scheduler = app.get(SCHEDULER)
-    if scheduler is not None:
-        scheduler.poke()
 
 
 def _broadcast_id(request: web.Request) -> int:

@@ -3,7 +3,8 @@ port, filled with the demo market. On the embedded default (SQLite, one process)
 PostgreSQL + Redis with two server processes when LIVECOMMERCE_TEST_DATABASE_URL and
 LIVECOMMERCE_TEST_REDIS_URL are set.
 
-Every test gets fresh browser contexts; the servers are started once per backend for the whole folder.
+Every test gets fresh browser contexts; the servers are started once per backend for the whole folder
+(`running_site` starts others, e.g. with a `Clock` the test moves forward).
 Screenshots go to `LIVECOMMERCE_ARTIFACTS` (default `tmp/artifacts/screens` in the repository, not
 committed); `python -m tests.browser.gallery` writes docs/screens.md from them."""
 
@@ -19,8 +20,9 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _prepare(db_url: str, redis_url: str, workdir: Path) -> tuple[Path, dict[str, Any]]:
+def _prepare(db_url: str, redis_url: str, workdir: Path, log_level: str = "WARNING") -> tuple[Path, dict[str, Any]]:
     """Migrate, fill with the demo market and the test's accounts; returns the config file and what is in it."""
     from livecommerce.accounts import create_user, set_password
     from livecommerce.config import build_config
@@ -82,7 +84,7 @@ def _prepare(db_url: str, redis_url: str, workdir: Path) -> tuple[Path, dict[str
                    "event_loop": "asyncio", "shutdown_timeout": 2.0},
         "database": {"url": db_url},
         "redis": {"url": redis_url, "prefix": prefix},
-        "logging": {"level": "WARNING"},
+        "logging": {"level": log_level},
         "push": {"vapid_key_file": str(workdir / "vapid")},
     }
     config = build_config(values)
@@ -103,6 +105,8 @@ def _prepare(db_url: str, redis_url: str, workdir: Path) -> tuple[Path, dict[str
                     await set_password(db, user, PASSWORD)
                 for name, display in (("mina", "미나"), ("joon", "준호"), ("sora", "소라")):
                     await create_user(db, username=name, role=Role.VIEWER, password=PASSWORD, display_name=display)
+                # a second host, in no broadcast yet: free for a show staff schedule at any hour
+                await create_user(db, username="duri", role=Role.HOST, password=PASSWORD, display_name="쇼호스트 두리")
                 drop = await db.scalar(select(CouponDrop.id).where(CouponDrop.broadcast_id == result.live_broadcast_id))
                 give = await db.scalar(select(Giveaway.id).where(Giveaway.broadcast_id == result.live_broadcast_id))
                 products = (await db.scalars(select(LineupItem.product_id).where(
@@ -199,21 +203,51 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="package", params=BACKENDS)
-def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-         chromium_path: str) -> Iterator[Site]:
-    backend = str(request.param)
-    workdir = tmp_path_factory.mktemp(f"site-{backend}")
+class Clock:
+    """The servers' wall clock, moved forward by the test: each server process runs with libfaketime
+    preloaded, reading its offset from one file (`+N` seconds) on every clock reading. Their monotonic
+    clock is left alone, so timeouts and sleeps keep real time."""
+
+    LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0.0
+        path.write_text("+0\n", encoding="ascii")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"LD_PRELOAD": str(self.LIBRARY), "FAKETIME_TIMESTAMP_FILE": str(self.path),
+                "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+    def now(self) -> datetime:
+        """What the servers' clock says now (UTC)."""
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+    def move_to(self, when: datetime) -> None:
+        """Set the servers' clock to `when` (it runs on from there); never backwards."""
+        offset = (when - datetime.now(UTC)).total_seconds()
+        assert offset >= self.offset, "the servers' clock only moves forward"
+        self.offset = offset
+        tmp = self.path.with_suffix(".new")
+        tmp.write_text(f"{offset:+.3f}\n", encoding="ascii")
+        tmp.replace(self.path)  # whole, never half-written
+
+
+@contextmanager
+def running_site(backend: str, workdir: Path, clock: Clock | None = None, log_level: str = "WARNING") -> Iterator[Site]:
+    """The servers of one backend on real ports, filled with the demo market: one process on SQLite, two
+    with PostgreSQL + Redis; with `clock`, their wall clock is the test's to move."""
     drop_db = None
     if backend == "sqlite":
         db_url, redis_url, processes = f"sqlite+aiosqlite:///{workdir}/live.db", "", 1
     else:
         db_url, drop_db = _pg_database()
         redis_url, processes = REDIS_URL, 2 if REDIS_URL else 1
-    config_path, facts = _prepare(db_url, redis_url, workdir)
+    config_path, facts = _prepare(db_url, redis_url, workdir, log_level)
     procs: list[tuple[subprocess.Popen[bytes], Any]] = []
     urls = []
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(clock.env if clock else {})}
     try:
         for n in range(processes):
             port = _free_port()
@@ -230,7 +264,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         yield Site(backend, urls, facts["live_id"], facts["ended_id"], facts["drop_id"], facts["giveaway_id"],
                    facts["product_ids"],
                    {"staff": "staff", "host": "host", "merchant": "merchant", "mina": "viewer", "joon": "viewer",
-                    "sora": "viewer"}, facts["replay_id"])
+                    "sora": "viewer", "duri": "host"}, facts["replay_id"])
     finally:
         for proc, _log in procs:
             proc.terminate()
@@ -243,6 +277,14 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             log.close()
         if drop_db is not None:
             drop_db()
+
+
+@pytest.fixture(scope="package", params=BACKENDS)
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+         chromium_path: str) -> Iterator[Site]:
+    backend = str(request.param)
+    with running_site(backend, tmp_path_factory.mktemp(f"site-{backend}")) as started:
+        yield started
 
 
 # Playwright's sync API keeps an event loop running on the main thread while it is open: it is opened for
@@ -291,7 +333,7 @@ def _aborted_on_leave(failure: str | None) -> bool:
 
 
 @pytest.fixture
-def contexts(browser: Browser, site: Site) -> Iterator[Any]:
+def contexts(browser: Browser) -> Iterator[Any]:
     """Make browser contexts (one per person) whose pages are watched; every page's problems fail the test."""
     made: list[BrowserContext] = []
     watch = Watch()

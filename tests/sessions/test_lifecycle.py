@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from livecommerce.app import create_app
 from livecommerce.config import Config
 from livecommerce.db import make_engine, make_sessionmaker
-from sessions.lifecycle import SCHEDULER, Scheduler
+from sessions.lifecycle import SCHEDULER, Scheduler, SystemClock, clock_jumped
 from sessions.models import Broadcast, BroadcastHost, BroadcastState
 from sessions.planning import SeriesInput, create_series
 from sessions.schedule import Action
@@ -238,3 +238,35 @@ async def test_a_show_nobody_started_is_missed(config: Config, world: World, db:
         assert list(hosts) == [world.host.id]  # the series' host was assigned
     finally:
         await server.close()
+
+
+def test_a_clock_jump_is_the_wall_clock_parting_from_the_monotonic_one() -> None:
+    assert not clock_jumped(5.0, 5.0, 2.0)
+    assert not clock_jumped(6.5, 5.0, 2.0)  # drift and scheduling noise are not a jump
+    assert clock_jumped(605.0, 5.0, 2.0)  # set forward ten minutes
+    assert clock_jumped(-55.0, 5.0, 2.0)  # set back a minute
+
+
+async def test_the_system_clock_stops_sleeping_when_the_wall_clock_is_set() -> None:
+    loop = asyncio.get_running_loop()
+    offset = [0.0]
+    clock = SystemClock(slice_seconds=0.02, wall=lambda: loop.time() + offset[0])
+    never = asyncio.Event()
+
+    # nobody touches the clock: the whole sleep is slept
+    started = loop.time()
+    await clock.sleep(0.1, never)
+    assert loop.time() - started >= 0.1
+
+    # set forward ten minutes while it sleeps for an hour: it returns after the slice that saw it
+    sleeping = asyncio.create_task(clock.sleep(3600, never))
+    await asyncio.sleep(0.05)
+    assert not sleeping.done()
+    offset[0] += 600
+    await asyncio.wait_for(sleeping, timeout=60)
+
+    # and the scheduler's wake-up still ends it at once
+    woken = asyncio.Event()
+    sleeping = asyncio.create_task(clock.sleep(3600, woken))
+    woken.set()
+    await asyncio.wait_for(sleeping, timeout=60)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.app import create_app
 from livecommerce.config import Config
+from livecommerce.db import utcnow
 from livecommerce.keys import AppKeys
 from sessions.chat import Bucket, ChatRefused, blocked_word, clean_text, take
 from sessions.events import SNAPSHOTS
@@ -381,6 +382,36 @@ async def test_viewers_joining_at_once_share_one_read_and_see_every_change(serve
     finally:
         for v in (host, *crowd):
             await v.sio.disconnect()
+
+
+async def test_a_move_made_while_a_viewer_joins_is_in_its_answer(server: TestServer, world: World,
+                                                                  config: Config) -> None:
+    """The lobby opens between the join's first read and the viewer entering the room: the event went to the
+    room before the viewer was in it, so the join's answer must hold the new state."""
+    from sessions import services
+    from sessions.models import BroadcastState
+    from sessions.room import push_transition, room_hooks
+
+    bid = world.scheduled.id
+    moved: list[bool] = []
+
+    async def lobby_opens_meanwhile(app: Any, broadcast_id: int, who: Any) -> dict[str, Any]:
+        if broadcast_id == bid and not moved:
+            moved.append(True)
+            now = utcnow()
+            async with app[AppKeys.db].begin() as db:
+                assert await services.move(db, bid, BroadcastState.LOBBY, now)
+            await push_transition(app, bid, BroadcastState.LOBBY, now)
+        return {}
+
+    room_hooks(server.app).snapshot_parts.append(lobby_opens_meanwhile)
+    v = await viewer(server)
+    try:
+        ack = await v.call("join", {"broadcast_id": bid})
+        assert ack["ok"] and moved
+        assert ack["data"]["broadcast"]["state"] == "lobby"
+    finally:
+        await v.sio.disconnect()
 
 
 async def test_chat_is_batched_under_load(config: Config, world: World) -> None:

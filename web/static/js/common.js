@@ -84,8 +84,20 @@
     return days > 0 ? t("days", { d: days, t: time }) : time;
   }
 
+  // -- the server's clock ----------------------------------------------------------------------
+  // Countdowns and deadlines follow the server's time, not the device's (a phone's clock may be minutes
+  // off): the page carries the time it was made, and events that say how long is left set it again.
+  var skew = 0;
+  function syncClock(serverMs) {
+    if (typeof serverMs === "number" && isFinite(serverMs)) skew = serverMs - Date.now();
+  }
+  function now() {
+    return Date.now() + skew;
+  }
+  syncClock(Date.parse(document.documentElement.getAttribute("data-server-now") || ""));
+
   function tick() {
-    var now = Date.now();
+    var now = LC.now();
     var nodes = document.querySelectorAll(".countdown[data-until]");
     for (var i = 0; i < nodes.length; i++) {
       var el = nodes[i];
@@ -260,6 +272,8 @@
   LC.pick = pick;
   LC.formatDuration = formatDuration;
   LC.tick = tick;
+  LC.now = now;
+  LC.syncClock = syncClock;
   LC.isOpen = isOpen;
   LC.setBadge = setBadge;
   LC.setCountdown = setCountdown;

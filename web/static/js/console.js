@@ -88,7 +88,7 @@
 
   function tickClock() {
     if (!clock || clock.hidden || !b.ends_at) return;
-    var left = (new Date(b.ends_at).getTime() - Date.now()) / 1000;
+    var left = (new Date(b.ends_at).getTime() - LC.now()) / 1000;
     var warn = Number(clock.getAttribute("data-warn")) || 300;
     if (left <= warn) clock.setAttribute("data-urgent", "");
     else clock.removeAttribute("data-urgent");
@@ -818,6 +818,9 @@
       LC.setStatus(statusEl, "error", t("not_in_room"));
     },
     onEnding: function (evt) {
+      LC.syncClock(Date.parse(b.ends_at) - evt.seconds_left * 1000);
+      tickClock();
+      LC.tick();
       show(t("ends_in_minutes", { minutes: Math.max(1, Math.round(evt.seconds_left / 60)) }), "warning");
     },
     onState: function (evt) {

@@ -64,8 +64,9 @@
       var schedule = $("player-schedule");
       if (schedule) schedule.hidden = open;
     }
-    // Buying opens with the show and closes with it.
-    document.querySelectorAll("[data-buy]").forEach(function (btn) { btn.disabled = state !== "live"; });
+    // Buying opens with the show and closes with it (the spotlight's button too, which has no product
+    // before the first spotlight).
+    document.querySelectorAll("[data-buy], #spotlight-buy").forEach(function (btn) { btn.disabled = state !== "live"; });
     if (!open) {
       if (LC.buySheet && LC.buySheet.close) LC.buySheet.close();
       closeLineup();
@@ -287,6 +288,8 @@
       if (heartBtn) heartBtn.disabled = true;
     },
     onEnding: function (evt) {
+      LC.syncClock(Date.parse(b.ends_at) - evt.seconds_left * 1000);
+      LC.tick();
       var el = $("ending-message");
       if (!el) return;
       el.textContent = t("ends_in_minutes", { minutes: Math.max(1, Math.round(evt.seconds_left / 60)) });

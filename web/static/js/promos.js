@@ -58,7 +58,7 @@
 
     function closed(entry) {
       var at = Date.parse(entry.drop.claim_closes_at || "");
-      return !isNaN(at) && at <= Date.now();
+      return !isNaN(at) && at <= LC.now();
     }
 
     function render(entry) {
@@ -201,7 +201,7 @@
         } else if (e.code === "all_claimed") {
           entry.left = 0;
         } else if (e.code === "claim_closed") {
-          entry.drop.claim_closes_at = new Date(Date.now() - 1000).toISOString();
+          entry.drop.claim_closes_at = new Date(LC.now() - 1000).toISOString();
         }
         showError(entry, e.code === "already_claimed" || e.code === "all_claimed" ? ""
           : retry ? e.message + " " + t("tap_again") : e.message);

@@ -698,7 +698,8 @@
       socket.on("you:muted", function (evt) {
         if (!evt || evt.broadcast_id !== id) return;
         var until = Date.parse(evt.until);
-        st.mutedUntil = isNaN(until) ? Date.now() + 10 * 60000 : until;
+        // the server's time, on this device's clock
+        st.mutedUntil = isNaN(until) ? Date.now() + 10 * 60000 : until - (LC.now() - Date.now());
         var minutes = Math.max(1, Math.ceil((st.mutedUntil - Date.now()) / 60000));
         feedback(t("you_muted", { minutes: minutes }), "error");
         render();
