@@ -1,10 +1,11 @@
 """A show from its scheduling to its report, with the servers' clock moved forward instead of waited for:
 staff create a special broadcast and its line-up in the staff pages; a viewer waits on its page before the
 start; when the clock reaches the lobby the server opens it by itself and the host goes live from the console;
-the viewer buys the spotlighted product from the bottom sheet, paying on delivery; the stall-keeper marks
-the order packed on a phone; when the clock passes the hour the server ends the show by itself, every open
-page says so, and the report counts the purchase. On SQLite (one process) and on PostgreSQL + Redis (two
-processes: the host and the viewer on one, staff and the stall-keeper on the other)."""
+two viewers chat and the host removes a message in the page; one buys the spotlighted product from the bottom
+sheet, paying on delivery; the stall-keeper marks the order packed on a phone; when the clock passes the hour
+the server ends the show by itself, every open page says so, and the report counts the purchase. On SQLite
+(one process) and on PostgreSQL + Redis (two processes: the host and one viewer on one, staff, the other
+viewer and the stall-keeper on the other)."""
 
 from __future__ import annotations
 
@@ -100,6 +101,27 @@ def test_a_show_scheduled_in_the_staff_pages_opens_sells_and_ends_by_the_clock(
     host.click(f".spot-btn[data-product='{first}']")
     expect(mina.locator("#spotlight-buy")).to_have_attribute("data-buy", str(first))
 
+    # a second viewer, on the other process when there are two, chats with mina; the host removes a message
+    # from the console, in the page, with a reason
+    joon = contexts("phone").new_page()
+    sign_in(joon, site.other_url, "joon", live)
+    expect(joon.locator("#chat-input")).to_be_enabled()
+    expect(joon.locator("#spotlight-buy")).to_have_attribute("data-buy", str(first))
+    mina.fill("#chat-input", "만두 두 팩 살게요!")
+    mina.click("#chat-send")
+    expect(joon.locator("#chat .chat-msg", has_text="만두 두 팩 살게요!")).to_be_visible()
+    joon.fill("#chat-input", "싸게 팝니다 http://spam.example")
+    joon.click("#chat-send")
+    expect(mina.locator("#chat .chat-msg", has_text="싸게 팝니다")).to_be_visible()
+    host.on("dialog", lambda d: (_ for _ in ()).throw(AssertionError(f"a browser dialog: {d.message}")))
+    message = host.locator("#chat .chat-msg", has_text="싸게 팝니다")
+    message.locator(".chat-more").click()
+    message.get_by_role("button", name="삭제").click()
+    message.locator(".chat-reasons [data-reason='스팸·광고']").click()
+    for page in (mina, joon):
+        expect(page.locator("#chat .chat-msg", has_text="싸게 팝니다")).to_have_count(0)
+    expect(joon.locator("#chat .chat-msg", has_text="만두 두 팩 살게요!")).to_be_visible()
+
     # mina buys two from the bottom sheet, same-day or next-day as she picks, paying on delivery
     mina.click("#spotlight-buy")
     expect(mina.locator("#buy-sheet")).to_be_visible()
@@ -153,6 +175,7 @@ def test_a_show_scheduled_in_the_staff_pages_opens_sells_and_ends_by_the_clock(
     # staff see it ended in the schedule's page of the broadcast, with the report linked
     staff.goto(f"{site.other_url}/staff/broadcasts/{broadcast_id}")
     expect(staff.get_by_role("link", name="방송 리포트").first).to_be_visible()
-    for page in (staff, mina, host, keeper):
+    state_of(joon).to_have_attribute("data-state", "ended")
+    for page in (staff, mina, joon, host, keeper):
         no_horizontal_scroll(page)
     assert datetime.now(UTC) < start, "the show ran on the moved clock, not on the real one"
