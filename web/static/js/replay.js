@@ -1,8 +1,9 @@
 /* After the show (viewer/live.html with a recording): the chat replayed beside the recording. The messages
  * come once from /api/v1/broadcasts/{id}/replay, each with its offset from the show's real start (the
  * recording's second 0); a message is shown once the video's currentTime passes its offset, and the list
- * follows the video when it is sought back or forward. Removed messages are never sent. player.js plays
- * the recording (HLS through hls.js where the browser has no native HLS). */
+ * follows the video when it is sought back or forward. Removed messages are never sent. Each message is drawn
+ * as the live chat draws it (LC.chatMessage, room.js, loaded before this file). player.js plays the
+ * recording (HLS through hls.js where the browser has no native HLS). */
 (function () {
   "use strict";
 
@@ -11,37 +12,11 @@
   var video = document.getElementById("replay-video");
   var list = document.getElementById("replay-chat");
   var note = document.getElementById("replay-note");
-  if (!b || !video || !list) return;
+  if (!b || !video || !list || !LC.chatMessage) return;
   var strings = LC.readJson("replay-i18n") || {};
   var t = function (key) { return strings[key] || LC.t(key); };
   var messages = [];
   var shown = 0; // messages[0 .. shown) are in the list
-
-  function node(m) {
-    var li = document.createElement("li");
-    li.className = "chat-msg";
-    li.setAttribute("data-id", String(m.id));
-    li.setAttribute("data-role", m.role || "viewer");
-    var line = document.createElement("p");
-    line.className = "chat-msg-line";
-    var name = document.createElement("span");
-    name.className = "chat-name";
-    name.textContent = m.name || "";
-    line.appendChild(name);
-    if (m.role === "host" || m.role === "staff") {
-      var badge = document.createElement("span");
-      badge.className = "badge role-badge chat-badge";
-      badge.setAttribute("data-role", m.role);
-      badge.textContent = t("role_" + m.role);
-      line.appendChild(badge);
-    }
-    var text = document.createElement("span");
-    text.className = "chat-text";
-    text.textContent = m.text || ""; // never innerHTML: people typed it
-    line.appendChild(text);
-    li.appendChild(line);
-    return li;
-  }
 
   /** The list as it was at second `now` of the show. */
   function sync() {
@@ -55,7 +30,7 @@
       while (list.children.length > wanted) list.removeChild(list.lastElementChild);
     } else {
       var frag = document.createDocumentFragment();
-      for (var i = shown; i < wanted; i++) frag.appendChild(node(messages[i]));
+      for (var i = shown; i < wanted; i++) frag.appendChild(LC.chatMessage(messages[i]));
       list.appendChild(frag);
     }
     shown = wanted;

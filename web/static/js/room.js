@@ -27,6 +27,38 @@
   var MAX_LINES = 250; // chat lines kept on the page
   var LONG_PRESS_MS = 550;
 
+  function staffLike(role) {
+    return role === "host" || role === "staff";
+  }
+
+  /** A chat message as the room shows it: the name, a badge for the host or staff, the text. The live chat
+   * adds its own marks and actions to it; the replay (replay.js) shows it as it is. */
+  function chatMessage(m) {
+    var li = document.createElement("li");
+    li.className = "chat-msg";
+    li.setAttribute("data-id", String(m.id));
+    li.setAttribute("data-role", m.role || "viewer");
+    var line = document.createElement("p");
+    line.className = "chat-msg-line";
+    var name = document.createElement("span");
+    name.className = "chat-name";
+    name.textContent = m.name || "";
+    line.appendChild(name);
+    if (staffLike(m.role)) {
+      var badge = document.createElement("span");
+      badge.className = "badge role-badge chat-badge";
+      badge.setAttribute("data-role", m.role);
+      badge.textContent = t("role_" + m.role);
+      line.appendChild(badge);
+    }
+    var text = document.createElement("span");
+    text.className = "chat-text";
+    text.textContent = m.text || ""; // never innerHTML: people typed it
+    line.appendChild(text);
+    li.appendChild(line);
+    return li;
+  }
+
   function room(opts) {
     var id = opts.broadcastId;
     var ids = opts.ids || {};
@@ -106,10 +138,6 @@
       append(li);
     }
 
-    function staffLike(role) {
-      return role === "host" || role === "staff";
-    }
-
     function closeMenus(except) {
       if (!list) return;
       var open = list.querySelectorAll(".chat-msg.is-open");
@@ -133,29 +161,8 @@
     }
 
     function messageNode(m) {
-      var li = document.createElement("li");
-      li.className = "chat-msg";
-      li.setAttribute("data-id", String(m.id));
-      li.setAttribute("data-role", m.role || "viewer");
+      var li = chatMessage(m);
       if (m.user_id != null && m.user_id === st.you.user_id) li.classList.add("is-mine");
-      var line = document.createElement("p");
-      line.className = "chat-msg-line";
-      var name = document.createElement("span");
-      name.className = "chat-name";
-      name.textContent = m.name || "";
-      line.appendChild(name);
-      if (staffLike(m.role)) {
-        var badge = document.createElement("span");
-        badge.className = "badge role-badge chat-badge";
-        badge.setAttribute("data-role", m.role);
-        badge.textContent = t("role_" + m.role);
-        line.appendChild(badge);
-      }
-      var text = document.createElement("span");
-      text.className = "chat-text";
-      text.textContent = m.text || ""; // never innerHTML: people typed it
-      line.appendChild(text);
-      li.appendChild(line);
 
       var actions = opts.actions ? opts.actions(m, st.you) || [] : [];
       if (actions.length) {
@@ -730,4 +737,5 @@
   }
 
   LC.room = room;
+  LC.chatMessage = chatMessage;
 })();
