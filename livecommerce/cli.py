@@ -1,4 +1,4 @@
-"""The `livecommerce` command: serve, demo, db upgrade, user add, check-config."""
+"""The `livecommerce` command: serve, demo, db upgrade, user add, addresses import, check-config."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from aiohttp import web
@@ -266,6 +266,45 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_addresses_import(args: argparse.Namespace) -> int:
+    """Add a CSV file's addresses to the address book the postcode search reads: all of them, or none when a
+    row is bad (each bad row is named by its line)."""
+    from orders.address_book import ImportReport, import_csv
+
+    config = _config(args)
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"error: no file {args.file}", file=sys.stderr)
+        return 2
+    if config.database.url.startswith("sqlite"):
+        prepare_database(config)
+
+    async def _import(lines: Iterator[str]) -> ImportReport:
+        engine = make_engine(config.database)
+        try:
+            async with make_sessionmaker(engine)() as db:
+                report = await import_csv(db, lines)
+                if report.bad:
+                    await db.rollback()
+                else:
+                    await db.commit()
+                return report
+        finally:
+            await engine.dispose()
+
+    with path.open("rb") as fh:  # each line decoded as it is read: a line that is not UTF-8 is named
+        report = asyncio.run(_import(raw.decode("utf-8") for raw in fh))
+    if report.bad:
+        for p in report.problems:
+            print(f"{args.file}: {p}", file=sys.stderr)
+        if report.bad > len(report.problems):
+            print(f"{args.file}: … and {report.bad - len(report.problems)} more", file=sys.stderr)
+        print(f"nothing imported: {report.bad} bad row{'s' if report.bad != 1 else ''}", file=sys.stderr)
+        return 1
+    print(f"{report.added} addresses added, {report.skipped} skipped (already in the address book)")
+    return 0
+
+
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from .loadtest import main as loadtest_main
 
@@ -353,6 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     sp.add_argument("name")
     sp.set_defaults(func=cmd_user_add)
+
+    addresses = sub.add_parser("addresses", help="the address book of the postcode search").add_subparsers(
+        dest="addresses_command", required=True)
+    sp = addresses.add_parser("import", help="add the addresses of a CSV file (UTF-8; header: postal_code,"
+                                             "road_address,jibun_address,building_name)")
+    common(sp)
+    sp.add_argument("file", help="the CSV file")
+    sp.set_defaults(func=cmd_addresses_import)
 
     sp = sub.add_parser("loadtest", help="open many real viewers on a live room and measure delivery")
     from .loadtest import add_arguments

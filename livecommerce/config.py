@@ -110,6 +110,7 @@ class SecurityConfig:
     login_max_delay_seconds: float = 900.0
     login_window_minutes: int = 60
     guest_joins_per_minute: int = 30
+    address_searches_per_minute: int = 60
     connections_per_address: int = 200
 
 
@@ -379,6 +380,8 @@ def validate(c: Config) -> None:
            se.login_window_minutes)
     _check(1 <= se.guest_joins_per_minute <= 100_000, "security.guest_joins_per_minute", "1 to 100000",
            se.guest_joins_per_minute)
+    _check(1 <= se.address_searches_per_minute <= 100_000, "security.address_searches_per_minute", "1 to 100000",
+           se.address_searches_per_minute)
     _check(0 <= se.connections_per_address <= 1_000_000, "security.connections_per_address", "0 to 1000000",
            se.connections_per_address)
 

@@ -1,11 +1,13 @@
 """`livecommerce demo`: a market a newcomer can click through — stalls, products with pictures,
-a staff and a host account, the Monday/Wednesday series, and one broadcast live right now."""
+a staff and a host account, the Monday/Wednesday series, one broadcast live right now, and an address
+book for the postcode search (`data/addresses-demo.csv`: roads around Seoul's traditional markets)."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -14,6 +16,7 @@ from sqlalchemy.orm import selectinload
 
 from coupons import claims, giveaways
 from coupons.models import CouponDrop, EntryMode, Giveaway
+from orders.address_book import import_csv
 from orders.models import DeliveryOption, LineupSale, OrderStatus, Purchase, PurchaseLine
 from orders.settings import seed_demo_order_settings
 from sessions.models import Broadcast, BroadcastHost, BroadcastState, ChatMessage, LineupItem
@@ -22,6 +25,9 @@ from sessions.schedule import weekly_rrule
 from .accounts import create_user, set_password
 from .config import Config
 from .models import Market, Merchant, Product, Role, User
+
+# Demo data: real roads of Seoul's Jung-gu, Jongno-gu, Mapo-gu and Dongdaemun-gu, around their markets.
+DEMO_ADDRESSES = Path(__file__).with_name("data") / "addresses-demo.csv"
 
 # (merchant ko, merchant en, [(name ko, name en, image, price, live price, stock, unit ko, unit en, desc ko, desc en)])
 STALLS = [
@@ -114,6 +120,9 @@ async def seed(db: AsyncSession, config: Config, now: datetime, stream_url: str 
         products = [(p, live_prices.get(p.name_ko, p.price)) for p in rows]
 
     await seed_demo_order_settings(db, market.id)  # delivery options and payment, for the buy sheet
+    addresses = await import_csv(db, DEMO_ADDRESSES.read_text(encoding="utf-8").splitlines())  # once: idempotent
+    if addresses.bad:
+        raise ValueError(f"{DEMO_ADDRESSES}: " + "; ".join(map(str, addresses.problems)))
     first_merchant = await db.scalar(select(Merchant.id).where(Merchant.market_id == market.id).order_by(Merchant.id))
     staff_pw, host_pw, merchant_pw = _password(), _password(), _password()
     await _account(db, "staff", Role.STAFF, "운영팀", staff_pw)

@@ -162,6 +162,13 @@ class Throttle:
         if not await self._take(f"guest:{address}", rate, burst):
             raise TooManyAttempts(math.ceil(1 / rate))
 
+    async def per_address(self, kind: str, address: str, per_minute: int) -> None:
+        """One request of `kind` (a cheap read anyone may make, such as `"addresses"`) from `address`; refused
+        (`TooManyAttempts`) past `per_minute` of them (a burst of as many, then this rate)."""
+        rate = per_minute / 60.0
+        if not await self._take(f"{kind}:{address}", rate, per_minute):
+            raise TooManyAttempts(math.ceil(1 / rate))
+
     async def _take(self, key: str, rate: float, burst: int) -> bool:
         now = self.clock()
         if self.redis is not None:

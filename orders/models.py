@@ -1,5 +1,6 @@
 """Tables for orders: purchases and their lines (prices as charged), the units each show has sold,
-idempotency keys, and each market's order settings. Money is whole won; times are UTC."""
+idempotency keys, each market's order settings, and the address book the buy sheet's postcode search
+reads. Money is whole won; times are UTC."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -194,3 +196,26 @@ class IdempotencyKey(Base):
     purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id", ondelete="SET NULL"), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Address(Base):
+    """A delivery address as the postcode search finds it: its postal code, its road address and, when
+    known, its lot-number (jibun) address and building name. `search_text` is all of it normalised
+    (`addresses.search_text`), matched word by word with LIKE: on PostgreSQL a trigram index serves those
+    (pg_trgm, which the migration enables); a query of five digits reads the postal code's index instead.
+    Filled by `livecommerce addresses import`; an address is one row (postal code and road address)."""
+
+    __tablename__ = "addresses"
+    __table_args__ = (
+        UniqueConstraint("postal_code", "road_address"),
+        CheckConstraint("length(postal_code) = 5", name="postal_code_five_digits"),
+        Index("ix_addresses_search_text", "search_text", postgresql_using="gin",
+              postgresql_ops={"search_text": "gin_trgm_ops"}),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    postal_code: Mapped[str] = mapped_column(String(5))
+    road_address: Mapped[str] = mapped_column(String(200))
+    jibun_address: Mapped[str | None] = mapped_column(String(200), default=None)
+    building_name: Mapped[str | None] = mapped_column(String(100), default=None)
+    search_text: Mapped[str] = mapped_column(Text)

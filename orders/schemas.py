@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 from livecommerce import i18n
 from livecommerce.api import MAX_ID, MAX_OFFSET, Patch, Strict, config_limit
 
+from .addresses import LIMIT, QUERY_MAX, QUERY_MIN, QUERY_PATTERN
 from .models import DELIVERY_LABELS, DeliveryOption, MarketOrderSettings, OrderStatus, Purchase
 from .payments import METHOD_LABELS, instructions
 
@@ -145,6 +146,31 @@ class QuoteOut(BaseModel):
     in_area: bool = Field(description="the postal code is in the two-hour area")
     options: list[DeliveryOut] = Field(default_factory=list, description="every option an order placed now can "
                                        "have, fastest first (the first is the one above); the buyer may choose one")
+
+
+class AddressQueryIn(Strict):
+    """A postcode search. Read as it was typed (not trimmed: the document's limits hold for what is sent);
+    a query outside them is refused with 400 and a message a person reads (`addresses.parse_query`)."""
+
+    model_config = ConfigDict(str_strip_whitespace=False)
+
+    q: str = Field(description="a road, a building, a dong or a postal code (five digits), as typed: at least "
+                               f"{QUERY_MIN} Hangul syllables, letters or digits, at most {QUERY_MAX} characters; "
+                               "every word must be in the address",
+                   json_schema_extra={"minLength": QUERY_MIN, "maxLength": QUERY_MAX, "pattern": QUERY_PATTERN})
+
+
+class AddressOut(BaseModel):
+    postal_code: str = Field(description="five digits")
+    road_address: str = Field(description="the road address, e.g. 서울특별시 중구 세종대로 110")
+    jibun_address: str | None = Field(description="the lot-number address, when known")
+    building_name: str | None = Field(description="the building's name, when it has one")
+
+
+class AddressSearchOut(BaseModel):
+    results: list[AddressOut] = Field(description=f"at most {LIMIT}, best first: the postal code asked for, then "
+                                                  "the shortest road address")
+    truncated: bool = Field(description="more addresses matched than are given: type more of the address")
 
 
 class CheckoutItemOut(BaseModel):

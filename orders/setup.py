@@ -1,7 +1,8 @@
 """`setup(app)`: purchases in the app — the API and pages with their error statuses, the payment providers,
 the pricing hooks other domains fill, what keeps a flash sale fast (the kept line-up, the admission, the key
-checks), the `buy` socket event, the sales feed in the room (a purchase listener and a room-ticker listener),
-and the background work: purging old Idempotency-Keys, cancelling bank transfers left unpaid."""
+checks), the postcode search's recent answers, the `buy` socket event, the sales feed in the room (a purchase
+listener and a room-ticker listener), and the background work: purging old Idempotency-Keys, cancelling bank
+transfers left unpaid."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from sessions.report import report_parts
 from sessions.room import room_hooks
 
 from . import events, feed, views
+from .address_book import ADDRESS_SEARCHES, SearchCache
+from .address_book import WATCHES as ADDRESS_WATCHES
 from .connections import QUICK_READS, WRITES
 from .fulfilment import expire_overdue
 from .keys import KEY_CHECKS, KEY_RELEASES, KeyChecks, KeyReleases, purge_keys
@@ -37,6 +40,7 @@ def setup(app: web.Application) -> None:
     pricing_hooks(app)  # made now, for the domains after this one to fill in their `setup`
     app[AppKeys.caches].keep(app, LINEUPS, LineupCache(app[AppKeys.config].orders.lineup_cache_seconds), "lineups",
                              *WATCHES)
+    app[AppKeys.caches].keep(app, ADDRESS_SEARCHES, SearchCache(), "addresses", *ADDRESS_WATCHES)
     app[ADMISSION] = Admission()
     views.register(app, app[API])
     events.setup(app)

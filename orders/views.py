@@ -1,5 +1,5 @@
 """The orders API and pages: buying during a live stream (with an Idempotency-Key), the delivery
-quote, a viewer's orders, a stall's lines, the staff's orders with their CSV export, and the host's
+quote, the postcode search, a viewer's orders, a stall's lines, the staff's orders with their CSV export, and the host's
 figures. Handlers parse, call a service inside one unit of work, and answer after the commit. The HTTP
 status of each of orders' refusals is decided here (`ERROR_STATUSES`), not by the domain."""
 
@@ -18,14 +18,18 @@ from livecommerce.api import IDEMPOTENCY_KEY, Api, Call, path_id
 from livecommerce.auth import HOST, MERCHANT, PUBLIC, SIGNED_IN, STAFF, access
 from livecommerce.db import utcnow
 from livecommerce.errors import AppError, BadRequest, NotFound, ValidationFailed, error_statuses, status_for
+from livecommerce.jsonenc import dumps
 from livecommerce.keys import AppKeys, signed_in_user, state
 from livecommerce.models import Market, Product, Role, User
 from livecommerce.templating import render
+from livecommerce.throttle import THROTTLE, client_address
 from sessions import services as broadcasts
 
-from . import buying, fulfilment, packing, rules, schemas
+from . import address_book, addresses, buying, fulfilment, packing, rules, schemas
 from . import settings as order_settings
+from .address_book import ADDRESS_SEARCHES
 from .connections import quick_read
+from .errors import refused
 from .figures import broadcast_figures, orders_csv
 from .lineup import lineup_stock, read_lineup
 from .models import DELIVERY_LABELS, STATUS_LABELS, DeliveryOption, MarketOrderSettings, OrderStatus, Purchase
@@ -33,6 +37,9 @@ from .payments import METHOD_LABELS, PAYMENT_PROVIDERS, InvalidWebhook, offered
 from .placing import notify
 from .pricing import PRICING
 from .schemas import (
+    AddressOut,
+    AddressQueryIn,
+    AddressSearchOut,
     CheckoutItemOut,
     CheckoutOut,
     DeliveryOut,
@@ -64,7 +71,7 @@ ERROR_STATUSES = {
     "empty_order": 422, "duplicate_product": 422, "not_on_lineup": 422, "invalid_quantity": 422,
     "invalid_phone": 422, "invalid_postal_code": 422, "outside_delivery_area": 422, "invalid_cutoff": 422,
     "invalid_area": 422, "idempotency_key_reused": 422,
-    "idempotency_key_missing": 400,
+    "idempotency_key_missing": 400, "address_query_too_short": 400, "address_query_too_long": 400,
 }
 
 
@@ -126,6 +133,31 @@ async def delivery_quote(call: Call[None, QuoteQuery]) -> QuoteOut:
                     promise_text=options[0].promise_text, fee=q.fee, in_area=q.in_area, options=options)
 
 
+async def address_search(call: Call[None, AddressQueryIn]) -> web.StreamResponse:
+    """The postcode search: limited per address like the other reads anyone may make, answered from the
+    process's recent answers when it can (`address_book.SearchCache`), and kept by the browser a while."""
+    try:
+        query = addresses.parse_query(call.query.q)
+    except rules.RuleError as exc:
+        raise refused(exc) from None
+    config = call.app[AppKeys.config]  # a query refused above cost nothing: only searches count
+    await call.app[THROTTLE].per_address("addresses", client_address(call.request, config.server.trust_proxy),
+                                         config.security.address_searches_per_minute)
+    cache = call.app[ADDRESS_SEARCHES]
+    result = cache.get(query.key)
+    if result is None:
+        generation = cache.generation
+        async with quick_read(call.app) as db:
+            result = await address_book.search(db, query)
+        cache.keep(query.key, result, generation)
+    out = AddressSearchOut(results=[AddressOut(postal_code=r.postal_code, road_address=r.road_address,
+                                               jibun_address=r.jibun_address, building_name=r.building_name)
+                                    for r in result.results], truncated=result.truncated)
+    # the same for everyone and in every language; private: the answer may carry the session's cookie
+    return web.json_response(out.model_dump(mode="json"), dumps=dumps,
+                             headers={"Cache-Control": f"private, max-age={int(address_book.SEARCH_CACHE_SECONDS)}"})
+
+
 # -- the API ---------------------------------------------------------------------------------------
 
 PROVIDER_NAME = {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$",
@@ -144,6 +176,12 @@ def register_api(api: Api) -> None:
               response=QuoteOut, errors=[404],
               summary="The delivery option and promise an order placed now would get, for a postal code"
               )(delivery_quote)
+    api.route("GET", "/addresses", access=PUBLIC, tag="orders", query=AddressQueryIn, response=AddressSearchOut,
+              errors=[400], throttled=True,
+              summary="Find a delivery address (Korean road addresses) by a road, a building, a dong or its postal "
+                      "code: every word typed must be in the address; at most 20, best first. A query with fewer "
+                      "than 2 letters or digits, or over 80 characters, is refused with 400"
+              )(address_search)
 
     @api.route("POST", "/payments/{provider}/webhook", access=PUBLIC, tag="orders", csrf=False, response=WebhookOut,
                errors=[400, 404, 409, 422], path_params={"provider": PROVIDER_NAME},

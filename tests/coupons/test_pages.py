@@ -125,6 +125,9 @@ async def test_the_winners_page_is_for_the_winner(client: TestClient, units: asy
     for name in ("name", "phone", "postal_code", "address1", "address2"):
         assert f'name="{name}"' in html
     assert "축하" in html and "/static/js/won.js" in html and no_inline_script(html)
+    # the postcode finder beside the postal code fills it and the address, then waits in the detail field
+    assert 'id="won-postcode-open"' in html and "우편번호 찾기" in html and "/static/js/postcode.js" in html
+    assert 'data-postal="won-postal" data-address="won-address1" data-detail="won-address2"' in html
     resp = await client.post(f"/api/v1/giveaways/{g.id}/winner-details", json={
         "name": "김민지", "phone": "010-1234-5678", "postal_code": "04524", "address1": "서울 중구 세종대로 110",
         "address2": "3층"}, headers={"X-CSRF-Token": token})
