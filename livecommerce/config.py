@@ -152,6 +152,17 @@ class PushConfig:
     retries: int = 2
     ttl_seconds: int = 3600
     allow_http_loopback: bool = False
+    resend_after_seconds: float = 120.0
+
+    def try_seconds(self) -> float:
+        """The longest one request to a push service may take: its timeout bounds connecting and each read,
+        not the whole, so the sender gives up on it at twice that and a second."""
+        return self.timeout_seconds * 2 + 1
+
+    def longest_send_seconds(self) -> float:
+        """The longest the sender may spend on one notification: every try cut off at `try_seconds`, with the
+        waits between them (0.5 s, 1 s, …)."""
+        return (self.retries + 1) * self.try_seconds() + 0.5 * (2.0 ** self.retries - 1)
 
 
 @dataclass(frozen=True)
@@ -412,6 +423,10 @@ def validate(c: Config) -> None:
     _check(0.5 <= pu.timeout_seconds <= 60, "push.timeout_seconds", "0.5 to 60", pu.timeout_seconds)
     _check(0 <= pu.retries <= 5, "push.retries", "0 to 5", pu.retries)
     _check(60 <= pu.ttl_seconds <= 86_400, "push.ttl_seconds", "60 to 86400", pu.ttl_seconds)
+    longest = pu.longest_send_seconds()
+    _check(longest < pu.resend_after_seconds <= 86_400, "push.resend_after_seconds",
+           f"more than {longest:g} (the longest one notification's sending takes with push.timeout_seconds "
+           "and push.retries) and at most 86400", pu.resend_after_seconds)
 
     lg = c.logging
     _check(lg.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",

@@ -271,7 +271,13 @@ class PushSender:
         self._pool: ThreadPoolExecutor | None = None
         # as many requests at once as there are threads: a request's timeout starts when a thread takes it
         self._slots = asyncio.Semaphore(workers)
-        self.backoff = 0.5  # seconds before the first retry; doubled for each next one
+        # seconds before the first retry, doubled for each next one (as PushConfig.longest_send_seconds counts)
+        self.backoff = 0.5
+
+    @property
+    def workers(self) -> int:
+        """How many requests it makes at once."""
+        return self._workers
 
     @property
     def keys(self) -> VapidKeys:
@@ -332,7 +338,7 @@ class PushSender:
             try:
                 async with self._slots:
                     status = await asyncio.wait_for(loop.run_in_executor(self._pool, partial(self._post, sub, data)),
-                                                    self.config.push.timeout_seconds * 2 + 1)
+                                                    self.config.push.try_seconds())
             except (requests.RequestException, OSError, TimeoutError) as exc:
                 status, error = None, type(exc).__name__
             except Exception:  # a message that cannot be made for this subscription: trying again will not help

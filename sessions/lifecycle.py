@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -74,6 +74,19 @@ class SystemClock:
 def clock_jumped(wall_elapsed: float, monotonic_elapsed: float, tolerance: float) -> bool:
     """Whether the wall clock moved apart from the monotonic one by more than `tolerance` seconds."""
     return abs(wall_elapsed - monotonic_elapsed) > tolerance
+
+
+Sweep = Callable[[web.Application, datetime], Awaitable[None]]
+SWEEPS = web.AppKey("scheduler_sweeps", list[Sweep])
+
+
+def sweeps(app: web.Application) -> list[Sweep]:
+    """Work the scheduler does at each look after the moves, with the time of the look (the reminders add
+    theirs in their setup): at least every `max_sleep` seconds, so no sweep needs a loop of its own."""
+    found = app.get(SWEEPS)
+    if found is None:
+        found = app[SWEEPS] = []
+    return found
 
 
 @dataclass(frozen=True)
@@ -167,6 +180,11 @@ class Scheduler:
                     state = ACTION_STATE[s.action]
                     await push_transition(self.app, b.id, state, s.at)
                     slot = Slot(state, slot.starts_at, slot.ends_at, slot.auto_live, slot.warned)
+        for sweep in sweeps(self.app):
+            try:
+                await sweep(self.app, now)
+            except Exception:  # the moves are made: a failed sweep is tried again at the next look
+                log.exception("scheduler sweep failed", extra={"sweep": getattr(sweep, "__qualname__", "")})
         return done
 
     async def next_wake(self, now: datetime) -> datetime | None:

@@ -3,11 +3,18 @@
 A browser that allowed notifications posts its subscription with the broadcast it wants to hear about
 (`PUT /api/v1/broadcasts/{id}/push-reminder`); a signed-in viewer's reminder (`reminders`) also reaches
 every browser of theirs that subscribed. When the broadcast opens (its lobby, or live) the process that
-made the move sends each reminder that has not been sent: one statement marks them sent and returns them
+made the move sends each reminder that has not been sent: one statement marks them taken and returns them
 (`UPDATE … SET sent_at = … WHERE sent_at IS NULL RETURNING …`), so with several processes each reminder
 is taken by exactly one, and sent once. A reminder set while the lobby is already open is sent when the
-show goes live. What the push service said is kept on the row; a subscription it no longer knows
-(404/410) is deleted.
+show goes live. What the push service said is kept on the row as soon as it answers; a subscription it no
+longer knows (404/410) is deleted.
+
+A process that stops between taking reminders and sending them would lose them, so a taken reminder whose
+outcome was never written is taken again `push.resend_after_seconds` after it was taken, by the same kind of
+conditional statement (only one process takes it again), and sent — while its broadcast is still open, and
+at most `MAX_TAKES` times in all. The scheduler runs that sweep at each of its looks. A sender still at work
+is never raced: while it has reminders it has not finished, it renews their `sent_at` every quarter of that
+delay, and a reminder another process took again meanwhile (`takes` moved on) is left to that process.
 """
 
 from __future__ import annotations
@@ -15,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -35,19 +42,31 @@ from livecommerce.config import Config
 from livecommerce.db import Base, UTCDateTime, utcnow
 from livecommerce.errors import N_, Conflict, NotFound
 from livecommerce.keys import AppKeys, state
-from livecommerce.webpush import PUSH, Outcome, PushSubscription, Subscription, SubscriptionIn, check_subscription
+from livecommerce.webpush import (
+    PUSH,
+    Delivery,
+    Outcome,
+    PushSubscription,
+    Subscription,
+    SubscriptionIn,
+    check_subscription,
+)
 
 from . import planning
+from .lifecycle import sweeps
 from .models import STATE_LABELS, Broadcast, BroadcastState, Reminder
 from .room import room_hooks
 
 log = logging.getLogger("livecommerce.reminders")
 S = BroadcastState
 OPENING = (S.LOBBY, S.LIVE)
+MAX_TAKES = 3  # a reminder is taken when its show opens, and taken again at most twice if never sent
+RENEW_IDS = 500  # reminders renewed by one statement
 
 
 class PushReminder(Base):
-    """One browser to notify when one broadcast opens; `sent_at` is set by the process that takes it."""
+    """One browser to notify when one broadcast opens. `sent_at` is set by the process that takes it (and
+    renewed while it is sending), `takes` counts the takes, `outcome` is written once the push service answered."""
 
     __tablename__ = "push_reminders"
     __table_args__ = (UniqueConstraint("broadcast_id", "subscription_id"),)
@@ -59,6 +78,7 @@ class PushReminder(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     outcome: Mapped[str | None] = mapped_column(String(20), default=None)  # sent, failed (gone: row deleted)
+    takes: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 def _insert(db: AsyncSession) -> Any:
@@ -116,6 +136,16 @@ class Due:
     subscription_id: int
     subscription: Subscription
     locale: str
+    take: int  # the row's `takes` as this take left it: the reminder is this sender's while the row says so
+
+
+async def _due(db: AsyncSession, taken: list[tuple[int, int, int]]) -> list[Due]:
+    """The taken rows (id, subscription, take) with their subscriptions."""
+    if not taken:
+        return []
+    subs = {s.id: s for s in (await db.scalars(
+        select(PushSubscription).where(PushSubscription.id.in_({sid for _, sid, _ in taken})))).all()}
+    return [Due(rid, sid, subs[sid].subscription(), subs[sid].locale, take) for rid, sid, take in taken if sid in subs]
 
 
 async def take_due(db: AsyncSession, broadcast_id: int, now: datetime) -> list[Due]:
@@ -130,13 +160,47 @@ async def take_due(db: AsyncSession, broadcast_id: int, now: datetime) -> list[D
                      .on_conflict_do_nothing(index_elements=["broadcast_id", "subscription_id"]))
     taken = (await db.execute(
         update(PushReminder).where(PushReminder.broadcast_id == broadcast_id, PushReminder.sent_at.is_(None))
-        .values(sent_at=now).returning(PushReminder.id, PushReminder.subscription_id)
+        .values(sent_at=now, takes=PushReminder.takes + 1)
+        .returning(PushReminder.id, PushReminder.subscription_id, PushReminder.takes)
         .execution_options(synchronize_session=False))).all()
-    if not taken:
-        return []
-    subs = {s.id: s for s in (await db.scalars(
-        select(PushSubscription).where(PushSubscription.id.in_([sid for _, sid in taken])))).all()}
-    return [Due(rid, sid, subs[sid].subscription(), subs[sid].locale) for rid, sid in taken if sid in subs]
+    return await _due(db, [(rid, sid, take) for rid, sid, take in taken])
+
+
+async def take_lost(db: AsyncSession, now: datetime, resend_after: float) -> dict[int, list[Due]]:
+    """The reminders of open broadcasts taken more than `resend_after` seconds before `now` and never sent
+    (no outcome: their sender stopped), each taken again by this call only — one conditional statement, as
+    `take_due` — unless it was taken `MAX_TAKES` times already. By broadcast."""
+    taken = (await db.execute(
+        update(PushReminder).where(
+            PushReminder.broadcast_id.in_(select(Broadcast.id).where(Broadcast.state.in_(OPENING))),
+            PushReminder.outcome.is_(None), PushReminder.sent_at.is_not(None),
+            PushReminder.sent_at < now - timedelta(seconds=resend_after), PushReminder.takes < MAX_TAKES)
+        .values(sent_at=now, takes=PushReminder.takes + 1)
+        .returning(PushReminder.broadcast_id, PushReminder.id, PushReminder.subscription_id, PushReminder.takes)
+        .execution_options(synchronize_session=False))).all()
+    by_broadcast: dict[int, list[Due]] = {}
+    broadcast_of = {rid: bid for bid, rid, _, _ in taken}
+    for d in await _due(db, [(rid, sid, take) for _, rid, sid, take in taken]):
+        by_broadcast.setdefault(broadcast_of[d.reminder_id], []).append(d)
+    return by_broadcast
+
+
+async def renew(db: AsyncSession, held: Mapping[int, int], now: datetime) -> set[int]:
+    """A sender keeps the reminders it has not finished (id → its take): each row still at that take gets
+    `sent_at = now`, so no sweep takes it again. Returns the ids still held; the others were taken again by
+    another process (this one was too slow to renew them), which sends them."""
+    kept: set[int] = set()
+    by_take: dict[int, list[int]] = {}
+    for rid, take in held.items():
+        by_take.setdefault(take, []).append(rid)
+    for take, ids in by_take.items():
+        for i in range(0, len(ids), RENEW_IDS):
+            kept.update((await db.scalars(
+                update(PushReminder).where(PushReminder.id.in_(ids[i:i + RENEW_IDS]), PushReminder.takes == take,
+                                           PushReminder.outcome.is_(None))
+                .values(sent_at=now).returning(PushReminder.id)
+                .execution_options(synchronize_session=False))).all())
+    return kept
 
 
 def notification(b: Broadcast, opening: BroadcastState, config: Config) -> dict[str, Any]:
@@ -156,19 +220,51 @@ class Report:
     sent: int = 0
     gone: int = 0
     failed: int = 0
+    elsewhere: int = 0  # taken again by another process before this one sent them
     reminders: list[int] = field(default_factory=list)
 
 
-async def send_reminders(app: web.Application, broadcast_id: int, opening: BroadcastState) -> Report:
+async def send_reminders(app: web.Application, broadcast_id: int, opening: BroadcastState,
+                         now: datetime | None = None) -> Report:
     """Send every reminder of a broadcast that opens, that no process has taken yet."""
-    config = app[AppKeys.config]
-    now = utcnow()
+    now = now or utcnow()
     async with app[AppKeys.db].begin() as db:
         due = await take_due(db, broadcast_id, now)
         b = await db.get(Broadcast, broadcast_id)
-    report = Report()
     if not due or b is None:
-        return report
+        return Report()
+    return await deliver(app, b, opening, due, now)
+
+
+async def _lost(app: web.Application, now: datetime) -> list[tuple[Broadcast, list[Due]]]:
+    async with app[AppKeys.db].begin() as db:
+        taken = await take_lost(db, now, app[AppKeys.config].push.resend_after_seconds)
+        found = [(b, due) for bid, due in taken.items() if (b := await db.get(Broadcast, bid)) is not None]
+    for b, due in found:
+        log.warning("reminders taken again: their sender never sent them",
+                    extra={"broadcast": b.id, "count": len(due)})
+    return found
+
+
+async def resend_lost(app: web.Application, now: datetime | None = None) -> list[Report]:
+    """Take again the reminders a stopped process took and never sent (see `take_lost`), and send them."""
+    now = now or utcnow()
+    return [await deliver(app, b, b.state, due, now) for b, due in await _lost(app, now)]
+
+
+async def sweep(app: web.Application, now: datetime) -> None:
+    """The scheduler's sweep: the reminders lost by a stopped process are taken again now and sent in the
+    background (the scheduler does not wait for push services)."""
+    for b, due in await _lost(app, now):
+        _in_background(app, deliver(app, b, b.state, due, now), b.id)
+
+
+async def deliver(app: web.Application, b: Broadcast, opening: BroadcastState, due: list[Due],
+                  now: datetime) -> Report:
+    """Send the reminders this process took at `now`, writing each outcome as soon as it is known, and
+    keeping hold of the others meanwhile (see `renew`)."""
+    config = app[AppKeys.config]
+    report = Report()
     catalogues = app[AppKeys.catalogues]
     payloads: dict[str, dict[str, Any]] = {}
     for locale in {d.locale for d in due}:
@@ -176,24 +272,69 @@ async def send_reminders(app: web.Application, broadcast_id: int, opening: Broad
         i18n.activate(loc, catalogues[loc])
         payloads[locale] = notification(b, opening, config)
     sender = app[PUSH]
-    deliveries = await asyncio.gather(*(sender.send(d.subscription, payloads[d.locale]) for d in due))
-    async with app[AppKeys.db].begin() as db:
-        for d, delivery in zip(due, deliveries, strict=True):
-            report.reminders.append(d.reminder_id)
-            if delivery.outcome is Outcome.GONE:
-                report.gone += 1
-                await db.execute(delete(PushReminder).where(PushReminder.subscription_id == d.subscription_id))
-                await db.execute(delete(PushSubscription).where(PushSubscription.id == d.subscription_id))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    def clock() -> datetime:  # `now`, moving on with the time spent here
+        return now + timedelta(seconds=loop.time() - started)
+
+    held = {d.reminder_id: d.take for d in due}  # taken by this process, not finished
+    gate = asyncio.Semaphore(sender.workers)  # a reminder waits here, where it can still be given up
+
+    async def one(d: Due) -> None:
+        async with gate:
+            if d.reminder_id not in held:
+                report.elsewhere += 1
+                return
+            delivery = await sender.send(d.subscription, payloads[d.locale])
+            try:
+                await _record(app, d, delivery, report)
+            except Exception:  # not written: it will be taken again and sent again
+                log.exception("a reminder's outcome could not be written", extra={"broadcast": b.id})
+            held.pop(d.reminder_id, None)
+
+    async def keep() -> None:
+        every = config.push.resend_after_seconds / 4
+        while held:
+            await asyncio.sleep(every)
+            try:
+                async with app[AppKeys.db].begin() as db:
+                    kept = await renew(db, dict(held), clock())
+            except Exception:
+                log.exception("reminders could not be renewed", extra={"broadcast": b.id})
                 continue
-            if delivery.outcome is Outcome.SENT:
-                report.sent += 1
-            else:
-                report.failed += 1
+            for rid in [rid for rid in held if rid not in kept]:
+                held.pop(rid, None)
+
+    keeper = asyncio.create_task(keep(), name=f"reminders-keep-{b.id}")
+    try:
+        await asyncio.gather(*(one(d) for d in due))
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+    log.info("reminders sent", extra={"broadcast": b.id, "state": opening.value, "sent": report.sent,
+                                      "gone": report.gone, "failed": report.failed,
+                                      "elsewhere": report.elsewhere})
+    return report
+
+
+async def _record(app: web.Application, d: Due, delivery: Delivery, report: Report) -> None:
+    """What the push service said, on the row (a subscription it no longer knows is deleted)."""
+    async with app[AppKeys.db].begin() as db:
+        if delivery.outcome is Outcome.GONE:
+            await db.execute(delete(PushReminder).where(PushReminder.subscription_id == d.subscription_id))
+            await db.execute(delete(PushSubscription).where(PushSubscription.id == d.subscription_id))
+        else:
             await db.execute(update(PushReminder).where(PushReminder.id == d.reminder_id)
                              .values(outcome=delivery.outcome.value).execution_options(synchronize_session=False))
-    log.info("reminders sent", extra={"broadcast": broadcast_id, "state": opening.value, "sent": report.sent,
-                                      "gone": report.gone, "failed": report.failed})
-    return report
+    report.reminders.append(d.reminder_id)
+    if delivery.outcome is Outcome.GONE:
+        report.gone += 1
+    elif delivery.outcome is Outcome.SENT:
+        report.sent += 1
+    else:
+        report.failed += 1
 
 
 @dataclass
@@ -211,8 +352,12 @@ async def on_transition(app: web.Application, broadcast_id: int, new_state: Broa
     opened it does not wait for push services)."""
     if new_state not in OPENING:
         return
+    _in_background(app, send_reminders(app, broadcast_id, new_state), broadcast_id)
+
+
+def _in_background(app: web.Application, sending: Coroutine[Any, Any, Report], broadcast_id: int) -> None:
     tasks = app[SENDING].tasks
-    task = asyncio.create_task(send_reminders(app, broadcast_id, new_state), name=f"reminders-{broadcast_id}")
+    task = asyncio.create_task(sending, name=f"reminders-{broadcast_id}")
     tasks.add(task)
     task.add_done_callback(_finished(tasks, broadcast_id))
 
@@ -278,7 +423,9 @@ def register_api(api: Api) -> None:
 
 
 def setup(app: web.Application) -> None:
-    """Reminders in the app: their API, the transition listener that sends them, and their tasks' lifetime."""
+    """Reminders in the app: their API, the transition listener that sends them, the scheduler's sweep that
+    sends again those a stopped process lost, and their tasks' lifetime."""
     register_api(app[API])
     room_hooks(app).on_transition.append(on_transition)
+    sweeps(app).append(sweep)
     app.cleanup_ctx.append(tasks_ctx)

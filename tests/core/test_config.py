@@ -63,6 +63,7 @@ def test_environment_overrides_each_type() -> None:
     ({"schedule": {"duration_minutes": 500}}, {}, "schedule.duration_minutes"),
     ({"server": {"allowed_origins": ["*"]}}, {}, "server.allowed_origins"),
     ({"i18n": {"default_locale": "fr"}}, {}, "i18n.default_locale"),
+    ({"push": {"timeout_seconds": 30.0}}, {}, "push.resend_after_seconds"),  # 120 s: a sender may take 184.5
     ({}, {"LIVECOMMERCE_SERVER_PORT": "eighty"}, "LIVECOMMERCE_SERVER_PORT"),
     ({}, {"LIVECOMMERCE_SERVER_TRUST_PROXY": "maybe"}, "LIVECOMMERCE_SERVER_TRUST_PROXY"),
     ({}, {"LIVECOMMERCE_SERVER_PROT": "1"}, "LIVECOMMERCE_SERVER_PROT"),

@@ -1,6 +1,7 @@
 """Reminders as Web Push notifications, sent for real: a push service on a real port here decrypts each
 message with the subscription's private key (aes128gcm, RFC 8291) and checks the VAPID token's signature
-against the configured public key (RFC 8292). Two app instances race to send: each reminder arrives once."""
+against the configured public key (RFC 8292). Two app instances race to send: each reminder arrives once;
+a reminder taken by a process that stopped before sending it is sent once by the scheduler's sweep."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import http_ece
@@ -27,10 +29,11 @@ from livecommerce.app import create_app
 from livecommerce.config import Config
 from livecommerce.db import utcnow
 from livecommerce.keys import AppKeys
-from livecommerce.webpush import PUSH, PushSubscription, Subscription, VapidKeys, b64url_decode
+from livecommerce.webpush import PUSH, PushSender, PushSubscription, Subscription, VapidKeys, b64url_decode
 from sessions import reminders
+from sessions.lifecycle import Scheduler
 from sessions.models import Broadcast, BroadcastState
-from sessions.reminders import SENDING, PushReminder, send_reminders
+from sessions.reminders import MAX_TAKES, SENDING, PushReminder, resend_lost, send_reminders, take_due, take_lost
 from sessions.room import push_transition
 
 from ..support import World, csrf, fresh, sign_in
@@ -67,6 +70,7 @@ class PushService:
     received: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # decrypted, per browser
     attempts: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    delay: float = 0.0  # seconds before each answer
 
     def browser(self, name: str) -> Browser:
         self.browsers[name] = Browser(name)
@@ -99,6 +103,7 @@ class PushService:
         except Exception as exc:  # a wrong message is a failed test, told by `problems`
             self.problems.append(f"{name}: {exc!r}")
             return web.Response(status=400)
+        await asyncio.sleep(self.delay)
         queue = self.answers.get(name, [])
         status = queue.pop(0) if queue else 201
         if status == 201:
@@ -305,3 +310,156 @@ async def test_reminders_only_for_what_is_coming_and_the_service_worker_and_key(
     assert resp.headers["Content-Type"].startswith("text/javascript")
     assert resp.headers["Service-Worker-Allowed"] == "/"
     assert "notificationclick" in await resp.text()
+
+
+# -- reminders taken and never sent ----------------------------------------------------------------
+
+async def reminded_in_the_lobby(client: TestClient, push_service: PushService, db: AsyncSession, broadcast_id: int,
+                                *names: str) -> None:
+    """Browsers that asked to be reminded of a broadcast whose lobby is now open."""
+    token = await csrf(client)
+    for name in names:
+        resp = await remind_me(client, broadcast_id, push_service.browser(name).subscription(push_service.base), token)
+        assert resp.status == 200, await resp.text()
+    await set_state(db, broadcast_id, BroadcastState.LOBBY)
+
+
+async def set_state(db: AsyncSession, broadcast_id: int, state: BroadcastState) -> None:
+    b = await (await fresh(db)).get(Broadcast, broadcast_id)
+    assert b is not None
+    b.state = state
+    await db.commit()
+
+
+async def taken_by_a_process_that_stops(app: web.Application, broadcast_id: int, at: datetime) -> int:
+    """A process takes the reminders as the show opens, then stops before sending them."""
+    async with app[AppKeys.db].begin() as tx:
+        return len(await take_due(tx, broadcast_id, at))
+
+
+def counts(push_service: PushService) -> dict[str, int]:
+    return {name: len(got) for name, got in push_service.received.items()}
+
+
+async def test_a_reminder_whose_sender_stopped_is_sent_once_by_the_sweep_after_the_delay(
+        two_apps: tuple[TestClient, TestClient], push_service: PushService, world: World, db: AsyncSession) -> None:
+    first, second = two_apps
+    broadcast_id = world.scheduled.id
+    await reminded_in_the_lobby(first, push_service, db, broadcast_id, "phone", "laptop")
+    taken_at = utcnow()
+    assert await taken_by_a_process_that_stops(first.app, broadcast_id, taken_at) == 2
+    after = timedelta(seconds=first.app[AppKeys.config].push.resend_after_seconds)
+
+    # before the delay its sender may still be at work: nobody takes it
+    assert await resend_lost(second.app, taken_at + after - timedelta(seconds=1)) == []
+    assert push_service.received == {}
+
+    # after it, two processes sweep at once: each reminder is taken again by one, and arrives once
+    reports = await asyncio.gather(resend_lost(first.app, taken_at + after + timedelta(seconds=1)),
+                                   resend_lost(second.app, taken_at + after + timedelta(seconds=1)))
+    assert push_service.problems == []
+    assert counts(push_service) == {"phone": 1, "laptop": 1}
+    assert push_service.attempts == {"phone": 1, "laptop": 1}
+    assert sum(r.sent for found in reports for r in found) == 2
+    assert push_service.received["phone"][0]["state"] == "lobby"
+
+    # sent: never again, however late the next sweeps
+    for later in (timedelta(minutes=10), timedelta(hours=1)):
+        assert await resend_lost(first.app, taken_at + later) == []
+        assert await resend_lost(second.app, taken_at + later) == []
+    assert counts(push_service) == {"phone": 1, "laptop": 1}
+    db = await fresh(db)
+    rows = (await db.execute(select(PushReminder.outcome, PushReminder.takes)
+                             .where(PushReminder.broadcast_id == broadcast_id))).all()
+    assert sorted(rows) == [("sent", 2), ("sent", 2)]
+
+
+async def test_a_reminder_is_taken_again_a_bounded_number_of_times_and_only_while_its_show_is_open(
+        two_apps: tuple[TestClient, TestClient], push_service: PushService, world: World, db: AsyncSession) -> None:
+    first, _ = two_apps
+    broadcast_id = world.scheduled.id
+    await reminded_in_the_lobby(first, push_service, db, broadcast_id, "refused")
+    push_service.answers = {"refused": [500] * 10}
+    report = await send_reminders(first.app, broadcast_id, BroadcastState.LOBBY)
+    assert report.failed == 1  # its sender tried and wrote so: a failure is not taken again
+    await reminded_in_the_lobby(first, push_service, db, broadcast_id, "lost")
+    taken_at = utcnow()
+    assert await taken_by_a_process_that_stops(first.app, broadcast_id, taken_at) == 1
+    after = first.app[AppKeys.config].push.resend_after_seconds
+
+    async def sweep_takes(minutes: int) -> list[str]:
+        """What a sweep takes `minutes` after the first take (and then stops, sending nothing)."""
+        async with first.app[AppKeys.db].begin() as tx:
+            found = await take_lost(tx, taken_at + timedelta(minutes=minutes), after)
+        return [d.subscription.endpoint.rsplit("/", 1)[1] for due in found.values() for d in due]
+
+    assert await sweep_takes(3) == ["lost"]  # its second take
+    assert await sweep_takes(4) == []  # taken a minute ago: that sender may be at work
+    await set_state(db, broadcast_id, BroadcastState.ENDED)
+    assert await sweep_takes(10) == []  # the show is over: no reminder of it
+    await set_state(db, broadcast_id, BroadcastState.LIVE)
+    assert await sweep_takes(20) == ["lost"]  # its third
+    assert MAX_TAKES == 3
+    assert await sweep_takes(30) == []  # never a fourth
+    assert push_service.received == {}
+
+
+async def test_a_sender_still_at_work_is_never_raced(push_config: Config, aiohttp_client: Any,
+                                                      push_service: PushService, world: World,
+                                                      db: AsyncSession) -> None:
+    """A sender with more reminders than it sends at once keeps hold of those that wait: another process
+    sweeping all along takes none of them, even when the whole takes longer than the delay."""
+    config = push_config.replace(push={"timeout_seconds": 1.0, "retries": 0, "resend_after_seconds": 3.5})
+    app = create_app(config)
+    app[PUSH] = PushSender(config, VAPID, workers=1)  # one notification at a time
+    first = await aiohttp_client(app)
+    second = await aiohttp_client(create_app(config))
+    names = [f"b{n}" for n in range(16)]
+    await reminded_in_the_lobby(first, push_service, db, world.scheduled.id, *names)
+    push_service.delay = 0.3  # 16 × 0.3 s: longer than resend_after_seconds
+
+    started = time.monotonic()
+    sending = asyncio.create_task(send_reminders(first.app, world.scheduled.id, BroadcastState.LOBBY))
+    sweeps = 0
+    while not sending.done():
+        assert await resend_lost(second.app) == []
+        sweeps += 1
+        await asyncio.sleep(0.2)
+    report = sending.result()
+    assert time.monotonic() - started > config.push.resend_after_seconds and sweeps >= 5
+
+    assert push_service.problems == []
+    assert report.sent == len(names) and report.elsewhere == 0
+    assert counts(push_service) == dict.fromkeys(names, 1)
+    assert push_service.attempts == dict.fromkeys(names, 1)
+
+
+class At:
+    """A clock stopped at one time, for one look of the scheduler."""
+
+    def __init__(self, now: datetime) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
+        return None
+
+
+async def test_the_scheduler_sweeps_at_its_look(two_apps: tuple[TestClient, TestClient], push_service: PushService,
+                                                world: World, db: AsyncSession) -> None:
+    first, second = two_apps
+    await reminded_in_the_lobby(first, push_service, db, world.scheduled.id, "phone")
+    taken_at = utcnow()
+    assert await taken_by_a_process_that_stops(first.app, world.scheduled.id, taken_at) == 1
+    after = timedelta(seconds=first.app[AppKeys.config].push.resend_after_seconds)
+
+    await Scheduler(second.app, At(taken_at + after / 2)).tick()
+    await wait_sent(second.app)
+    assert push_service.received == {}
+    await asyncio.gather(Scheduler(first.app, At(taken_at + after * 1.5)).tick(),
+                         Scheduler(second.app, At(taken_at + after * 1.5)).tick())
+    await asyncio.gather(wait_sent(first.app), wait_sent(second.app))
+    assert push_service.problems == []
+    assert counts(push_service) == {"phone": 1}
