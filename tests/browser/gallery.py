@@ -41,6 +41,7 @@ CAPTIONS = {
     "merchant-packing": "A day's packing list to print",
     "staff-schedule": "Staff: the schedule, series in words",
     "staff-orders": "Staff: every order",
+    "staff-broadcasts": "Staff: every broadcast",
     "staff-catalogue": "Staff: the catalogue",
     "staff-product": "Staff: a product with its picture",
     "schedule-staff": "The schedule",

@@ -1,7 +1,7 @@
 """Each page of the live sale, at phone size (390×844) and desk size (1280×800): it loads with no console
 error and no failed request, does not scroll sideways, axe-core finds no serious or critical accessibility
-violation in it, and its screenshot is saved for the gallery (`python -m tests.browser.gallery` writes
-docs/screens.md from them)."""
+violation in it (nor any about its landmarks: two of one name, content outside them), and its screenshot is
+saved for the gallery (`python -m tests.browser.gallery` writes docs/screens.md from them)."""
 
 from __future__ import annotations
 
@@ -18,17 +18,21 @@ expect.set_options(timeout=WAIT_MS)
 
 AXE = Axe()  # axe-core as the package ships it: read from disk, injected into each page
 SEVERE = ("serious", "critical")
+# axe calls these "moderate"; they are kept out all the same: a page's landmarks are how a screen reader
+# moves through it, and two of one name (a section and the table box in it, say) make that a guess
+LANDMARK_RULES = re.compile(r"^(landmark-.+|region)$")
 
 
 def accessible(page: Page) -> None:
-    """axe-core finds no serious or critical violation in the page as it is now. Motion is reduced while it
-    looks (the stylesheet then stops its animations), so that a colour is judged at rest, not mid-fade."""
+    """axe-core finds no serious or critical violation in the page as it is now, and none about its
+    landmarks. Motion is reduced while it looks (the stylesheet then stops its animations), so that a colour
+    is judged at rest, not mid-fade."""
     page.emulate_media(reduced_motion="reduce")
     try:
         results = AXE.run(page).response
     finally:
         page.emulate_media(reduced_motion="no-preference")
-    severe = [v for v in results["violations"] if v.get("impact") in SEVERE]
+    severe = [v for v in results["violations"] if v.get("impact") in SEVERE or LANDMARK_RULES.match(v["id"])]
     lines = []
     for v in severe:
         lines.append(f"{v['id']} ({v['impact']}): {v['help']} — {v['helpUrl']}")
@@ -211,6 +215,27 @@ def _no_overlap(page: Page, selector: str) -> None:
     assert overlaps == 0, f"{page.url}: {overlaps} overlapping {selector}"
 
 
+def _cards_on_a_phone(page: Page, table: str, size: str) -> None:
+    """A table of the design system's cards: on a phone each row is a card that fits the screen, each cell
+    led by its column's name and the row's actions at least 44px tall; on a desk a table."""
+    seen = page.evaluate("""(sel) => {
+        const table = document.querySelector(sel), box = table.closest('.table-scroll');
+        const cells = [...table.querySelectorAll('tbody td[data-label]')];
+        const says = td => getComputedStyle(td, '::before').content === JSON.stringify(td.dataset.label);
+        const actions = [...table.querySelectorAll('tbody .cell-actions a, tbody .cell-actions .btn')]
+            .map(e => e.getBoundingClientRect()).filter(r => r.width > 0);
+        return {display: getComputedStyle(table).display, sideways: box.scrollWidth - box.clientWidth,
+                labelled: cells.filter(says).length,
+                cells: cells.length, actions: actions.length, short: actions.filter(r => r.height < 44).length};
+    }""", table)
+    assert seen["cells"] and seen["actions"], f"{page.url}: {table} has no labelled cells or no actions: {seen}"
+    if size == "phone":
+        assert seen["display"] == "block" and seen["sideways"] <= 0, f"{page.url}: {table} is no cards: {seen}"
+        assert seen["labelled"] == seen["cells"] and seen["short"] == 0, f"{page.url}: {table}'s cards: {seen}"
+    else:
+        assert seen["display"] == "table" and seen["labelled"] == 0, f"{page.url}: {table} is no table: {seen}"
+
+
 @pytest.mark.parametrize("size", ["phone", "desk"])
 def test_the_stall_and_staff_pages(site: Site, contexts: Any, size: str) -> None:
     import io
@@ -257,10 +282,14 @@ def test_the_stall_and_staff_pages(site: Site, contexts: Any, size: str) -> None
     staff.goto(f"{site.url}/staff/orders")
     expect(staff.locator("#staff-orders")).to_be_visible()
     _no_overlap(staff, "#staff-orders .row-actions .btn")
+    _cards_on_a_phone(staff, "#staff-orders", size)
     look(staff, f"staff-orders-{size}")
     staff.goto(f"{site.url}/staff/chat")
     expect(staff.locator("form .btn-primary")).to_be_visible()
     accessible(staff)
+    staff.goto(f"{site.url}/staff")
+    _cards_on_a_phone(staff, "#main table", size)
+    look(staff, f"staff-broadcasts-{size}")
     staff.goto(f"{site.url}/staff/catalogue")
     expect(staff.locator("#catalogue-products .cat-item").first).to_be_visible()
     look(staff, f"staff-catalogue-{size}")
@@ -295,7 +324,12 @@ def test_the_other_pages_are_accessible(site: Site, contexts: Any, size: str) ->
         focus_visible(guest)
     staff = contexts(size).new_page()
     sign_in(staff, site.url, "staff", "/staff")
-    for path in ("/staff", "/staff/broadcasts/new", "/staff/series/new", "/staff/catalogue/products/new",
+    staff.goto(site.url + "/staff/schedule")
+    series = staff.locator("a[href^='/staff/series/']:not([href$='/new'])").first.get_attribute("href")
+    assert series, "the demo market has a weekly series"
+    for path in ("/staff/broadcasts/new", "/staff/series/new", "/staff/catalogue/products/new",
+                 "/staff/catalogue/stalls/new", "/staff/catalogue/accounts/new", f"/staff/broadcasts/{site.live_id}",
+                 f"/staff/broadcasts/{site.ended_id}", f"/staff/broadcasts/{site.ended_id}/report", series,
                  "/staff/coupons", "/staff/giveaways", "/host"):
         staff.goto(site.url + path)
         expect(staff.locator("h1").first).to_be_visible()

@@ -520,9 +520,9 @@ async def test_the_schedule_says_the_rule_in_words(client: TestClient, world: Wo
     assert '<option value="main" selected>메인 채널</option>' in html
     assert '<option value="special">특집 채널</option>' in html
     html = await (await client.get("/staff/schedule")).text()
-    assert "<td>메인 채널</td>" in html and "<td>series</td>" in html and "<code>main</code>" not in html
+    assert ">메인 채널</td>" in html and ">series</td>" in html and "<code>main</code>" not in html
     html = await (await client.get("/staff/schedule?lang=en")).text()
-    assert "<td>Main channel</td>" in html and "Every Tue 20:30–22:00" in html
+    assert ">Main channel</td>" in html and "Every Tue 20:30–22:00" in html
 
 
 async def test_the_chat_page_names_report_reasons(client: TestClient, world: World, db: AsyncSession) -> None:
@@ -537,8 +537,8 @@ async def test_the_chat_page_names_report_reasons(client: TestClient, world: Wor
     await db.commit()
     await sign_in(client, "staff")
     html = await (await client.get("/staff/chat")).text()
-    assert "<td>방송과 무관</td>" in html and "(스팸·광고)" in html
+    assert ">방송과 무관</td>" in html and "(스팸·광고)" in html
     assert ">off_topic<" not in html and "(spam)" not in html and "직접 쓴 이유" in html
     assert 'class="btn btn-primary"' in html and 'class="button"' not in html
     html = await (await client.get("/staff/chat?lang=en")).text()
-    assert "<td>Off topic</td>" in html and "(Spam or advertising)" in html
+    assert ">Off topic</td>" in html and "(Spam or advertising)" in html
