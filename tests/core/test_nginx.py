@@ -9,6 +9,7 @@ on first use) does the same chat and resume through nginx, connecting as a brows
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -90,6 +91,11 @@ class Cluster:
 async def cluster(config: Config, world: World) -> AsyncIterator[Cluster]:
     c = Cluster(config)
     try:
+        # each process answers on its own before anything goes through nginx: a probe that reached a process
+        # still starting would have nginx mark it failed, and send its addresses to the other for a while
+        for process in (f"http://127.0.0.1:{c.first}", f"http://127.0.0.1:{c.first + 1}"):
+            await until(functools.partial(health, process), lambda h: h[0] == 200 or c.proc.poll() is not None,
+                        90, every=0.2)
         await until(lambda: health(c.base), lambda h: h[0] == 200 or c.proc.poll() is not None, 90, every=0.2)
         assert c.proc.poll() is None, c.logs()
         yield c
