@@ -159,6 +159,9 @@ def test_a_show_scheduled_in_the_staff_pages_opens_sells_and_ends_by_the_clock(
     clock.move_to(start + timedelta(minutes=63, seconds=5))
     state_of(mina).to_have_attribute("data-state", "ended", timeout=BY_ITSELF_MS)
     expect(mina.locator("#ended-line")).to_be_visible()
+    expect(mina.locator("#ending-message")).to_be_hidden()  # "ends in 4 minutes" is gone with the show
+    expect(mina.locator("#spotlight")).to_be_hidden()
+    expect(mina.locator("#chat-input")).to_be_disabled()
     expect(host.locator("#report-link")).to_be_visible()
     expect(host.locator("#go-live")).to_be_disabled()
     expect(host.locator("#end-broadcast")).to_be_disabled()

@@ -67,7 +67,12 @@
     // Buying opens with the show and closes with it (the spotlight's button too, which has no product
     // before the first spotlight).
     document.querySelectorAll("[data-buy], #spotlight-buy").forEach(function (btn) { btn.disabled = state !== "live"; });
+    var ending = $("ending-message");
+    if (ending && state !== "live") ending.hidden = true; // "ends in N minutes" is over once it has ended
     if (!open) {
+      // as a page opened after the end shows it: no spotlight to buy from, no connection to speak of
+      if (spot) spot.hidden = true;
+      if (statusEl) statusEl.hidden = true;
       if (LC.buySheet && LC.buySheet.close) LC.buySheet.close();
       closeLineup();
       var dock = document.querySelector(".live-dock");
